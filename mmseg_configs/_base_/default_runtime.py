@@ -1,0 +1,20 @@
+# Runtime shared by every config of the harness: MMSegmentation's
+# default_runtime, plus the project's registrations and checkpoints that load
+# under torch's weights-only unpickler (fashionseg/checkpoint.py).
+default_scope = 'mmseg'
+custom_imports = dict(imports=['fashionseg'], allow_failed_imports=False)
+env_cfg = dict(
+    cudnn_benchmark=True,
+    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+    dist_cfg=dict(backend='nccl'),
+)
+vis_backends = [dict(type='LocalVisBackend')]
+visualizer = dict(
+    type='SegLocalVisualizer', vis_backends=vis_backends, name='visualizer')
+log_processor = dict(by_epoch=True)
+log_level = 'INFO'
+load_from = None
+resume = False
+custom_hooks = [dict(type='PlainCheckpointHook')]
+
+tta_model = dict(type='SegTTAModel')

@@ -1,0 +1,125 @@
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def write_synthetic_seg_dataset(root: Path, num_images: int = 4,
+                                size=(48, 40), num_classes: int = 3,
+                                seed: int = 0) -> Path:
+    """Images of coloured rectangles and their label maps, in mmseg's
+    ``img_dir``/``ann_dir`` layout, for tests that need a trainable set."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    for split in ('train', 'val'):
+        (root / 'img_dir' / split).mkdir(parents=True)
+        (root / 'ann_dir' / split).mkdir(parents=True)
+        for i in range(num_images):
+            label = np.zeros((h, w), np.uint8)
+            for cls in range(1, num_classes):
+                y, x = rng.integers(0, h - 8), rng.integers(0, w - 8)
+                label[y:y + rng.integers(6, h // 2),
+                      x:x + rng.integers(6, w // 2)] = cls
+            colours = np.array([[30, 30, 30], [200, 40, 40], [40, 200, 40],
+                                [40, 40, 200]], np.uint8)
+            image = colours[label % len(colours)]
+            image = np.clip(image + rng.integers(0, 20, image.shape), 0,
+                            255).astype(np.uint8)
+            cv2.imwrite(str(root / 'img_dir' / split / f'{i:04d}.png'), image)
+            cv2.imwrite(str(root / 'ann_dir' / split / f'{i:04d}.png'), label)
+    return root
+
+
+def tiny_segmentor_cfg(num_classes: int = 3) -> dict:
+    """A small FCN on a narrow ResNet-18: trains in seconds on a CPU."""
+    norm_cfg = dict(type='BN', requires_grad=True)
+    return dict(
+        type='EncoderDecoder',
+        data_preprocessor=dict(
+            type='SegDataPreProcessor',
+            mean=[123.675, 116.28, 103.53],
+            std=[58.395, 57.12, 57.375],
+            bgr_to_rgb=True,
+            pad_val=0,
+            seg_pad_val=255,
+            size_divisor=8),
+        backbone=dict(
+            type='ResNetV1c', depth=18, stem_channels=8, base_channels=8,
+            num_stages=4, out_indices=(0, 1, 2, 3), norm_cfg=norm_cfg),
+        decode_head=dict(
+            type='FCNHead', in_channels=64, in_index=3, channels=16,
+            num_convs=1, concat_input=False, num_classes=num_classes,
+            norm_cfg=norm_cfg, align_corners=False,
+            loss_decode=dict(type='CrossEntropyLoss', loss_weight=1.0)),
+        train_cfg=dict(),
+        test_cfg=dict(mode='whole'))
+
+
+def tiny_runner_cfg(data_root: Path, work_dir: Path, max_epochs: int = 1,
+                    num_classes: int = 3):
+    """A full mmengine config on the harness's default runtime."""
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(
+        str(REPO / 'mmseg_configs' / '_base_' / 'default_runtime.py'))
+    metainfo = dict(classes=tuple(f'c{i}' for i in range(num_classes)),
+                    palette=[[i * 60, i * 60, i * 60]
+                             for i in range(num_classes)])
+    train_pipeline = [
+        dict(type='LoadImageFromFile'),
+        dict(type='LoadAnnotations'),
+        dict(type='RandomFlip', prob=0.5),
+        dict(type='PackSegInputs'),
+    ]
+    test_pipeline = [
+        dict(type='LoadImageFromFile'),
+        dict(type='LoadAnnotations'),
+        dict(type='PackSegInputs'),
+    ]
+
+    def loader(split, pipeline, shuffle):
+        return dict(
+            batch_size=2, num_workers=0,
+            sampler=dict(type='DefaultSampler', shuffle=shuffle),
+            dataset=dict(
+                type='BaseSegDataset', data_root=str(data_root),
+                metainfo=metainfo, img_suffix='.png', seg_map_suffix='.png',
+                data_prefix=dict(img_path=f'img_dir/{split}',
+                                 seg_map_path=f'ann_dir/{split}'),
+                pipeline=pipeline))
+
+    cfg.merge_from_dict(dict(
+        work_dir=str(work_dir),
+        test_pipeline=test_pipeline,
+        model=tiny_segmentor_cfg(num_classes),
+        train_dataloader=loader('train', train_pipeline, True),
+        val_dataloader=loader('val', test_pipeline, False),
+        test_dataloader=loader('val', test_pipeline, False),
+        val_evaluator=dict(type='IoUMetric', iou_metrics=['mIoU']),
+        test_evaluator=dict(type='IoUMetric', iou_metrics=['mIoU']),
+        optim_wrapper=dict(type='OptimWrapper',
+                           optimizer=dict(type='Adam', lr=1e-3)),
+        train_cfg=dict(type='EpochBasedTrainLoop', max_epochs=max_epochs,
+                       val_interval=1),
+        val_cfg=dict(type='ValLoop'),
+        test_cfg=dict(type='TestLoop'),
+        default_hooks=dict(
+            timer=dict(type='IterTimerHook'),
+            logger=dict(type='LoggerHook', interval=1),
+            param_scheduler=dict(type='ParamSchedulerHook'),
+            checkpoint=dict(type='CheckpointHook', by_epoch=True, interval=1,
+                            save_best='aAcc', rule='greater'),
+            sampler_seed=dict(type='DistSamplerSeedHook')),
+        randomness=dict(seed=0),
+    ))
+    return cfg
+
+
+@pytest.fixture
+def synthetic_dataset(tmp_path):
+    return write_synthetic_seg_dataset(tmp_path / 'data')
