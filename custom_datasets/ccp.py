@@ -1,0 +1,112 @@
+"""Clothing Co-Parsing (CCP), 59 classes: the third, openly available
+dataset of the harness (the paper uses Fashionista and CFPD, section 3).
+
+The release is the repository layout of bearpaw/clothing-co-parsing:
+``label_list.mat`` (``label_list``, 59 names, 0 = null), ``photos/NNNN.jpg``
+and, for the 1004 photos with pixel labels,
+``annotations/pixel-level/NNNN.mat`` (``groundtruth``, H x W label indices).
+Splits: :func:`custom_datasets.splits.ccp_splits`.
+"""
+from pathlib import Path
+from typing import Iterator, List
+
+import numpy as np
+import scipy.io
+from mmseg.datasets import BaseSegDataset
+from mmseg.registry import DATASETS
+
+from .layout import DatasetFormatError, Sample
+from .matlab import char_array_to_str, check_names, require
+from .palette import label_palette
+from .splits import ccp_splits
+
+CCP_CLASSES = (
+    'null', 'accessories', 'bag', 'belt', 'blazer', 'blouse', 'bodysuit',
+    'boots', 'bra', 'bracelet', 'cape', 'cardigan', 'clogs', 'coat', 'dress',
+    'earrings', 'flats', 'glasses', 'gloves', 'hair', 'hat', 'heels',
+    'hoodie', 'intimate', 'jacket', 'jeans', 'jumper', 'leggings', 'loafers',
+    'necklace', 'panties', 'pants', 'pumps', 'purse', 'ring', 'romper',
+    'sandals', 'scarf', 'shirt', 'shoes', 'shorts', 'skin', 'skirt',
+    'sneakers', 'socks', 'stockings', 'suit', 'sunglasses', 'sweater',
+    'sweatshirt', 'swimwear', 't-shirt', 'tie', 'tights', 'top', 'vest',
+    'wallet', 'watch', 'wedges')
+
+
+@DATASETS.register_module()
+class CCPDataset(BaseSegDataset):
+    """CCP in the layout ``tools/convert_data.py`` writes.
+
+    Background (``null``, index 0) is a class and counts in pixel accuracy,
+    as for the paper's datasets, so ``reduce_zero_label`` is False.
+    """
+    METAINFO = dict(classes=CCP_CLASSES,
+                    palette=label_palette(len(CCP_CLASSES)))
+
+    def __init__(self,
+                 img_suffix='.jpg',
+                 seg_map_suffix='.png',
+                 reduce_zero_label=False,
+                 **kwargs) -> None:
+        super().__init__(
+            img_suffix=img_suffix,
+            seg_map_suffix=seg_map_suffix,
+            reduce_zero_label=reduce_zero_label,
+            **kwargs)
+
+
+def read_mat(path: Path) -> dict:
+    try:
+        return scipy.io.loadmat(str(path))
+    except (ValueError, OSError, TypeError) as error:
+        raise DatasetFormatError(
+            f'{path}: not a readable MATLAB file ({error})') from None
+
+
+class CCPRelease:
+    """Reader of the clothing-co-parsing repository layout."""
+
+    def __init__(self, src: Path):
+        self.root = Path(src)
+        self.label_list = self.root / 'label_list.mat'
+        self.photo_dir = self.root / 'photos'
+        self.annotation_dir = self.root / 'annotations' / 'pixel-level'
+        for path in (self.label_list, self.photo_dir, self.annotation_dir):
+            if not path.exists():
+                raise DatasetFormatError(f'{path}: not found')
+        names = [char_array_to_str(name) for name in np.asarray(require(
+            read_mat(self.label_list), 'label_list',
+            self.label_list)).ravel()]
+        check_names(names, CCP_CLASSES, self.label_list, 'label_list')
+        self.annotations: List[Path] = sorted(
+            self.annotation_dir.glob('*.mat'))
+        for path in self.annotations:
+            if not path.stem.isdigit():
+                raise DatasetFormatError(
+                    f'{path}: expected a numeric id as the file name')
+        self.num_samples = len(self.annotations)
+
+    def ids(self) -> List[int]:
+        return [int(path.stem) for path in self.annotations]
+
+    def splits(self):
+        return {split: [f'{i:04d}' for i in ids]
+                for split, ids in ccp_splits(self.ids()).items()}
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self) -> Iterator[Sample]:
+        for position, path in enumerate(self.annotations, start=1):
+            stem = f'{int(path.stem):04d}'
+            photo = self.photo_dir / f'{path.stem}.jpg'
+            sample = Sample(stem=stem, position=position, image_bytes=b'',
+                            label=None, source=str(path))
+            if not photo.is_file():
+                raise sample.error(f'photo {photo} is missing')
+            sample.image_bytes = photo.read_bytes()
+            sample.label = np.asarray(
+                require(read_mat(path), 'groundtruth', path))
+            yield sample
+
+    def close(self) -> None:
+        pass

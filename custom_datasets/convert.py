@@ -1,0 +1,35 @@
+"""Converting a raw release into the MMSegmentation layout
+(``tools/convert_data.py``)."""
+from pathlib import Path
+from typing import Dict
+
+from .ccp import CCP_CLASSES, CCPRelease
+from .cfpd import CFPD_CLASSES, CFPDRelease
+from .fashionista import FASHIONISTA_CLASSES, FashionistaRelease
+from .layout import write_dataset
+
+RELEASES = {
+    'fashionista': (FashionistaRelease, len(FASHIONISTA_CLASSES)),
+    'cfpd': (CFPDRelease, len(CFPD_CLASSES)),
+    'ccp': (CCPRelease, len(CCP_CLASSES)),
+}
+
+
+def convert_release(name: str, src: Path, out: Path) -> Dict[str, int]:
+    """Read the raw release of dataset ``name`` in ``src`` and write it to
+    ``out`` (see :mod:`custom_datasets.layout`). Deterministic: a rerun
+    writes byte-identical files.
+
+    Returns:
+        The number of images in each split.
+    """
+    release_cls, num_classes = RELEASES[name]
+    release = release_cls(Path(src))
+    try:
+        split_of = {stem: split
+                    for split, stems in release.splits().items()
+                    for stem in stems}
+        return write_dataset(release, split_of, Path(out), num_classes,
+                             total=len(release), desc=f'converting {name}')
+    finally:
+        release.close()

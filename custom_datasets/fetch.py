@@ -1,0 +1,254 @@
+"""Downloading the raw releases (``tools/fetch_data.py``).
+
+Downloads go through ``gdown``, which handles Google Drive (CFPD's host) as
+well as plain HTTP, shows a progress bar, retries, resumes a partial file
+and detects a body shorter than announced. What arrives is then checked to be
+the expected kind of file (a MATLAB file or a zip archive, not an HTML page)
+before it is kept; archives are extracted without letting any member land
+outside the target folder.
+"""
+import os
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import gdown
+import h5py
+import scipy.io
+
+from .cfpd import CFPD_IMAGES, CFPD_MAT
+from .fashionista import FASHIONISTA_MAT
+
+
+class FetchError(RuntimeError):
+    """A download or local copy that did not give the expected release."""
+
+
+@dataclass(frozen=True)
+class ReleaseSource:
+    name: str
+    url: Optional[str]  # plain HTTP(S)
+    drive_id: Optional[str]  # Google Drive file id
+    filename: str  # what the download is saved as
+    kind: str  # 'mat' or 'zip'
+    # For archives: a path that identifies the release's root folder.
+    marker: Optional[str] = None
+    # For MATLAB files: variables a complete file holds.
+    variables: tuple = ()
+
+
+CCP_COMMIT = 'fe34fb77721a9973fbae92c05f7f12b664d10110'
+SOURCES = {
+    'fashionista': ReleaseSource(
+        'fashionista',
+        'http://vision.is.tohoku.ac.jp/~kyamagu/private/fashionista2/data/'
+        'fashionista-v1.0.mat', None, FASHIONISTA_MAT, 'mat',
+        variables=('truths', 'test_index', 'labels')),
+    'cfpd': ReleaseSource(
+        'cfpd', None, '0BwIcx4kBjPrcTzlQYi1VbmthVVU', 'cfpd.zip', 'zip',
+        marker=CFPD_MAT),
+    'ccp': ReleaseSource(
+        'ccp', 'https://github.com/bearpaw/clothing-co-parsing/archive/'
+        f'{CCP_COMMIT}.zip', None, f'clothing-co-parsing-{CCP_COMMIT}.zip',
+        'zip', marker='label_list.mat'),
+}
+
+HTML_STARTS = (b'<!doctype', b'<html', b'<?xml', b'<head', b'<body')
+
+
+def _source_location(source: ReleaseSource) -> str:
+    if source.drive_id:
+        return f'Google Drive file id {source.drive_id}'
+    return source.url
+
+
+def _manual_hint(source: ReleaseSource, out: Path) -> str:
+    return (f'Download it by hand from {_source_location(source)} and run: '
+            f'python tools/fetch_data.py {source.name} --out {out} '
+            f'--from PATH_TO_THE_DOWNLOAD')
+
+
+def check_download(path: Path, source: ReleaseSource) -> None:
+    """Raise FetchError unless ``path`` is a complete file of the expected
+    kind."""
+    with open(path, 'rb') as f:
+        head = f.read(1024)
+    if head.lstrip()[:16].lower().startswith(HTML_STARTS):
+        raise FetchError(f'{path} is an HTML page, not the '
+                         f'{source.kind} file of {source.name}')
+    if source.kind == 'zip':
+        if not zipfile.is_zipfile(path):
+            raise FetchError(f'{path} is not a zip archive (or is truncated)')
+        try:
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError) as error:
+            raise FetchError(f'{path} is a damaged zip archive ({error})')
+        if bad is not None:
+            raise FetchError(f'{path}: member {bad} fails its CRC check')
+        return
+    # A MATLAB file: v7.3 is HDF5, older versions are read with scipy.
+    if h5py.is_hdf5(str(path)):
+        try:
+            with h5py.File(path, 'r') as mat:
+                names = set(mat.keys())
+        except OSError as error:
+            raise FetchError(f'{path} is a damaged MATLAB v7.3 file '
+                             f'({error})') from None
+        missing = [v for v in source.variables if v not in names]
+        if missing:
+            raise FetchError(f'{path} lacks the variables {missing}: not '
+                             f'the {source.name} release')
+        return
+    if not head.startswith(b'MATLAB'):
+        raise FetchError(f'{path} is not a MATLAB file')
+    # A full read is the only way to notice a truncated v7 file: scipy
+    # silently drops the variables that lie past the end.
+    try:
+        names = set(scipy.io.loadmat(str(path)))
+    except Exception as error:  # scipy raises many kinds on a bad file
+        raise FetchError(f'{path} is a damaged or truncated MATLAB file '
+                         f'({type(error).__name__}: {error})') from None
+    missing = [v for v in source.variables if v not in names]
+    if missing:
+        raise FetchError(f'{path} lacks the variables {missing}: truncated, '
+                         f'or not the {source.name} release')
+
+
+def safe_extract(archive_path: Path, target: Path) -> None:
+    """Extract a zip archive, refusing members that would land outside
+    ``target`` (absolute paths, ``..``) and symbolic links."""
+    target = target.resolve()
+    with zipfile.ZipFile(archive_path) as archive:
+        for member in archive.infolist():
+            destination = (target / member.filename).resolve()
+            if destination != target and target not in destination.parents:
+                raise FetchError(f'{archive_path}: member {member.filename!r}'
+                                 ' would be extracted outside the target '
+                                 'folder; refusing the archive')
+            mode = member.external_attr >> 16
+            if (mode & 0o170000) == 0o120000:
+                raise FetchError(f'{archive_path}: member {member.filename!r}'
+                                 ' is a symbolic link; refusing the archive')
+        archive.extractall(target)
+
+
+def _find_release_root(folder: Path, marker: str) -> Path:
+    """The folder holding ``marker``: ``folder`` itself or one below it."""
+    if (folder / marker).exists():
+        return folder
+    found = sorted(p.parent for p in folder.glob(f'*/{marker}'))
+    if len(found) != 1:
+        raise FetchError(f'{folder}: expected one folder holding {marker}, '
+                         f'found {len(found)}')
+    return found[0]
+
+
+def _install_release(source: ReleaseSource, download: Path,
+                     out: Path) -> Path:
+    """Put the checked release into ``out`` (extracting an archive), through
+    a temporary folder so that ``out`` never holds a half-extracted one."""
+    out.mkdir(parents=True, exist_ok=True)
+    if source.kind == 'mat':
+        destination = out / source.filename
+        if download.resolve() != destination.resolve():
+            tmp = out / f'.{source.filename}.part-copy'
+            shutil.copyfile(download, tmp)
+            os.replace(tmp, destination)
+        return destination
+    tmp = Path(tempfile.mkdtemp(dir=out, prefix='.extract-'))
+    try:
+        safe_extract(download, tmp)
+        root = _find_release_root(tmp, source.marker)
+        for entry in sorted(root.iterdir()):
+            destination = out / entry.name
+            if destination.is_dir():
+                shutil.rmtree(destination)
+            elif destination.exists():
+                destination.unlink()
+            os.replace(entry, destination)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _copy_folder_release(source: ReleaseSource, folder: Path,
+                         out: Path) -> Path:
+    """``--from`` a folder already holding the extracted release."""
+    marker = source.marker or source.filename
+    root = _find_release_root(folder, marker)
+    if source.name == 'cfpd' and not (root / CFPD_IMAGES).is_dir():
+        raise FetchError(f'{root}: no {CFPD_IMAGES}/ folder beside '
+                         f'{CFPD_MAT}')
+    if source.kind == 'mat':
+        check_download(root / source.filename, source)
+        return _install_release(source, root / source.filename, out)
+    if root.resolve() == out.resolve():
+        return out
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f'.{out.name}.'))
+    try:
+        shutil.copytree(root, tmp / 'release')
+        out.mkdir(parents=True, exist_ok=True)
+        for entry in sorted((tmp / 'release').iterdir()):
+            destination = out / entry.name
+            if destination.is_dir():
+                shutil.rmtree(destination)
+            os.replace(entry, destination)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def fetch_release(name: str, out: Path, from_path: Optional[Path] = None,
+                  url: Optional[str] = None, retries: int = 3,
+                  quiet: bool = False) -> Path:
+    """Fetch dataset ``name``'s raw release into ``out``.
+
+    Args:
+        from_path: a local copy (the downloaded file, or a folder holding the
+            extracted release) to use instead of downloading.
+        url: overrides the release's address (mirrors, tests).
+
+    Returns:
+        Where the release now is (``out``, or the .mat file in it).
+    """
+    source = SOURCES[name]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if from_path is not None:
+        from_path = Path(from_path)
+        if not from_path.exists():
+            raise FetchError(f'{from_path}: no such file or folder')
+        if from_path.is_dir():
+            return _copy_folder_release(source, from_path, out)
+        try:
+            check_download(from_path, source)
+        except FetchError as error:
+            raise FetchError(f'{error}. {_manual_hint(source, out)}') from None
+        return _install_release(source, from_path, out)
+
+    download = out / source.filename if source.kind == 'mat' else \
+        out / f'.{source.filename}'
+    try:
+        gdown.download(
+            url=url or source.url, id=None if url else source.drive_id,
+            output=str(download), quiet=quiet, resume=True, retries=retries,
+            timeout=60)
+    except Exception as error:  # gdown and requests raise many kinds
+        raise FetchError(
+            f'Downloading {name} from {url or _source_location(source)} '
+            f'failed ({type(error).__name__}: {error}). '
+            f'{_manual_hint(source, out)}') from None
+    try:
+        check_download(download, source)
+    except FetchError as error:
+        download.unlink(missing_ok=True)
+        raise FetchError(f'{error}. {_manual_hint(source, out)}') from None
+    try:
+        return _install_release(source, download, out)
+    finally:
+        if source.kind == 'zip':
+            download.unlink(missing_ok=True)

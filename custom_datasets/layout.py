@@ -1,0 +1,154 @@
+"""Writing a converted dataset in MMSegmentation's folder layout.
+
+``OUT/img_dir/{train,val,test}/STEM.jpg`` (the release's JPEG bytes,
+unchanged), ``OUT/ann_dir/{train,val,test}/STEM.png`` (8-bit single-channel
+label indices, the photo's size) and ``OUT/splits/{train,val,test}.txt`` (one
+stem a line, in file order). The dataset is built in a temporary folder
+beside OUT and renamed into place only when every record has passed its
+checks, so a failed or interrupted conversion leaves nothing in OUT.
+"""
+import io
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterable
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from .splits import SPLITS
+
+JPEG_MAGIC = b'\xff\xd8\xff'
+
+
+class DatasetFormatError(ValueError):
+    """A raw release that does not have the expected content."""
+
+
+@dataclass
+class Sample:
+    """One photo and its label map as read from a raw release."""
+    stem: str
+    position: int  # 1-based record position in the release, for messages
+    image_bytes: bytes  # the JPEG file as released
+    label: np.ndarray  # H x W label indices
+    source: str  # the file the record came from, for messages
+
+    def error(self, problem: str) -> DatasetFormatError:
+        return DatasetFormatError(
+            f'{self.source}: record {self.position} ({self.stem}): {problem}')
+
+
+def decode_label_png(data: bytes) -> np.ndarray:
+    """Label indices of an 8-bit grey or palette PNG (palette indices are the
+    labels, not the colours)."""
+    image = Image.open(io.BytesIO(data))
+    if image.mode not in ('L', 'P'):
+        raise ValueError(f'annotation PNG has mode {image.mode}, expected a '
+                         'single-channel (L or P) image of label indices')
+    return np.asarray(image)
+
+
+def jpeg_size(sample: Sample):
+    """(height, width) of the sample's photo, after checking it decodes."""
+    if not sample.image_bytes.startswith(JPEG_MAGIC):
+        raise sample.error('photo is not a JPEG file')
+    try:
+        with Image.open(io.BytesIO(sample.image_bytes)) as image:
+            image.load()
+            width, height = image.size
+    except (OSError, SyntaxError, ValueError) as error:
+        raise sample.error(f'photo does not decode ({error})') from None
+    return height, width
+
+
+def check_sample(sample: Sample, num_classes: int) -> np.ndarray:
+    """The sample's label map as uint8, after the format checks."""
+    height, width = jpeg_size(sample)
+    label = np.asarray(sample.label)
+    if label.ndim != 2:
+        raise sample.error(f'label map has shape {label.shape}, expected '
+                           'a 2-D map')
+    if label.shape != (height, width):
+        raise sample.error(
+            f'label map is {label.shape[0]} x {label.shape[1]} but the '
+            f'photo is {height} x {width} (height x width)')
+    if label.size and (label.min() < 0 or label.max() >= num_classes):
+        bad = sorted(set(np.unique(label).tolist()) -
+                     set(range(num_classes)))
+        raise sample.error(f'label values {bad[:10]} are outside '
+                           f'0..{num_classes - 1}')
+    return label.astype(np.uint8)
+
+
+def encode_label_png(label: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(label, mode='L').save(buffer, format='PNG')
+    return buffer.getvalue()
+
+
+def write_dataset(samples: Iterable[Sample], split_of: Dict[str, str],
+                  out: Path, num_classes: int, total: int = None,
+                  desc: str = 'converting') -> Dict[str, int]:
+    """Check and write ``samples`` to ``out`` atomically.
+
+    Args:
+        samples: the records, in the release's file order.
+        split_of: split name of each stem; stems not in it are skipped.
+        out: the dataset folder to create (replaced if it exists).
+        num_classes: labels must lie in ``0..num_classes - 1``.
+
+    Returns:
+        The number of samples written to each split.
+    """
+    out = Path(out).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f'.{out.name}.tmp-'))
+    try:
+        for split in SPLITS:
+            (tmp / 'img_dir' / split).mkdir(parents=True)
+            (tmp / 'ann_dir' / split).mkdir(parents=True)
+        stems = {split: [] for split in SPLITS}
+        seen = set()
+        for sample in tqdm(samples, total=total, desc=desc, unit='img'):
+            split = split_of.get(sample.stem)
+            if split is None:
+                continue
+            if sample.stem in seen:
+                raise sample.error(f'stem {sample.stem} occurs twice')
+            seen.add(sample.stem)
+            label = check_sample(sample, num_classes)
+            (tmp / 'img_dir' / split / f'{sample.stem}.jpg').write_bytes(
+                sample.image_bytes)
+            (tmp / 'ann_dir' / split / f'{sample.stem}.png').write_bytes(
+                encode_label_png(label))
+            stems[split].append(sample.stem)
+        missing = sorted(set(split_of) - seen)
+        if missing:
+            raise DatasetFormatError(
+                f'{len(missing)} records named by the split were not found '
+                f'in the release, e.g. {missing[:5]}')
+        (tmp / 'splits').mkdir()
+        for split in SPLITS:
+            (tmp / 'splits' / f'{split}.txt').write_text(
+                ''.join(f'{stem}\n' for stem in stems[split]))
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {split: len(stems[split]) for split in SPLITS}
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Move ``new`` to ``target``, replacing a previous dataset there."""
+    if target.exists():
+        old = Path(tempfile.mkdtemp(dir=target.parent,
+                                    prefix=f'.{target.name}.old-'))
+        os.replace(target, old / 'dataset')
+        os.replace(new, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, target)

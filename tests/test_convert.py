@@ -1,0 +1,253 @@
+"""tools/convert_data.py on files in the releases' raw formats."""
+import hashlib
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import scipy.io
+
+from conftest import REPO
+from custom_datasets import DatasetFormatError
+from custom_datasets.convert import convert_release
+from raw_formats import (BUNDLED_CCP, SHARED_CCP, fashionista_samples,
+                         png_bytes, write_cfpd, write_fashionista_v7,
+                         write_fashionista_v73)
+
+TEST_POSITIONS = [2, 5, 9]
+
+
+def read_label(path):
+    label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    assert label is not None and label.dtype == np.uint8 and label.ndim == 2
+    return label
+
+
+def tree_digest(root):
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()
+                                                      ).hexdigest()
+            for p in sorted(root.rglob('*')) if p.is_file()}
+
+
+def check_fashionista_output(out, samples):
+    splits = {s: (out / 'splits' / f'{s}.txt').read_text().split()
+              for s in ('train', 'val', 'test')}
+    assert splits['test'] == ['0002', '0005', '0009']
+    # Of the other 9 positions in order, the 10th would be validation: none.
+    assert splits['val'] == []
+    assert splits['train'] == ['0001', '0003', '0004', '0006', '0007',
+                               '0008', '0010', '0011', '0012']
+    for split, stems in splits.items():
+        for stem in stems:
+            jpeg, label = samples[int(stem) - 1]
+            assert (out / 'img_dir' / split / f'{stem}.jpg').read_bytes() \
+                == jpeg
+            np.testing.assert_array_equal(
+                read_label(out / 'ann_dir' / split / f'{stem}.png'), label)
+
+
+@pytest.mark.parametrize('writer', [write_fashionista_v7,
+                                    write_fashionista_v73])
+def test_fashionista_converts_both_mat_versions(tmp_path, writer):
+    samples = fashionista_samples(12)
+    (tmp_path / 'raw').mkdir()
+    writer(tmp_path / 'raw' / 'fashionista-v1.0.mat', samples,
+           TEST_POSITIONS)
+    out = tmp_path / 'fashionista'
+    counts = convert_release('fashionista', tmp_path / 'raw', out)
+    assert counts == {'train': 9, 'val': 0, 'test': 3}
+    check_fashionista_output(out, samples)
+
+
+def test_fashionista_validation_is_every_tenth_remaining(tmp_path):
+    samples = fashionista_samples(25)
+    (tmp_path / 'raw').mkdir()
+    write_fashionista_v7(tmp_path / 'raw' / 'fashionista-v1.0.mat', samples,
+                         [1, 2, 3])
+    out = tmp_path / 'out'
+    convert_release('fashionista', tmp_path / 'raw', out)
+    # Remaining positions are 4..25; their 10th and 20th are 13 and 23.
+    assert (out / 'splits' / 'val.txt').read_text().split() == \
+        ['0013', '0023']
+
+
+def test_cfpd_converts_superpixels_to_label_maps(tmp_path):
+    expected = write_cfpd(tmp_path / 'raw', count=10)
+    out = tmp_path / 'cfpd'
+    counts = convert_release('cfpd', tmp_path / 'raw', out)
+    # N = 10: v = 0, t = 2, r = 8: test 9..10, no validation.
+    assert counts == {'train': 8, 'val': 0, 'test': 2}
+    ids = list(expected)
+    assert (out / 'splits' / 'test.txt').read_text().split() == ids[8:]
+    assert (out / 'splits' / 'train.txt').read_text().split() == ids[:8]
+    for split, stems in (('train', ids[:8]), ('test', ids[8:])):
+        for stem in stems:
+            label = read_label(out / 'ann_dir' / split / f'{stem}.png')
+            assert label.shape == (600, 400)
+            np.testing.assert_array_equal(label, expected[stem])
+            assert (out / 'img_dir' / split / f'{stem}.jpg').read_bytes() \
+                == (tmp_path / 'raw' / 'image' / f'{stem}.jpg').read_bytes()
+
+
+def test_ccp_converts_bundled_subset(tmp_path):
+    out = tmp_path / 'ccp'
+    counts = convert_release('ccp', BUNDLED_CCP, out)
+    assert counts == {'train': 21, 'val': 3, 'test': 6}
+    assert (out / 'splits' / 'val.txt').read_text().split() == \
+        ['0001', '0011', '0021']
+    assert (out / 'splits' / 'test.txt').read_text().split() == \
+        ['0005', '0010', '0015', '0020', '0025', '0030']
+    for split in ('train', 'val', 'test'):
+        for stem in (out / 'splits' / f'{split}.txt').read_text().split():
+            truth = scipy.io.loadmat(str(
+                BUNDLED_CCP / 'annotations' / 'pixel-level' /
+                f'{stem}.mat'))['groundtruth']
+            np.testing.assert_array_equal(
+                read_label(out / 'ann_dir' / split / f'{stem}.png'), truth)
+            assert (out / 'img_dir' / split / f'{stem}.jpg').read_bytes() \
+                == (BUNDLED_CCP / 'photos' / f'{stem}.jpg').read_bytes()
+
+
+def test_conversion_is_deterministic(tmp_path):
+    first, second = tmp_path / 'a', tmp_path / 'b'
+    convert_release('ccp', BUNDLED_CCP, first)
+    convert_release('ccp', BUNDLED_CCP, second)
+    assert tree_digest(first) == tree_digest(second)
+    # A rerun over an existing output replaces it with identical bytes.
+    convert_release('ccp', BUNDLED_CCP, first)
+    assert tree_digest(first) == tree_digest(second)
+
+
+@pytest.mark.skipif(not SHARED_CCP.is_dir(), reason='../shared CCP absent')
+def test_full_shared_ccp_converts(tmp_path):
+    out = tmp_path / 'ccp'
+    counts = convert_release('ccp', SHARED_CCP, out)
+    assert counts == {'train': 703, 'val': 101, 'test': 200}
+    stems = sorted(p.stem for p in (out / 'ann_dir').rglob('*.png'))
+    assert len(stems) == 1004 and stems[0] == '0001' and stems[-1] == '1004'
+    label = read_label(out / 'ann_dir' / 'test' / '1000.png')
+    truth = scipy.io.loadmat(str(SHARED_CCP / 'annotations' / 'pixel-level' /
+                                 '1000.mat'))['groundtruth']
+    np.testing.assert_array_equal(label, truth)
+
+
+def test_convert_cli_writes_layout(tmp_path):
+    out = tmp_path / 'ccp'
+    result = subprocess.run(
+        [sys.executable, 'tools/convert_data.py', 'ccp', '--src',
+         str(BUNDLED_CCP), '--out', str(out)],
+        cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert 'train 21, val 3, test 6' in result.stdout
+    assert len(list((out / 'img_dir' / 'train').glob('*.jpg'))) == 21
+
+
+# Bad input: each stops with the file, the record and the problem, and
+# leaves nothing in OUT.
+
+def _fashionista_raw(tmp_path, **kwargs):
+    samples = kwargs.pop('samples', None) or fashionista_samples(6)
+    (tmp_path / 'raw').mkdir(exist_ok=True)
+    write_fashionista_v7(tmp_path / 'raw' / 'fashionista-v1.0.mat', samples,
+                         [2], **kwargs)
+    return tmp_path / 'raw'
+
+
+def _expect_failure(tmp_path, dataset, src, *fragments):
+    out = tmp_path / 'out'
+    with pytest.raises(DatasetFormatError) as info:
+        convert_release(dataset, src, out)
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment in message, message
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith('.out')]
+    return message
+
+
+def test_missing_variable(tmp_path):
+    src = _fashionista_raw(tmp_path, drop=('test_index',))
+    _expect_failure(tmp_path, 'fashionista', src, 'fashionista-v1.0.mat',
+                    '"test_index" is missing')
+
+
+def test_missing_field(tmp_path):
+    src = _fashionista_raw(tmp_path, drop=('annotation',))
+    _expect_failure(tmp_path, 'fashionista', src, 'fashionista-v1.0.mat',
+                    'field of truths "annotation" is missing')
+
+
+def test_cfpd_missing_struct_field(tmp_path):
+    write_cfpd(tmp_path / 'raw', count=4, drop_field='category_label')
+    _expect_failure(tmp_path, 'cfpd', tmp_path / 'raw',
+                    'fashon_parsing_data.mat', 'record 1',
+                    '"category_label" is missing')
+
+
+def test_reference_that_does_not_resolve(tmp_path):
+    (tmp_path / 'raw').mkdir()
+    write_fashionista_v73(tmp_path / 'raw' / 'fashionista-v1.0.mat',
+                          fashionista_samples(5), [2], null_ref_at=3)
+    _expect_failure(tmp_path, 'fashionista', tmp_path / 'raw',
+                    'fashionista-v1.0.mat', 'record 4 (0004)',
+                    'reference that does not resolve')
+
+
+def test_label_outside_class_range(tmp_path):
+    samples = fashionista_samples(6)
+    bad = samples[4][1].copy()
+    bad[10, 10] = 30
+    annotations = [png_bytes(label) for _, label in samples]
+    annotations[4] = png_bytes(bad)
+    src = _fashionista_raw(tmp_path, samples=samples, annotations=annotations)
+    _expect_failure(tmp_path, 'fashionista', src, 'fashionista-v1.0.mat',
+                    'record 5 (0005)', '[30]', 'outside 0..24')
+
+
+def test_label_map_size_differs_from_photo(tmp_path):
+    samples = fashionista_samples(6)
+    annotations = [png_bytes(label) for _, label in samples]
+    annotations[2] = png_bytes(samples[2][1][:-7])
+    src = _fashionista_raw(tmp_path, samples=samples, annotations=annotations)
+    _expect_failure(tmp_path, 'fashionista', src, 'record 3 (0003)',
+                    'label map is', 'but the photo is')
+
+
+def test_photo_that_does_not_decode(tmp_path):
+    samples = fashionista_samples(6)
+    jpeg, label = samples[1]
+    samples[1] = (jpeg[:600], label)  # a JPEG cut short
+    src = _fashionista_raw(tmp_path, samples=samples)
+    _expect_failure(tmp_path, 'fashionista', src, 'record 2 (0002)',
+                    'photo does not decode')
+
+
+def test_missing_photo_in_image_folder(tmp_path):
+    write_cfpd(tmp_path / 'raw', count=5, omit_photo=3)
+    _expect_failure(tmp_path, 'cfpd', tmp_path / 'raw',
+                    'fashon_parsing_data.mat', 'record 4', 'is missing')
+
+
+def test_superpixel_without_category(tmp_path):
+    write_cfpd(tmp_path / 'raw', count=4, bad_superpixel_at=2)
+    _expect_failure(tmp_path, 'cfpd', tmp_path / 'raw', 'record 3',
+                    'category_label has')
+
+
+def test_wrong_class_names(tmp_path):
+    names = list(__import__('raw_formats').CFPD_NAMES)
+    names[3], names[4] = names[4], names[3]
+    write_cfpd(tmp_path / 'raw', count=3, names=names)
+    _expect_failure(tmp_path, 'cfpd', tmp_path / 'raw', 'all_category_name',
+                    "3: 'blazer' (expected 'belt')")
+
+
+def test_failed_conversion_keeps_previous_dataset(tmp_path):
+    out = tmp_path / 'out'
+    convert_release('ccp', BUNDLED_CCP, out)
+    before = tree_digest(out)
+    src = _fashionista_raw(tmp_path, drop=('labels',))
+    with pytest.raises(DatasetFormatError):
+        convert_release('fashionista', src, out)
+    assert tree_digest(out) == before

@@ -1,0 +1,178 @@
+"""tools/fetch_data.py: downloads from a local HTTP server, --from, checks."""
+import http.server
+import io
+import shutil
+import subprocess
+import sys
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from custom_datasets.fetch import FetchError, fetch_release, safe_extract
+from raw_formats import BUNDLED_CCP, fashionista_samples, write_fashionista_v7
+
+
+class _RangeHandler(http.server.BaseHTTPRequestHandler):
+    """Serves ``files`` by path, honouring ``Range: bytes=N-``."""
+    files: dict = {}
+    requests: list = []
+
+    def do_GET(self):  # noqa: N802
+        type(self).requests.append((self.path, self.headers.get('Range')))
+        body = self.files.get(self.path)
+        if body is None:
+            self.send_error(404)
+            return
+        start, status = 0, 200
+        if self.headers.get('Range', '').startswith('bytes='):
+            start = int(self.headers['Range'][6:].split('-')[0])
+            status = 206
+        self.send_response(status)
+        content_type = 'text/html' if body.startswith(b'<') else \
+            'application/octet-stream'
+        self.send_header('Content-Type', content_type)
+        self.send_header('Content-Length', str(len(body) - start))
+        if status == 206:
+            self.send_header('Content-Range',
+                             f'bytes {start}-{len(body) - 1}/{len(body)}')
+        self.send_header('Accept-Ranges', 'bytes')
+        self.end_headers()
+        self.wfile.write(body[start:])
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    _RangeHandler.files = {}
+    _RangeHandler.requests = []
+    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), _RangeHandler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd, f'http://127.0.0.1:{httpd.server_address[1]}'
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _fashionista_bytes(tmp_path):
+    path = write_fashionista_v7(tmp_path / 'src.mat', fashionista_samples(4),
+                                [2])
+    return path.read_bytes()
+
+
+def _ccp_archive_bytes(top='clothing-co-parsing-fe34fb7'):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, 'w') as archive:
+        for path in sorted(BUNDLED_CCP.rglob('*')):
+            if path.is_file():
+                archive.write(path, f'{top}/{path.relative_to(BUNDLED_CCP)}')
+    return buffer.getvalue()
+
+
+def test_fetch_mat_over_http(tmp_path, server):
+    httpd, base = server
+    data = _fashionista_bytes(tmp_path)
+    _RangeHandler.files['/data/fashionista-v1.0.mat'] = data
+    out = tmp_path / 'raw'
+    where = fetch_release('fashionista', out,
+                          url=f'{base}/data/fashionista-v1.0.mat', quiet=True)
+    assert where == out / 'fashionista-v1.0.mat'
+    assert where.read_bytes() == data
+    assert not list(out.glob('*.part'))
+
+
+def test_fetch_resumes_partial_download(tmp_path, server):
+    httpd, base = server
+    data = _fashionista_bytes(tmp_path)
+    _RangeHandler.files['/f.mat'] = data
+    out = tmp_path / 'raw'
+    out.mkdir()
+    # What an interrupted earlier run leaves behind (gdown's partial file).
+    (out / 'fashionista-v1.0.matABCDEFGH.part').write_bytes(data[:1000])
+    where = fetch_release('fashionista', out, url=f'{base}/f.mat', quiet=True)
+    assert where.read_bytes() == data
+    assert ('/f.mat', 'bytes=1000-') in _RangeHandler.requests
+
+
+def test_fetch_extracts_archive_to_release_layout(tmp_path, server):
+    httpd, base = server
+    _RangeHandler.files['/ccp.zip'] = _ccp_archive_bytes()
+    out = tmp_path / 'raw'
+    fetch_release('ccp', out, url=f'{base}/ccp.zip', quiet=True)
+    assert (out / 'label_list.mat').is_file()
+    assert len(list((out / 'photos').glob('*.jpg'))) == 30
+    assert not list(out.glob('.*'))  # no temporary download left
+    # The fetched release converts.
+    from custom_datasets.convert import convert_release
+    assert convert_release('ccp', out, tmp_path / 'ccp')['test'] == 6
+
+
+def test_html_page_instead_of_file_is_refused(tmp_path, server):
+    httpd, base = server
+    _RangeHandler.files['/f.mat'] = (b'<!DOCTYPE html><html><body>Sign in'
+                                     b'</body></html>')
+    out = tmp_path / 'raw'
+    with pytest.raises(FetchError) as info:
+        fetch_release('fashionista', out, url=f'{base}/f.mat', quiet=True,
+                      retries=0)
+    message = str(info.value)
+    assert 'HTML page' in message
+    assert '--from' in message and 'by hand' in message
+    assert not (out / 'fashionista-v1.0.mat').exists()
+
+
+def test_truncated_mat_is_refused(tmp_path):
+    data = _fashionista_bytes(tmp_path)
+    cut = tmp_path / 'cut.mat'
+    cut.write_bytes(data[:len(data) // 2])
+    with pytest.raises(FetchError, match='truncated'):
+        fetch_release('fashionista', tmp_path / 'raw', from_path=cut)
+    assert not (tmp_path / 'raw' / 'fashionista-v1.0.mat').exists()
+
+
+def test_truncated_zip_is_refused(tmp_path):
+    data = _ccp_archive_bytes()
+    cut = tmp_path / 'ccp.zip'
+    cut.write_bytes(data[:len(data) - 5000])
+    with pytest.raises(FetchError, match='zip'):
+        fetch_release('ccp', tmp_path / 'raw', from_path=cut)
+
+
+def test_from_local_file_and_folder(tmp_path):
+    archive = tmp_path / 'ccp.zip'
+    archive.write_bytes(_ccp_archive_bytes())
+    fetch_release('ccp', tmp_path / 'a', from_path=archive)
+    assert (tmp_path / 'a' / 'annotations' / 'pixel-level' /
+            '0030.mat').is_file()
+    fetch_release('ccp', tmp_path / 'b', from_path=BUNDLED_CCP)
+    assert sorted(p.name for p in (tmp_path / 'b').iterdir()) == sorted(
+        p.name for p in BUNDLED_CCP.iterdir())
+
+
+def test_archive_member_outside_target_is_refused(tmp_path):
+    archive = tmp_path / 'evil.zip'
+    with zipfile.ZipFile(archive, 'w') as zf:
+        zf.writestr('release/label_list.mat', b'x')
+        zf.writestr('../escaped.txt', b'x')
+    target = tmp_path / 'target'
+    target.mkdir()
+    with pytest.raises(FetchError, match='outside the target'):
+        safe_extract(archive, target)
+    assert not (tmp_path / 'escaped.txt').exists()
+    assert not list(target.iterdir())
+
+
+def test_fetch_cli_reports_error_and_hint(tmp_path):
+    bad = tmp_path / 'page.mat'
+    bad.write_bytes(b'<html>quota exceeded</html>')
+    result = subprocess.run(
+        [sys.executable, 'tools/fetch_data.py', 'fashionista', '--out',
+         str(tmp_path / 'raw'), '--from', str(bad)],
+        cwd=REPO, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert 'HTML page' in result.stderr
+    assert 'fashionista-v1.0.mat' in result.stderr

@@ -1,0 +1,37 @@
+"""Convert a raw release into MMSegmentation's img_dir / ann_dir layout.
+
+    python tools/convert_data.py {fashionista,cfpd,ccp} --src RAW --out OUT
+"""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from custom_datasets import DatasetFormatError  # noqa: E402
+from custom_datasets.convert import RELEASES, convert_release  # noqa: E402
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('dataset', choices=sorted(RELEASES))
+    parser.add_argument('--src', type=Path, required=True,
+                        help='folder holding the raw release')
+    parser.add_argument('--out', type=Path, required=True,
+                        help='dataset folder to write (replaced if present)')
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    try:
+        counts = convert_release(args.dataset, args.src, args.out)
+    except DatasetFormatError as error:
+        sys.exit(f'error: {error}')
+    print(f'{args.dataset}: wrote {args.out} '
+          f'(train {counts["train"]}, val {counts["val"]}, '
+          f'test {counts["test"]})')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,39 @@
+"""Download a dataset's raw release (or take a local copy with --from).
+
+    python tools/fetch_data.py {fashionista,cfpd,ccp} --out RAW [--from PATH]
+"""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from custom_datasets.fetch import SOURCES, FetchError, fetch_release  # noqa
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('dataset', choices=sorted(SOURCES))
+    parser.add_argument('--out', type=Path, required=True,
+                        help='folder to hold the raw release')
+    parser.add_argument('--from', dest='from_path', type=Path,
+                        help='a local copy: the downloaded file, or a folder '
+                        'holding the extracted release')
+    parser.add_argument('--url', help='download from this address instead '
+                        'of the release\'s own (a mirror)')
+    parser.add_argument('--retries', type=int, default=3)
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    try:
+        where = fetch_release(args.dataset, args.out, args.from_path,
+                              url=args.url, retries=args.retries)
+    except FetchError as error:
+        sys.exit(f'error: {error}')
+    print(f'{args.dataset}: raw release in {where}')
+
+
+if __name__ == '__main__':
+    main()
