@@ -10,9 +10,15 @@ import custom_datasets  # noqa: F401  (registers the datasets)
 
 from .checkpoint import (PlainCheckpointHook, UnsafeCheckpointError,
                          load_local_checkpoint)
+from .dvclive_backend import SafeDVCLiveVisBackend
+from .metrics import ClassIoUMetric
+from .models import ConcatFPNHead
+from .scores import SaveDecodeScoresHook
 
 __version__ = '0.1.0'
 
 __all__ = [
-    'PlainCheckpointHook', 'UnsafeCheckpointError', 'load_local_checkpoint'
+    'ClassIoUMetric', 'ConcatFPNHead', 'PlainCheckpointHook',
+    'SafeDVCLiveVisBackend', 'SaveDecodeScoresHook', 'UnsafeCheckpointError',
+    'load_local_checkpoint'
 ]

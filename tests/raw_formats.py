@@ -133,11 +133,11 @@ def superpixels(label: np.ndarray, block: int = 25):
     h, w = label.shape
     rows, cols = -(-h // block), -(-w // block)
     ids = (np.arange(h)[:, None] // block) * cols + np.arange(w)[None] // block
-    category = np.zeros(rows * cols, np.int64)
-    for sp in range(rows * cols):
-        values = label[ids == sp]
-        category[sp] = np.bincount(values).argmax() + 1
-    return ids, category
+    num_classes = int(label.max()) + 1
+    counts = np.bincount(ids.ravel() * num_classes + label.ravel(),
+                         minlength=rows * cols * num_classes)
+    category = counts.reshape(rows * cols, num_classes).argmax(1) + 1
+    return ids, category.astype(np.int64)
 
 
 def write_cfpd(root: Path, count: int = 10, names=CFPD_NAMES,

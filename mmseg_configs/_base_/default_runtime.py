@@ -8,9 +8,15 @@ env_cfg = dict(
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
     dist_cfg=dict(backend='nccl'),
 )
-vis_backends = [dict(type='LocalVisBackend')]
-visualizer = dict(
-    type='SegLocalVisualizer', vis_backends=vis_backends, name='visualizer')
+# Training curves to DVCLive for `dvc plots` (tools/train.py puts its folder
+# at WORK_DIR/dvclive).
+vis_backends = [
+    dict(type='LocalVisBackend'),
+    dict(type='SafeDVCLiveVisBackend')
+]
+# No fixed name: the Runner then names the visualizer after the experiment,
+# so that runs in one process (sweeps, tests) each log to their own backends.
+visualizer = dict(type='SegLocalVisualizer', vis_backends=vis_backends)
 log_processor = dict(by_epoch=True)
 log_level = 'INFO'
 load_from = None

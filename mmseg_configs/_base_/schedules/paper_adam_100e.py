@@ -1,0 +1,25 @@
+# The paper's training recipe (Martinsson and Mogren 2019, section 4): Adam,
+# learning rate 1e-4, betas (0.9, 0.999), no weight decay and no learning
+# rate decay, 100 epochs, validation every epoch, and the checkpoint with the
+# highest validation pixel accuracy is the final model. (Batch size 5 and the
+# horizontal flip are in _base_/datasets/fashion_parsing.py.)
+optimizer = dict(type='Adam', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.0)
+optim_wrapper = dict(type='OptimWrapper', optimizer=optimizer, clip_grad=None)
+param_scheduler = []
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=100, val_interval=1)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=True),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    checkpoint=dict(
+        type='CheckpointHook',
+        by_epoch=True,
+        interval=1,
+        max_keep_ckpts=1,
+        save_best='aAcc',
+        rule='greater'),
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+    visualization=dict(type='SegVisualizationHook'))
+randomness = dict(seed=0)

@@ -1,0 +1,8 @@
+# Baseline: FCN, ResNet-101-D8,
+# on refined Fashionista (25 classes), trained with the paper's recipe.
+_base_ = [
+    './_base_/models/fcn_r101.py', './_base_/datasets/fashionista.py',
+    './_base_/default_runtime.py', './_base_/schedules/paper_adam_100e.py'
+]
+model = dict(
+    decode_head=dict(num_classes=25), auxiliary_head=dict(num_classes=25))

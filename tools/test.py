@@ -1,0 +1,48 @@
+"""Test a trained checkpoint: metrics JSON and, with --out, the class scores
+of every test image for the CRF stage.
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out DIR]
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from mmengine.config import DictAction
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fashionseg.testing import configure_testing, run_test  # noqa: E402
+from fashionseg.training import set_local_rank_env  # noqa: E402
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Test a segmentor')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='the dir to save logs (and '
+                        'metrics.json when --out is not given)')
+    parser.add_argument('--out', help='folder for metrics.json and one '
+                        'STEM.npz of class scores per test image')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override settings in the config, key=value (mmengine syntax)')
+    parser.add_argument(
+        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    set_local_rank_env(args.local_rank)
+    cfg = configure_testing(args.config, args.checkpoint, args.work_dir,
+                            args.out, args.cfg_options, args.launcher)
+    record = run_test(cfg, args.config, args.checkpoint)
+    print(json.dumps({k: record[k] for k in ('aAcc', 'mIoU', 'mAcc')}))
+    print(f'metrics written to {cfg.metrics_out}')
+
+
+if __name__ == '__main__':
+    main()
