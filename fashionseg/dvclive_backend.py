@@ -1,4 +1,6 @@
 """Training curves to DVCLive, so that ``dvc plots`` shows them."""
+import os.path as osp
+
 from mmengine.visualization import DVCLiveVisBackend
 from mmseg.registry import VISBACKENDS
 
@@ -11,7 +13,8 @@ class SafeDVCLiveVisBackend(DVCLiveVisBackend):
     mmengine's backend runs ``dvc init -f --no-scm`` in the current folder
     whenever git has no user signature configured (which would overwrite the
     project's DVC setup) and, by default, saves every run as a DVC
-    experiment (git refs in the user's repository); on closing, it tracks
+    experiment (git refs in the user's repository); DVCLive itself edits the
+    dvc.yaml at the repository root; on closing, mmengine's backend tracks
     the run's config and log files as DVC artifacts (``.dvc`` files in the
     work dir). This one only logs params and metrics with a ``dvclive.Live``
     in ``save_dir`` (or ``init_kwargs['dir']``).
@@ -23,6 +26,10 @@ class SafeDVCLiveVisBackend(DVCLiveVisBackend):
         kwargs.setdefault('dir', self._save_dir)
         kwargs.setdefault('save_dvc_exp', False)
         kwargs.setdefault('cache_images', False)
+        # By default DVCLive adds its metrics and plots to the dvc.yaml at the
+        # repository root, i.e. the project's pipeline; keep them beside the
+        # run instead, where `dvc plots show` still finds them.
+        kwargs.setdefault('dvcyaml', osp.join(kwargs['dir'], 'dvc.yaml'))
         self._dvclive = Live(**kwargs)
 
     def close(self) -> None:

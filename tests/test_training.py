@@ -39,6 +39,7 @@ def test_config_trains_two_iterations_and_validates(model, dataset, datasets,
 
 
 def test_run_record(datasets, tmp_path):
+    pipeline = (REPO / 'dvc.yaml').read_bytes()
     config = str(CONFIG_DIR / 'fpn_x101_ccp.py')
     cfg = configure_training(
         config, work_dir=str(tmp_path), pretrained=False, seed=7,
@@ -54,6 +55,9 @@ def test_run_record(datasets, tmp_path):
     assert len(record['git']['commit']) == 40
     assert record['packages']['mmsegmentation'] == '1.2.2'
     assert os.path.isfile(record['resolved_config'])
+    # Logging to DVCLive leaves the project's pipeline file alone.
+    assert (REPO / 'dvc.yaml').read_bytes() == pipeline
+    assert (tmp_path / 'dvclive' / 'dvc.yaml').is_file()
 
 
 def test_missing_pretrained_weights_stop_the_run(tmp_path, monkeypatch):
