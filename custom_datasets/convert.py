@@ -9,9 +9,9 @@ from .fashionista import FASHIONISTA_CLASSES, FashionistaRelease
 from .layout import write_dataset
 
 RELEASES = {
-    'fashionista': (FashionistaRelease, len(FASHIONISTA_CLASSES)),
-    'cfpd': (CFPDRelease, len(CFPD_CLASSES)),
-    'ccp': (CCPRelease, len(CCP_CLASSES)),
+    'fashionista': (FashionistaRelease, FASHIONISTA_CLASSES),
+    'cfpd': (CFPDRelease, CFPD_CLASSES),
+    'ccp': (CCPRelease, CCP_CLASSES),
 }
 
 
@@ -23,13 +23,13 @@ def convert_release(name: str, src: Path, out: Path) -> Dict[str, int]:
     Returns:
         The number of images in each split.
     """
-    release_cls, num_classes = RELEASES[name]
+    release_cls, classes = RELEASES[name]
     release = release_cls(Path(src))
     try:
         split_of = {stem: split
                     for split, stems in release.splits().items()
                     for stem in stems}
-        return write_dataset(release, split_of, Path(out), num_classes,
-                             total=len(release), desc=f'converting {name}')
+        return write_dataset(release, split_of, Path(out), name, classes,
+                             total=len(release))
     finally:
         release.close()

@@ -2,12 +2,14 @@
 
 ``OUT/img_dir/{train,val,test}/STEM.jpg`` (the release's JPEG bytes,
 unchanged), ``OUT/ann_dir/{train,val,test}/STEM.png`` (8-bit single-channel
-label indices, the photo's size) and ``OUT/splits/{train,val,test}.txt`` (one
-stem a line, in file order). The dataset is built in a temporary folder
+label indices, the photo's size), ``OUT/splits/{train,val,test}.txt`` (one
+stem a line, in file order) and ``OUT/dataset.json`` (the dataset's name,
+classes and split sizes, for tools that get only the folder). The dataset is built in a temporary folder
 beside OUT and renamed into place only when every record has passed its
 checks, so a failed or interrupted conversion leaves nothing in OUT.
 """
 import io
+import json
 import os
 import shutil
 import tempfile
@@ -91,20 +93,22 @@ def encode_label_png(label: np.ndarray) -> bytes:
 
 
 def write_dataset(samples: Iterable[Sample], split_of: Dict[str, str],
-                  out: Path, num_classes: int, total: int = None,
-                  desc: str = 'converting') -> Dict[str, int]:
+                  out: Path, name: str, classes: tuple, total: int = None
+                  ) -> Dict[str, int]:
     """Check and write ``samples`` to ``out`` atomically.
 
     Args:
         samples: the records, in the release's file order.
         split_of: split name of each stem; stems not in it are skipped.
         out: the dataset folder to create (replaced if it exists).
-        num_classes: labels must lie in ``0..num_classes - 1``.
+        name, classes: the dataset's name and class names; labels must lie
+            in ``0..len(classes) - 1``.
 
     Returns:
         The number of samples written to each split.
     """
     out = Path(out).resolve()
+    num_classes = len(classes)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f'.{out.name}.tmp-'))
     try:
@@ -113,7 +117,8 @@ def write_dataset(samples: Iterable[Sample], split_of: Dict[str, str],
             (tmp / 'ann_dir' / split).mkdir(parents=True)
         stems = {split: [] for split in SPLITS}
         seen = set()
-        for sample in tqdm(samples, total=total, desc=desc, unit='img'):
+        for sample in tqdm(samples, total=total, desc=f'converting {name}',
+                           unit='img'):
             split = split_of.get(sample.stem)
             if split is None:
                 continue
@@ -135,11 +140,25 @@ def write_dataset(samples: Iterable[Sample], split_of: Dict[str, str],
         for split in SPLITS:
             (tmp / 'splits' / f'{split}.txt').write_text(
                 ''.join(f'{stem}\n' for stem in stems[split]))
+        counts = {split: len(stems[split]) for split in SPLITS}
+        (tmp / 'dataset.json').write_text(json.dumps(
+            dict(name=name, classes=list(classes), splits=counts),
+            indent=2) + '\n')
         _replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return {split: len(stems[split]) for split in SPLITS}
+    return counts
+
+
+def read_dataset_meta(root: Path) -> dict:
+    """``dataset.json`` of a converted dataset."""
+    path = Path(root) / 'dataset.json'
+    if not path.is_file():
+        raise DatasetFormatError(
+            f'{path}: not found; is {root} a dataset written by '
+            'tools/convert_data.py?')
+    return json.loads(path.read_text())
 
 
 def _replace_dir(new: Path, target: Path) -> None:

@@ -24,9 +24,15 @@ def configure_testing(config: str, checkpoint: str,
                       work_dir: Optional[str] = None,
                       out: Optional[str] = None,
                       cfg_options: Optional[dict] = None,
-                      launcher: str = 'none') -> Config:
+                      launcher: str = 'none',
+                      split: Optional[str] = None) -> Config:
+    """The config of a test run; ``split`` tests on another split of the
+    converted dataset (``val`` for the CRF search)."""
     cfg = Config.fromfile(config)
     cfg.launcher = launcher
+    if split is not None:
+        cfg.test_dataloader.dataset.data_prefix = dict(
+            img_path=f'img_dir/{split}', seg_map_path=f'ann_dir/{split}')
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     if work_dir is not None:

@@ -116,8 +116,12 @@ def test_test_cli(trained, tmp_path):
             for k, v in options.items()]
     result = subprocess.run(
         [sys.executable, 'tools/test.py', config, str(checkpoint),
-         '--work-dir', str(tmp_path / 'work'), '--cfg-options', *args],
+         '--work-dir', str(tmp_path / 'work'), '--split', 'val',
+         '--out', str(tmp_path / 'val'), '--cfg-options', *args],
         cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    metrics = json.loads((tmp_path / 'work' / 'metrics.json').read_text())
+    metrics = json.loads((tmp_path / 'val' / 'metrics.json').read_text())
     assert set(metrics) >= {'aAcc', 'mIoU', 'mAcc', 'per_class'}
+    val_stems = (data_root / 'splits' / 'val.txt').read_text().split()
+    assert sorted(p.stem for p in (tmp_path / 'val').glob('*.npz')) == \
+        sorted(val_stems)

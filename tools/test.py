@@ -24,6 +24,10 @@ def parse_args():
                         'metrics.json when --out is not given)')
     parser.add_argument('--out', help='folder for metrics.json and one '
                         'STEM.npz of class scores per test image')
+    parser.add_argument('--split', choices=['train', 'val', 'test'],
+                        help='test on this split of the converted dataset '
+                        'instead of the config\'s (the CRF search needs '
+                        'val scores)')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override settings in the config, key=value (mmengine syntax)')
@@ -38,7 +42,8 @@ def main():
     args = parse_args()
     set_local_rank_env(args.local_rank)
     cfg = configure_testing(args.config, args.checkpoint, args.work_dir,
-                            args.out, args.cfg_options, args.launcher)
+                            args.out, args.cfg_options, args.launcher,
+                            args.split)
     record = run_test(cfg, args.config, args.checkpoint)
     print(json.dumps({k: record[k] for k in ('aAcc', 'mIoU', 'mAcc')}))
     print(f'metrics written to {cfg.metrics_out}')

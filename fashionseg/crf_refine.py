@@ -1,0 +1,153 @@
+"""Refining a split's predictions with the dense CRF, over all cores.
+
+Pairs every image of a converted dataset's split with the score file that
+``tools/test.py --out`` wrote for it, checks that they agree, and runs
+:func:`fashionseg.crf.dense_crf` in a process pool. Each image is refined on
+its own and the per-image results are combined in split order, so the result
+is the same whatever the number of processes.
+"""
+import multiprocessing
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+import torch
+from mmseg.evaluation import IoUMetric
+from tqdm import tqdm
+
+from custom_datasets.layout import read_dataset_meta
+from .crf import CRFParams, dense_crf, upsampled_log_probs
+from .scores import load_scores
+
+
+class CRFInputError(ValueError):
+    """Scores, images and labels that do not belong together."""
+
+
+@dataclass(frozen=True)
+class CRFItem:
+    """One image of a split with its score file and ground truth."""
+    stem: str
+    scores: Path
+    image: Path
+    label: Path
+
+
+def split_items(scores_dir: Path, data_root: Path, split: str
+                ) -> Tuple[List[CRFItem], tuple]:
+    """The split's images paired with their score files, and the dataset's
+    class names. Every image must have scores and every score file an
+    image: nothing is silently skipped."""
+    scores_dir, data_root = Path(scores_dir), Path(data_root)
+    classes = tuple(read_dataset_meta(data_root)['classes'])
+    split_file = data_root / 'splits' / f'{split}.txt'
+    if not split_file.is_file():
+        raise CRFInputError(f'{split_file}: split not found')
+    stems = split_file.read_text().split()
+    items = []
+    for stem in stems:
+        item = CRFItem(stem, scores_dir / f'{stem}.npz',
+                       data_root / 'img_dir' / split / f'{stem}.jpg',
+                       data_root / 'ann_dir' / split / f'{stem}.png')
+        if not item.scores.is_file():
+            raise CRFInputError(
+                f'{item.scores}: no scores for image {item.image} of the '
+                f'{split} split (run tools/test.py --out on that split)')
+        items.append(item)
+    known = set(stems)
+    for path in sorted(scores_dir.glob('*.npz')):
+        if path.stem not in known:
+            raise CRFInputError(
+                f'{path}: score file without its image: {split_file} has no '
+                f'image {path.stem}')
+    return items, classes
+
+
+def load_item(item: CRFItem, num_classes: int):
+    """(image, ground truth, log probabilities at image size), checked."""
+    record = load_scores(item.scores)
+    scores = record['scores']
+    if scores.ndim != 3 or scores.shape[0] != num_classes:
+        raise CRFInputError(
+            f'{item.scores}: scores have {scores.shape[0]} classes but the '
+            f'dataset has {num_classes} (shape {scores.shape})')
+    image = cv2.imread(str(item.image), cv2.IMREAD_COLOR)
+    if image is None:
+        raise CRFInputError(f'{item.image}: image missing or unreadable')
+    label = cv2.imread(str(item.label), cv2.IMREAD_UNCHANGED)
+    if label is None:
+        raise CRFInputError(f'{item.label}: label map missing or unreadable')
+    size = (record['height'], record['width'])
+    if image.shape[:2] != size or label.shape != size:
+        raise CRFInputError(
+            f'{item.scores}: scores are for a {size[0]} x {size[1]} image, '
+            f'but {item.image.name} is {image.shape[0]} x {image.shape[1]} '
+            f'and its label map {label.shape[0]} x {label.shape[1]}')
+    if record['input_height'] < size[0] or record['input_width'] < size[1]:
+        raise CRFInputError(
+            f'{item.scores}: score map {scores.shape[1:]} does not cover the '
+            f'{size[0]} x {size[1]} image')
+    log_probs = upsampled_log_probs(scores, size[0], size[1],
+                                    record['input_height'],
+                                    record['input_width'])
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), label, log_probs
+
+
+def _area_stats(pred: np.ndarray, label: np.ndarray, num_classes: int):
+    """MMSegmentation's per-image (intersection, union, pred, label) areas."""
+    return IoUMetric.intersect_and_union(
+        torch.from_numpy(pred.astype(np.int64)),
+        torch.from_numpy(label.astype(np.int64)), num_classes, 255)
+
+
+def refine_item(task):
+    """Worker: refine one image with one parameter set (None: no CRF)."""
+    item, params, num_classes, keep_labels = task
+    image, label, log_probs = load_item(item, num_classes)
+    if params is None:
+        pred = log_probs.argmax(0).astype(np.uint8)
+    else:
+        pred = dense_crf(image, log_probs, params)
+    return _area_stats(pred, label, num_classes), (
+        pred if keep_labels else None)
+
+
+def _init_worker():
+    # One thread per process: the pool provides the parallelism.
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+
+
+def run_tasks(tasks: Sequence, workers: Optional[int] = None,
+              desc: str = 'dense CRF') -> Iterable:
+    """``refine_item`` over ``tasks`` in order, in a pool of ``workers``
+    processes (all cores by default; 1 runs in this process)."""
+    workers = workers or os.cpu_count() or 1
+    progress = dict(total=len(tasks), desc=desc, unit='img')
+    if workers == 1:
+        _init_worker()
+        yield from tqdm(map(refine_item, tasks), **progress)
+        return
+    with multiprocessing.get_context('fork').Pool(
+            workers, initializer=_init_worker) as pool:
+        yield from tqdm(pool.imap(refine_item, tasks), **progress)
+
+
+def pixel_accuracy(stats: Sequence) -> float:
+    """Pixel accuracy in percent over the images' area statistics."""
+    intersect = sum(s[0] for s in stats)
+    label = sum(s[3] for s in stats)
+    return float(100.0 * intersect.sum() / label.sum())
+
+
+def refine_split(items: Sequence[CRFItem], classes: tuple,
+                 params: Optional[CRFParams], workers: Optional[int] = None,
+                 keep_labels: bool = False):
+    """Refine every item; returns the per-image area statistics (and label
+    maps with ``keep_labels``), in split order."""
+    tasks = [(item, params, len(classes), keep_labels) for item in items]
+    results = list(run_tasks(tasks, workers))
+    return [r[0] for r in results], [r[1] for r in results]

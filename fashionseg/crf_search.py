@@ -1,0 +1,100 @@
+"""The paper's random search for the CRF parameters (section 4): 50
+configurations drawn uniformly, with a fixed seed, from theta_alpha in
+1..40, theta_beta in 1..100 and w1 in 1..15 (integers), each scored by pixel
+accuracy on the validation split; the best is used on the test split."""
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import cv2
+import numpy as np
+
+from .crf import PARAM_RANGES, CRFParams
+from .crf_refine import (CRFInputError, pixel_accuracy, refine_split,
+                         run_tasks, split_items)
+from .io import write_text_atomic
+from .metrics import ClassIoUMetric
+from .testing import metrics_record
+
+
+def sample_params(trials: int, seed: int) -> List[CRFParams]:
+    """``trials`` parameter sets drawn uniformly from the paper's ranges."""
+    rng = np.random.default_rng(seed)
+    drawn = []
+    for _ in range(trials):
+        values = {name: int(rng.integers(low, high + 1))
+                  for name, (low, high) in PARAM_RANGES.items()}
+        drawn.append(CRFParams(**values))
+    return drawn
+
+
+def search(scores_dir: Path, data_root: Path, split: str = 'val',
+           trials: int = 50, seed: int = 0,
+           workers: Optional[int] = None) -> dict:
+    """Score each sampled parameter set by pixel accuracy on ``split``."""
+    items, classes = split_items(scores_dir, data_root, split)
+    candidates = sample_params(trials, seed)
+    baseline, _ = refine_split(items, classes, None, workers)
+    tasks = [(item, params, len(classes), False)
+             for params in candidates for item in items]
+    stats = [r[0] for r in run_tasks(tasks, workers, desc='CRF search')]
+    results = []
+    for i, params in enumerate(candidates):
+        trial_stats = stats[i * len(items):(i + 1) * len(items)]
+        results.append(dict(params.as_dict(),
+                            accuracy=round(pixel_accuracy(trial_stats), 4)))
+    best = max(range(len(results)), key=lambda i: results[i]['accuracy'])
+    return {
+        'trials': results,
+        'best': candidates[best].as_dict(),
+        'best_accuracy': results[best]['accuracy'],
+        'accuracy_without_crf': round(pixel_accuracy(baseline), 4),
+        'split': split,
+        'num_images': len(items),
+        'seed': seed,
+        'ranges': {k: list(v) for k, v in PARAM_RANGES.items()},
+    }
+
+
+def read_best_params(path: Path) -> CRFParams:
+    """The parameters under ``"best"`` in a search result (or a hand-written
+    file with only that key)."""
+    path = Path(path)
+    try:
+        best = json.loads(path.read_text())['best']
+        return CRFParams(**{k: best[k] for k in PARAM_RANGES})
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
+        raise CRFInputError(
+            f'{path}: expected JSON with "best": {{"theta_alpha": .., '
+            f'"theta_beta": .., "w1": ..}} ({type(error).__name__}: '
+            f'{error})') from None
+    except ValueError as error:
+        raise CRFInputError(f'{path}: {error}') from None
+
+
+def apply(scores_dir: Path, data_root: Path, split: str, params: CRFParams,
+          out: Path, workers: Optional[int] = None) -> dict:
+    """Refine every image of ``split``; write ``out/STEM.png`` label maps and
+    ``out/metrics.json`` (the same record as ``tools/test.py``)."""
+    items, classes = split_items(scores_dir, data_root, split)
+    stats, labels = refine_split(items, classes, params, workers,
+                                 keep_labels=True)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for item, label in zip(items, labels):
+        tmp = out / f'.{item.stem}.tmp.png'
+        cv2.imwrite(str(tmp), label)
+        tmp.replace(out / f'{item.stem}.png')
+    metric = ClassIoUMetric(iou_metrics=['mIoU'])
+    metric.dataset_meta = dict(classes=classes)
+    record = metrics_record(metric.compute_metrics(stats), classes,
+                            config=None, checkpoint=None)
+    del record['config'], record['checkpoint']
+    record.update(crf=params.as_dict(), scores=str(scores_dir), split=split)
+    write_text_atomic(out / 'metrics.json', json.dumps(record, indent=2) +
+                      '\n')
+    return record
+
+
+def write_search(result: dict, out: Path) -> None:
+    write_text_atomic(out, json.dumps(result, indent=2) + '\n')

@@ -1,0 +1,239 @@
+"""Dense CRF post-processing (paper section 3.3) and its random search."""
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pydensecrf.densecrf as dcrf
+import pytest
+import torch
+
+from conftest import REPO
+from custom_datasets.layout import Sample, write_dataset
+from fashionseg.crf import PARAM_RANGES, CRFParams, dense_crf
+from fashionseg.crf_refine import CRFInputError, load_item, split_items
+from fashionseg.crf_search import apply, read_best_params, sample_params, \
+    search
+from fashionseg.scores import save_scores
+from raw_formats import ccp_photos
+
+CLASSES = ('null', 'skin', 'hair', 'clothes')
+
+
+def _group(label):
+    """CCP's 59 labels as background, skin, hair and clothes."""
+    grouped = np.full(label.shape, 3, np.uint8)
+    grouped[label == 0] = 0
+    grouped[label == 41] = 1
+    grouped[label == 19] = 2
+    return grouped
+
+
+@pytest.fixture(scope='module')
+def small_dataset(tmp_path_factory):
+    """Real CCP photos at a quarter size, in the converted layout, with
+    constructed scores: a noisy version of the truth at 1/4 resolution."""
+    root = tmp_path_factory.mktemp('crf')
+    samples, split_of = [], {}
+    for position, (image_id, jpeg, label) in enumerate(ccp_photos(8), 1):
+        image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        size = (image.shape[1] // 4, image.shape[0] // 4)
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        label = cv2.resize(_group(label), size,
+                           interpolation=cv2.INTER_NEAREST)
+        stem = f'{image_id:04d}'
+        samples.append(Sample(stem, position, cv2.imencode(
+            '.jpg', image)[1].tobytes(), label, 'test'))
+        split_of[stem] = 'val' if position <= 4 else 'test'
+    data = root / 'data'
+    write_dataset(samples, split_of, data, 'ccp-grouped', CLASSES)
+    rng = np.random.default_rng(0)
+    for strength, name in ((2.0, 'noisy'), (6.0, 'strong')):
+        for split in ('val', 'test'):
+            out = root / f'{name}_{split}'
+            out.mkdir()
+            for sample in samples:
+                if split_of[sample.stem] != split:
+                    continue
+                h, w = sample.label.shape
+                small = cv2.resize(sample.label, (-(-w // 4), -(-h // 4)),
+                                   interpolation=cv2.INTER_NEAREST)
+                scores = strength * np.eye(len(CLASSES))[small].transpose(
+                    2, 0, 1) + rng.normal(0, 1.5, (len(CLASSES),) +
+                                          small.shape)
+                save_scores(out / f'{sample.stem}.npz', scores, sample.stem,
+                            h, w, -(-h // 4) * 4, -(-w // 4) * 4)
+    return root
+
+
+def _direct_pydensecrf(image, scores, height, width, params):
+    """The CRF as a plain pydensecrf call, with the unary computed here."""
+    logits = torch.nn.functional.interpolate(
+        torch.from_numpy(scores.astype(np.float32))[None],
+        size=(-(-height // 4) * 4, -(-width // 4) * 4), mode='bilinear',
+        align_corners=False)[0, :, :height, :width]
+    probs = torch.softmax(logits, 0).numpy()
+    crf = dcrf.DenseCRF2D(width, height, len(probs))
+    crf.setUnaryEnergy(np.ascontiguousarray(
+        -np.log(probs).reshape(len(probs), -1), dtype=np.float32))
+    crf.addPairwiseGaussian(sxy=3, compat=3)
+    crf.addPairwiseBilateral(sxy=params.theta_alpha, srgb=params.theta_beta,
+                             rgbim=np.ascontiguousarray(image),
+                             compat=params.w1)
+    q = np.array(crf.inference(10)).reshape(len(probs), height, width)
+    return q.argmax(0)
+
+
+def test_crf_equals_direct_pydensecrf_call(small_dataset):
+    items, _ = split_items(small_dataset / 'noisy_val',
+                           small_dataset / 'data', 'val')
+    for item in items[:2]:
+        image, label, log_probs = load_item(item, len(CLASSES))
+        record = np.load(item.scores)
+        for params in (CRFParams(40, 13, 10), CRFParams(5, 60, 3)):
+            ours = dense_crf(image, log_probs, params)
+            direct = _direct_pydensecrf(image, record['scores'],
+                                        label.shape[0], label.shape[1],
+                                        params)
+            np.testing.assert_array_equal(ours, direct)
+
+
+def test_crf_with_strong_correct_unary_does_not_lower_accuracy(
+        small_dataset):
+    items, _ = split_items(small_dataset / 'strong_val',
+                           small_dataset / 'data', 'val')
+    loaded = [load_item(item, len(CLASSES)) for item in items]
+    before = np.mean([(lp.argmax(0) == label).mean()
+                      for _, label, lp in loaded])
+    assert before > 0.9  # the truth, blurred by the 1/4 resolution
+    for params in (CRFParams(40, 13, 10), CRFParams(20, 30, 5),
+                   CRFParams(10, 10, 3)):
+        after = np.mean([(dense_crf(image, lp, params) == label).mean()
+                         for image, label, lp in loaded])
+        assert after >= before
+
+
+def test_search_is_reproducible_in_range_and_picks_the_best(small_dataset):
+    first = search(small_dataset / 'noisy_val', small_dataset / 'data',
+                   'val', trials=6, seed=3, workers=1)
+    again = search(small_dataset / 'noisy_val', small_dataset / 'data',
+                   'val', trials=6, seed=3, workers=2)
+    assert first == again
+    assert len(first['trials']) == 6
+    for trial in first['trials']:
+        for name, (low, high) in PARAM_RANGES.items():
+            assert low <= trial[name] <= high
+    best = max(first['trials'], key=lambda t: t['accuracy'])
+    assert first['best'] == {k: best[k] for k in PARAM_RANGES}
+    assert first['best_accuracy'] == best['accuracy']
+    other = search(small_dataset / 'noisy_val', small_dataset / 'data',
+                   'val', trials=6, seed=4, workers=1)
+    assert other['trials'] != first['trials']
+
+
+def test_sampling_covers_the_paper_ranges_uniformly():
+    drawn = sample_params(3000, seed=0)
+    assert sample_params(50, seed=0) == drawn[:50]
+    for name, (low, high) in PARAM_RANGES.items():
+        values = np.array([getattr(p, name) for p in drawn])
+        assert values.min() == low and values.max() == high
+        assert abs(values.mean() - (low + high) / 2) < 0.05 * (high - low)
+
+
+def test_parallel_and_serial_apply_agree(small_dataset, tmp_path):
+    params = CRFParams(30, 20, 5)
+    serial = apply(small_dataset / 'noisy_test', small_dataset / 'data',
+                   'test', params, tmp_path / 'serial', workers=1)
+    parallel = apply(small_dataset / 'noisy_test', small_dataset / 'data',
+                     'test', params, tmp_path / 'parallel', workers=2)
+    assert serial == {**parallel, 'scores': serial['scores']}
+    for path in sorted((tmp_path / 'serial').glob('*.png')):
+        assert path.read_bytes() == (tmp_path / 'parallel' /
+                                     path.name).read_bytes()
+    assert set(serial) >= {'aAcc', 'mIoU', 'mAcc', 'per_class', 'crf'}
+    assert len(list((tmp_path / 'serial').glob('*.png'))) == 4
+
+
+def test_cli_search_then_apply(small_dataset, tmp_path):
+    run = dict(cwd=REPO, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, 'tools/crf.py', 'search', '--scores',
+         str(small_dataset / 'noisy_val'), '--data',
+         str(small_dataset / 'data'), '--split', 'val', '--trials', '3',
+         '--seed', '0', '--out', str(tmp_path / 'search.json')], **run)
+    assert result.returncode == 0, result.stderr[-2000:]
+    searched = json.loads((tmp_path / 'search.json').read_text())
+    assert len(searched['trials']) == 3
+    result = subprocess.run(
+        [sys.executable, 'tools/crf.py', 'apply', '--scores',
+         str(small_dataset / 'noisy_test'), '--data',
+         str(small_dataset / 'data'), '--split', 'test', '--params',
+         str(tmp_path / 'search.json'), '--out', str(tmp_path / 'refined')],
+        **run)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((tmp_path / 'refined' / 'metrics.json').read_text())
+    assert metrics['crf'] == searched['best']
+
+
+# Bad input: a clear error naming the file, never a skipped image.
+
+def _copy_scores(src, dst):
+    dst.mkdir()
+    for path in src.glob('*.npz'):
+        (dst / path.name).write_bytes(path.read_bytes())
+    return dst
+
+
+def test_class_count_mismatch(small_dataset, tmp_path):
+    scores = _copy_scores(small_dataset / 'noisy_test', tmp_path / 's')
+    bad = sorted(scores.glob('*.npz'))[1]
+    record = dict(np.load(bad))
+    save_scores(bad, record['scores'][:3], str(record['stem']),
+                int(record['height']), int(record['width']))
+    with pytest.raises(CRFInputError, match=rf'{bad}.*3 classes.*4'):
+        apply(scores, small_dataset / 'data', 'test', CRFParams(5, 5, 5),
+              tmp_path / 'out', workers=1)
+
+
+def test_score_file_without_image(small_dataset, tmp_path):
+    scores = _copy_scores(small_dataset / 'noisy_test', tmp_path / 's')
+    (scores / '9999.npz').write_bytes(
+        next(scores.glob('*.npz')).read_bytes())
+    with pytest.raises(CRFInputError, match=r'9999.npz: score file without'):
+        split_items(scores, small_dataset / 'data', 'test')
+
+
+def test_image_without_scores(small_dataset, tmp_path):
+    scores = _copy_scores(small_dataset / 'noisy_test', tmp_path / 's')
+    missing = sorted(scores.glob('*.npz'))[0]
+    missing.unlink()
+    with pytest.raises(CRFInputError, match=rf'{missing}: no scores'):
+        split_items(scores, small_dataset / 'data', 'test')
+
+
+def test_sizes_that_disagree(small_dataset, tmp_path):
+    scores = _copy_scores(small_dataset / 'noisy_test', tmp_path / 's')
+    bad = sorted(scores.glob('*.npz'))[2]
+    record = dict(np.load(bad))
+    save_scores(bad, record['scores'], str(record['stem']),
+                int(record['height']) + 4, int(record['width']))
+    with pytest.raises(CRFInputError, match=rf'{bad}: scores are for a'):
+        apply(scores, small_dataset / 'data', 'test', CRFParams(5, 5, 5),
+              tmp_path / 'out', workers=1)
+
+
+@pytest.mark.parametrize('values', [
+    dict(theta_alpha=0, theta_beta=10, w1=3),
+    dict(theta_alpha=41, theta_beta=10, w1=3),
+    dict(theta_alpha=10, theta_beta=101, w1=3),
+    dict(theta_alpha=10, theta_beta=10, w1=16),
+    dict(theta_alpha=10, theta_beta=10, w1=2.5),
+])
+def test_out_of_range_parameters(values, tmp_path):
+    with pytest.raises(ValueError, match='outside the integers'):
+        CRFParams(**values)
+    path = tmp_path / 'params.json'
+    path.write_text(json.dumps({'best': values}))
+    with pytest.raises(CRFInputError, match=str(path)):
+        read_best_params(path)

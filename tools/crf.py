@@ -1,0 +1,66 @@
+"""Dense-CRF post-processing: the paper's parameter search and its
+application to a split.
+
+    python tools/crf.py search --scores DIR --data DATASET_DIR --split val \\
+        --trials 50 --seed 0 --out FILE
+    python tools/crf.py apply --scores DIR --data DATASET_DIR --split test \\
+        --params FILE --out DIR
+"""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from custom_datasets import DatasetFormatError  # noqa: E402
+from fashionseg.crf_refine import CRFInputError  # noqa: E402
+from fashionseg.crf_search import (apply, read_best_params, search,  # noqa
+                                   write_search)
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest='command', required=True)
+    for name in ('search', 'apply'):
+        sub = commands.add_parser(name)
+        sub.add_argument('--scores', type=Path, required=True,
+                         help='folder of STEM.npz from tools/test.py --out')
+        sub.add_argument('--data', type=Path, required=True,
+                         help='dataset folder from tools/convert_data.py')
+        sub.add_argument('--split', default='val' if name == 'search'
+                         else 'test')
+        sub.add_argument('--out', type=Path, required=True,
+                         help='JSON file (search) or folder (apply)')
+        sub.add_argument('--workers', type=int,
+                         help='processes (default: all cores)')
+        if name == 'search':
+            sub.add_argument('--trials', type=int, default=50)
+            sub.add_argument('--seed', type=int, default=0)
+        else:
+            sub.add_argument('--params', type=Path, required=True,
+                             help='JSON with the parameters under "best"')
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    try:
+        if args.command == 'search':
+            result = search(args.scores, args.data, args.split, args.trials,
+                            args.seed, args.workers)
+            write_search(result, args.out)
+            print(f'best {result["best"]}: pixel accuracy '
+                  f'{result["best_accuracy"]:.2f} on {args.split} '
+                  f'(without CRF {result["accuracy_without_crf"]:.2f})')
+        else:
+            record = apply(args.scores, args.data, args.split,
+                           read_best_params(args.params), args.out,
+                           args.workers)
+            print(f'pixel accuracy {record["aAcc"]:.2f}, mean IoU '
+                  f'{record["mIoU"]:.2f}; written to {args.out}')
+    except (CRFInputError, DatasetFormatError) as error:
+        sys.exit(f'error: {error}')
+
+
+if __name__ == '__main__':
+    main()
