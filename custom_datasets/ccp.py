@@ -12,9 +12,9 @@ from typing import Iterator, List
 
 import numpy as np
 import scipy.io
-from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
+from .base import FashionParsingDataset
 from .layout import DatasetFormatError, Sample
 from .matlab import char_array_to_str, check_names, require
 from .palette import label_palette
@@ -33,25 +33,10 @@ CCP_CLASSES = (
 
 
 @DATASETS.register_module()
-class CCPDataset(BaseSegDataset):
-    """CCP in the layout ``tools/convert_data.py`` writes.
-
-    Background (``null``, index 0) is a class and counts in pixel accuracy,
-    as for the paper's datasets, so ``reduce_zero_label`` is False.
-    """
+class CCPDataset(FashionParsingDataset):
+    """CCP in the layout ``tools/convert_data.py`` writes."""
     METAINFO = dict(classes=CCP_CLASSES,
                     palette=label_palette(len(CCP_CLASSES)))
-
-    def __init__(self,
-                 img_suffix='.jpg',
-                 seg_map_suffix='.png',
-                 reduce_zero_label=False,
-                 **kwargs) -> None:
-        super().__init__(
-            img_suffix=img_suffix,
-            seg_map_suffix=seg_map_suffix,
-            reduce_zero_label=reduce_zero_label,
-            **kwargs)
 
 
 def read_mat(path: Path) -> dict:

@@ -14,9 +14,9 @@ from typing import Iterator
 
 import h5py
 import numpy as np
-from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
+from .base import FashionParsingDataset
 from .layout import DatasetFormatError, Sample
 from .matlab import char_array_to_str, check_names, deref, require
 from .palette import label_palette
@@ -31,25 +31,10 @@ CFPD_IMAGES = 'image'
 
 
 @DATASETS.register_module()
-class CFPDDataset(BaseSegDataset):
-    """CFPD in the layout ``tools/convert_data.py`` writes.
-
-    Background (``bk``, index 0) is a class and counts in pixel accuracy, as
-    in the paper, so ``reduce_zero_label`` is False.
-    """
+class CFPDDataset(FashionParsingDataset):
+    """CFPD in the layout ``tools/convert_data.py`` writes."""
     METAINFO = dict(classes=CFPD_CLASSES,
                     palette=label_palette(len(CFPD_CLASSES)))
-
-    def __init__(self,
-                 img_suffix='.jpg',
-                 seg_map_suffix='.png',
-                 reduce_zero_label=False,
-                 **kwargs) -> None:
-        super().__init__(
-            img_suffix=img_suffix,
-            seg_map_suffix=seg_map_suffix,
-            reduce_zero_label=reduce_zero_label,
-            **kwargs)
 
 
 class CFPDRelease:

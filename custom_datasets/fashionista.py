@@ -12,9 +12,9 @@ from typing import Iterator, List
 import h5py
 import numpy as np
 import scipy.io
-from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
+from .base import FashionParsingDataset
 from .layout import DatasetFormatError, Sample, decode_label_png
 from .matlab import (char_array_to_str, check_names, deref, is_hdf5_mat,
                      require)
@@ -31,25 +31,10 @@ FASHIONISTA_MAT = 'fashionista-v1.0.mat'
 
 
 @DATASETS.register_module()
-class FashionistaDataset(BaseSegDataset):
-    """Refined Fashionista in the layout ``tools/convert_data.py`` writes.
-
-    Background (index 0) is a class and counts in pixel accuracy, as in the
-    paper, so ``reduce_zero_label`` is False.
-    """
+class FashionistaDataset(FashionParsingDataset):
+    """Refined Fashionista in the layout ``tools/convert_data.py`` writes."""
     METAINFO = dict(classes=FASHIONISTA_CLASSES,
                     palette=label_palette(len(FASHIONISTA_CLASSES)))
-
-    def __init__(self,
-                 img_suffix='.jpg',
-                 seg_map_suffix='.png',
-                 reduce_zero_label=False,
-                 **kwargs) -> None:
-        super().__init__(
-            img_suffix=img_suffix,
-            seg_map_suffix=seg_map_suffix,
-            reduce_zero_label=reduce_zero_label,
-            **kwargs)
 
 
 def fashionista_stem(position: int) -> str:

@@ -71,6 +71,13 @@ def _manual_hint(source: ReleaseSource, out: Path) -> str:
             f'--from PATH_TO_THE_DOWNLOAD')
 
 
+def _require_variables(path: Path, names, source: ReleaseSource) -> None:
+    missing = [v for v in source.variables if v not in names]
+    if missing:
+        raise FetchError(f'{path} lacks the variables {missing}: truncated, '
+                         f'or not the {source.name} release')
+
+
 def check_download(path: Path, source: ReleaseSource) -> None:
     """Raise FetchError unless ``path`` is a complete file of the expected
     kind."""
@@ -98,10 +105,7 @@ def check_download(path: Path, source: ReleaseSource) -> None:
         except OSError as error:
             raise FetchError(f'{path} is a damaged MATLAB v7.3 file '
                              f'({error})') from None
-        missing = [v for v in source.variables if v not in names]
-        if missing:
-            raise FetchError(f'{path} lacks the variables {missing}: not '
-                             f'the {source.name} release')
+        _require_variables(path, names, source)
         return
     if not head.startswith(b'MATLAB'):
         raise FetchError(f'{path} is not a MATLAB file')
@@ -112,10 +116,7 @@ def check_download(path: Path, source: ReleaseSource) -> None:
     except Exception as error:  # scipy raises many kinds on a bad file
         raise FetchError(f'{path} is a damaged or truncated MATLAB file '
                          f'({type(error).__name__}: {error})') from None
-    missing = [v for v in source.variables if v not in names]
-    if missing:
-        raise FetchError(f'{path} lacks the variables {missing}: truncated, '
-                         f'or not the {source.name} release')
+    _require_variables(path, names, source)
 
 
 def safe_extract(archive_path: Path, target: Path) -> None:

@@ -15,7 +15,7 @@ from mmengine.dist import get_rank
 from mmengine.runner import Runner
 
 from .io import write_text_atomic
-from .training import configure_cpu_ddp, init_cpu_distributed
+from .training import configure_cpu_ddp, init_cpu_distributed, load_config
 
 METRICS_FILE = 'metrics.json'
 
@@ -28,18 +28,10 @@ def configure_testing(config: str, checkpoint: str,
                       split: Optional[str] = None) -> Config:
     """The config of a test run; ``split`` tests on another split of the
     converted dataset (``val`` for the CRF search)."""
-    cfg = Config.fromfile(config)
-    cfg.launcher = launcher
+    cfg = load_config(config, work_dir, cfg_options, launcher)
     if split is not None:
         cfg.test_dataloader.dataset.data_prefix = dict(
             img_path=f'img_dir/{split}', seg_map_path=f'ann_dir/{split}')
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    if work_dir is not None:
-        cfg.work_dir = work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(config))[0])
     cfg.load_from = checkpoint
     if launcher != 'none' and not torch.cuda.is_available():
         configure_cpu_ddp(cfg)

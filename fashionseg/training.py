@@ -20,6 +20,24 @@ from .pretrained import (PretrainedWeightsMissing, disable_pretrained,
 RUN_RECORD = 'run_record.json'
 
 
+def load_config(config: str, work_dir: Optional[str] = None,
+                cfg_options: Optional[dict] = None,
+                launcher: str = 'none') -> Config:
+    """A config with the command line's overrides, as MMSegmentation's tools
+    load it: work_dir from the command line, else the config, else
+    ``work_dirs/CONFIG_NAME``."""
+    cfg = Config.fromfile(config)
+    cfg.launcher = launcher
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(config))[0])
+    return cfg
+
+
 def replace_sync_bn(node) -> None:
     """Turn every ``SyncBN`` norm config into ``BN`` (in place): SyncBN has
     no CPU implementation, so CPU (gloo) DDP uses per-process BN."""
@@ -77,15 +95,7 @@ def configure_training(config: str, work_dir: Optional[str] = None,
                        pretrained: bool = True, launcher: str = 'none',
                        seed: Optional[int] = None) -> Config:
     """The config of a training run, as ``tools/train.py`` builds it."""
-    cfg = Config.fromfile(config)
-    cfg.launcher = launcher
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    if work_dir is not None:
-        cfg.work_dir = work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(config))[0])
+    cfg = load_config(config, work_dir, cfg_options, launcher)
     cfg.resume = resume
     if seed is not None:
         cfg.randomness = dict(cfg.get('randomness') or {}, seed=seed)

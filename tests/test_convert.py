@@ -1,5 +1,6 @@
 """tools/convert_data.py on files in the releases' raw formats."""
 import hashlib
+import json
 import subprocess
 import sys
 
@@ -94,6 +95,9 @@ def test_ccp_converts_bundled_subset(tmp_path):
     out = tmp_path / 'ccp'
     counts = convert_release('ccp', BUNDLED_CCP, out)
     assert counts == {'train': 21, 'val': 3, 'test': 6}
+    meta = json.loads((out / 'dataset.json').read_text())
+    assert meta['name'] == 'ccp' and meta['splits'] == counts
+    assert len(meta['classes']) == 59 and meta['classes'][0] == 'null'
     assert (out / 'splits' / 'val.txt').read_text().split() == \
         ['0001', '0011', '0021']
     assert (out / 'splits' / 'test.txt').read_text().split() == \
