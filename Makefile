@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip "setuptools>=77,<81" wheel ninja
 	$(BIN)/python -m pip install $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
-	@echo ">>> building mmcv 2.1.0 with ops against the installed torch (about 6 min on 2 cores the first time; pip caches the wheel)"
+	@echo ">>> building mmcv 2.1.0 with ops against the installed torch (about 40 min on 2 cores the first time; pip caches the wheel)"
 	$(if $(filter cpu,$(MMCV_OPS)),CUDA_VISIBLE_DEVICES= FORCE_CUDA=0,) MMCV_WITH_OPS=1 \
 		$(BIN)/python -m pip install --no-build-isolation mmcv==2.1.0
 	$(BIN)/python -m pip install -e ".[dev]"
@@ -38,8 +38,9 @@ test: $(STAMP)
 
 repro: $(STAMP)
 	@echo ">>> dvc repro: today the pipeline only records the environment"
-	@echo ">>> (results/environment.json). Data download, training, CRF and"
-	@echo ">>> the paper's tables are not in dvc.yaml yet; see README."
+	@echo ">>> (results/environment.json). Fetching, converting, training,"
+	@echo ">>> testing and the CRF are commands (README) but not pipeline"
+	@echo ">>> stages yet, and the paper's tables are not generated yet."
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 
 clean-venv:
