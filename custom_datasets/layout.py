@@ -4,9 +4,10 @@
 unchanged), ``OUT/ann_dir/{train,val,test}/STEM.png`` (8-bit single-channel
 label indices, the photo's size), ``OUT/splits/{train,val,test}.txt`` (one
 stem a line, in file order) and ``OUT/dataset.json`` (the dataset's name,
-classes and split sizes, for tools that get only the folder). The dataset is built in a temporary folder
-beside OUT and renamed into place only when every record has passed its
-checks, so a failed or interrupted conversion leaves nothing in OUT.
+classes and split sizes, for tools that get only the folder). The dataset
+is built in a temporary folder beside OUT and renamed into place only when
+every record has passed its checks, so a failed or interrupted conversion
+leaves nothing in OUT.
 """
 import io
 import json

@@ -21,7 +21,8 @@ def benchmark_inputs(photo_path=None, seed: int = 0):
     rng = np.random.default_rng(seed)
     if photo_path is not None:
         image = cv2.cvtColor(cv2.imread(str(photo_path)), cv2.COLOR_BGR2RGB)
-        image = cv2.resize(image, (WIDTH, HEIGHT), interpolation=cv2.INTER_AREA)
+        image = cv2.resize(image, (WIDTH, HEIGHT),
+                           interpolation=cv2.INTER_AREA)
     else:
         image = rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
     scores = rng.normal(0, 2, (NUM_CLASSES, HEIGHT // 4, WIDTH // 4))

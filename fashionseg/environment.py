@@ -47,7 +47,8 @@ def mmcv_ops_compiled() -> bool:
 
 def collect_environment() -> dict:
     """A JSON-serialisable description of this machine and stack."""
-    device = {'type': 'cpu', 'name': platform.processor() or platform.machine()}
+    device = {'type': 'cpu',
+              'name': platform.processor() or platform.machine()}
     if torch.cuda.is_available():
         device = {'type': 'cuda', 'name': torch.cuda.get_device_name(0),
                   'count': torch.cuda.device_count()}

@@ -1,12 +1,10 @@
 """tools/fetch_data.py: downloads from a local HTTP server, --from, checks."""
 import http.server
 import io
-import shutil
 import subprocess
 import sys
 import threading
 import zipfile
-from pathlib import Path
 
 import pytest
 

@@ -1,6 +1,5 @@
 """The segmentation head of the paper's FPN (Martinsson and Mogren, 2019,
 section 2)."""
-import torch.nn as nn
 from mmcv.cnn import ConvModule
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.registry import MODELS
