@@ -108,6 +108,7 @@ def configure_training(config: str, work_dir: Optional[str] = None,
 
     cfg.pretrained_requested = pretrained_sources(cfg)
     cfg.pretrained_weights = cfg.pretrained_requested if pretrained else []
+    cfg.no_pretrained = not pretrained
     if not pretrained:
         disable_pretrained(cfg)
 
@@ -137,7 +138,7 @@ def run_record(runner: Runner, cfg: Config, config: str,
         'pretrained': {
             'loaded': bool(cfg.pretrained_weights),
             'requested_by_config': cfg.pretrained_requested,
-            'no_pretrained_flag': not cfg.pretrained_weights,
+            'no_pretrained_flag': cfg.no_pretrained,
             'files': weight_files,
         },
         'device': environment['device'],
@@ -163,7 +164,7 @@ def train(cfg: Config, config: str) -> Runner:
         write_text_atomic(
             osp.join(cfg.work_dir, RUN_RECORD),
             json.dumps(record, indent=2) + '\n')
-        if not cfg.pretrained_weights:
+        if cfg.no_pretrained:
             print_log('training from scratch (--no-pretrained)',
                       logger='current', level=logging.WARNING)
     runner.train()
