@@ -97,3 +97,17 @@ def test_ddp_two_processes_gloo(datasets, tmp_path):
     log = next(tmp_path.glob('*/*.log')).read_text()
     assert 'Epoch(train) [1][2/2]' in log
     assert (tmp_path / 'epoch_1.pth').is_file()
+
+
+def test_training_benchmark_reports_both_rates(datasets, tmp_path):
+    from fashionseg.train_benchmark import benchmark_training
+    options = small_run_options('fcn_r101', datasets['ccp'])
+    result = benchmark_training(str(CONFIG_DIR / 'fcn_r101_ccp.py'),
+                                str(tmp_path), iters=2, warmup=1,
+                                cfg_options=options)
+    assert result['batch_size'] == 2 and result['iterations_timed'] == 2
+    assert result['images_per_second_model_only'] > 0
+    assert result['images_per_second_full_loop'] > 0
+    assert result['full_loop_fraction_of_model_only'] == pytest.approx(
+        result['images_per_second_full_loop'] /
+        result['images_per_second_model_only'], rel=0.01)

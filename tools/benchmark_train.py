@@ -1,0 +1,48 @@
+"""Is training input-bound? Compare the full training loop's images per
+second with the model-only rate (one batch reused) for a config.
+
+    python tools/benchmark_train.py mmseg_configs/fpn_x101_ccp.py \\
+        --cfg-options train_dataloader.dataset.data_root=data/ccp
+"""
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from mmengine.config import DictAction
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fashionseg.io import write_text_atomic  # noqa: E402
+from fashionseg.train_benchmark import benchmark_training  # noqa: E402
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('config')
+    parser.add_argument('--iters', type=int, default=50)
+    parser.add_argument('--warmup', type=int, default=10)
+    parser.add_argument('--amp', action='store_true')
+    parser.add_argument('--pretrained', action='store_true',
+                        help='load the ImageNet weights (not needed for '
+                        'speed)')
+    parser.add_argument('--out', type=Path, help='JSON file to write')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    with tempfile.TemporaryDirectory() as work_dir:
+        result = benchmark_training(
+            args.config, work_dir, args.iters, args.warmup, args.amp,
+            args.cfg_options, args.pretrained)
+    text = json.dumps(result, indent=2)
+    if args.out:
+        write_text_atomic(args.out, text + '\n')
+    print(text)
+
+
+if __name__ == '__main__':
+    main()
