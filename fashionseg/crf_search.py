@@ -87,10 +87,8 @@ def apply(scores_dir: Path, data_root: Path, split: str, params: CRFParams,
         tmp.replace(out / f'{item.stem}.png')
     metric = ClassIoUMetric(iou_metrics=['mIoU'])
     metric.dataset_meta = dict(classes=classes)
-    record = metrics_record(metric.compute_metrics(stats), classes,
-                            config=None, checkpoint=None)
-    del record['config'], record['checkpoint']
-    record.update(crf=params.as_dict(), scores=str(scores_dir), split=split)
+    record = dict(metrics_record(metric.compute_metrics(stats), classes),
+                  crf=params.as_dict(), scores=str(scores_dir), split=split)
     write_text_atomic(out / 'metrics.json', json.dumps(record, indent=2) +
                       '\n')
     return record

@@ -52,9 +52,8 @@ def _percent(value):
     return None if value != value else round(value, 2)
 
 
-def metrics_record(metrics: dict, classes, config: str,
-                   checkpoint: str) -> dict:
-    """``Runner.test``'s flat metrics as the harness's metrics JSON."""
+def metrics_record(metrics: dict, classes) -> dict:
+    """``ClassIoUMetric``'s flat metrics as the harness's metrics JSON."""
     return {
         'aAcc': _percent(metrics['aAcc']),
         'mIoU': _percent(metrics['mIoU']),
@@ -63,8 +62,6 @@ def metrics_record(metrics: dict, classes, config: str,
             name: {'IoU': _percent(metrics[f'IoU.{name}']),
                    'Acc': _percent(metrics[f'Acc.{name}'])}
             for name in classes},
-        'config': config,
-        'checkpoint': checkpoint,
     }
 
 
@@ -73,7 +70,8 @@ def run_test(cfg: Config, config: str, checkpoint: str) -> dict:
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()
     classes = runner.test_dataloader.dataset.metainfo['classes']
-    record = metrics_record(metrics, classes, config, checkpoint)
+    record = dict(metrics_record(metrics, classes), config=config,
+                  checkpoint=checkpoint)
     if get_rank() == 0:
         write_text_atomic(cfg.metrics_out,
                           json.dumps(record, indent=2) + '\n')
