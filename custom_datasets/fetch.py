@@ -148,6 +148,17 @@ def _find_release_root(folder: Path, marker: str) -> Path:
     return found[0]
 
 
+def _move_contents(staged: Path, out: Path) -> None:
+    """Move a fully staged release into ``out``, replacing what was there."""
+    for entry in sorted(staged.iterdir()):
+        destination = out / entry.name
+        if destination.is_dir():
+            shutil.rmtree(destination)
+        elif destination.exists():
+            destination.unlink()
+        os.replace(entry, destination)
+
+
 def _install_release(source: ReleaseSource, download: Path,
                      out: Path) -> Path:
     """Put the checked release into ``out`` (extracting an archive), through
@@ -163,14 +174,7 @@ def _install_release(source: ReleaseSource, download: Path,
     tmp = Path(tempfile.mkdtemp(dir=out, prefix='.extract-'))
     try:
         safe_extract(download, tmp)
-        root = _find_release_root(tmp, source.marker)
-        for entry in sorted(root.iterdir()):
-            destination = out / entry.name
-            if destination.is_dir():
-                shutil.rmtree(destination)
-            elif destination.exists():
-                destination.unlink()
-            os.replace(entry, destination)
+        _move_contents(_find_release_root(tmp, source.marker), out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
@@ -189,15 +193,11 @@ def _copy_folder_release(source: ReleaseSource, folder: Path,
         return _install_release(source, root / source.filename, out)
     if root.resolve() == out.resolve():
         return out
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f'.{out.name}.'))
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out, prefix='.copy-'))
     try:
         shutil.copytree(root, tmp / 'release')
-        out.mkdir(parents=True, exist_ok=True)
-        for entry in sorted((tmp / 'release').iterdir()):
-            destination = out / entry.name
-            if destination.is_dir():
-                shutil.rmtree(destination)
-            os.replace(entry, destination)
+        _move_contents(tmp / 'release', out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
