@@ -1,7 +1,7 @@
 """Converting a raw release into the MMSegmentation layout
 (``tools/convert_data.py``)."""
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 from .ccp import CCP_CLASSES, CCPRelease
 from .cfpd import CFPD_CLASSES, CFPDRelease
@@ -15,10 +15,13 @@ RELEASES = {
 }
 
 
-def convert_release(name: str, src: Path, out: Path) -> Dict[str, int]:
+def convert_release(name: str, src: Path, out: Path,
+                    max_size: Optional[int] = None) -> Dict[str, int]:
     """Read the raw release of dataset ``name`` in ``src`` and write it to
     ``out`` (see :mod:`custom_datasets.layout`). Deterministic: a rerun
     writes byte-identical files.
+
+    ``max_size`` scales photos and labels down to that longer side.
 
     Returns:
         The number of images in each split.
@@ -30,6 +33,6 @@ def convert_release(name: str, src: Path, out: Path) -> Dict[str, int]:
                     for split, stems in release.splits().items()
                     for stem in stems}
         return write_dataset(release, split_of, Path(out), name, classes,
-                             total=len(release))
+                             total=len(release), max_size=max_size)
     finally:
         release.close()

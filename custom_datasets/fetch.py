@@ -203,6 +203,42 @@ def _copy_folder_release(source: ReleaseSource, folder: Path,
     return out
 
 
+def release_present(name: str, out: Path) -> bool:
+    """Whether ``out`` already holds dataset ``name``'s complete release
+    (what ``fetch_release`` leaves there)."""
+    source = SOURCES[name]
+    out = Path(out)
+    if source.kind == 'mat':
+        path = out / source.filename
+        if not path.is_file():
+            return False
+        try:
+            check_download(path, source)
+        except FetchError:
+            return False
+        return True
+    if not (out / source.marker).exists():
+        return False
+    return source.name != 'cfpd' or (out / CFPD_IMAGES).is_dir()
+
+
+def local_copy(name: str, folder: Path) -> Optional[Path]:
+    """What a user put in ``folder`` (the pipeline's downloads/DATASET):
+    the downloaded file when it holds one file of the release's kind, the
+    folder itself when it holds anything else, None when empty or absent."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    entries = [p for p in folder.iterdir() if not p.name.startswith('.')]
+    if not entries:
+        return None
+    kind = SOURCES[name].kind
+    files = [p for p in entries if p.is_file() and p.suffix == f'.{kind}']
+    if len(entries) == 1 and len(files) == 1:
+        return files[0]
+    return folder
+
+
 def fetch_release(name: str, out: Path, from_path: Optional[Path] = None,
                   url: Optional[str] = None, retries: int = 3,
                   quiet: bool = False) -> Path:

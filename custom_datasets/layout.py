@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable
+from typing import Dict, Iterable, Optional
 
 import numpy as np
 from PIL import Image
@@ -93,9 +93,27 @@ def encode_label_png(label: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def downscale(image_bytes: bytes, label: np.ndarray, max_size: int):
+    """The photo (re-encoded JPEG, area-averaged) and label map (nearest
+    neighbour) scaled so that the longer side is ``max_size``; unchanged
+    when already no larger."""
+    height, width = label.shape
+    scale = max_size / max(height, width)
+    if scale >= 1:
+        return image_bytes, label
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    with Image.open(io.BytesIO(image_bytes)) as image:
+        small = image.convert('RGB').resize(size, Image.Resampling.BOX)
+    buffer = io.BytesIO()
+    small.save(buffer, format='JPEG', quality=95)
+    small_label = Image.fromarray(label, mode='L').resize(
+        size, Image.Resampling.NEAREST)
+    return buffer.getvalue(), np.asarray(small_label)
+
+
 def write_dataset(samples: Iterable[Sample], split_of: Dict[str, str],
-                  out: Path, name: str, classes: tuple, total: int = None
-                  ) -> Dict[str, int]:
+                  out: Path, name: str, classes: tuple, total: int = None,
+                  max_size: Optional[int] = None) -> Dict[str, int]:
     """Check and write ``samples`` to ``out`` atomically.
 
     Args:
@@ -104,6 +122,9 @@ def write_dataset(samples: Iterable[Sample], split_of: Dict[str, str],
         out: the dataset folder to create (replaced if it exists).
         name, classes: the dataset's name and class names; labels must lie
             in ``0..len(classes) - 1``.
+        max_size: scale photos and label maps down so that their longer
+            side is at most this (for quick runs; None keeps the release's
+            JPEG bytes unchanged).
 
     Returns:
         The number of samples written to each split.
@@ -127,8 +148,11 @@ def write_dataset(samples: Iterable[Sample], split_of: Dict[str, str],
                 raise sample.error(f'stem {sample.stem} occurs twice')
             seen.add(sample.stem)
             label = check_sample(sample, num_classes)
+            image_bytes = sample.image_bytes
+            if max_size:
+                image_bytes, label = downscale(image_bytes, label, max_size)
             (tmp / 'img_dir' / split / f'{sample.stem}.jpg').write_bytes(
-                sample.image_bytes)
+                image_bytes)
             (tmp / 'ann_dir' / split / f'{sample.stem}.png').write_bytes(
                 encode_label_png(label))
             stems[split].append(sample.stem)
@@ -143,7 +167,8 @@ def write_dataset(samples: Iterable[Sample], split_of: Dict[str, str],
                 ''.join(f'{stem}\n' for stem in stems[split]))
         counts = {split: len(stems[split]) for split in SPLITS}
         (tmp / 'dataset.json').write_text(json.dumps(
-            dict(name=name, classes=list(classes), splits=counts),
+            dict(name=name, classes=list(classes), splits=counts,
+                 max_size=max_size),
             indent=2) + '\n')
         _replace_dir(tmp, out)
     except BaseException:

@@ -19,6 +19,7 @@ from mmseg.evaluation import IoUMetric
 from tqdm import tqdm
 
 from custom_datasets.layout import read_dataset_meta
+from .confusion import CONFUSION_SUFFIX, IGNORE_INDEX, confusion_matrix
 from .crf import CRFParams, dense_crf, upsampled_log_probs
 from .scores import load_scores
 
@@ -59,6 +60,10 @@ def split_items(scores_dir: Path, data_root: Path, split: str
         items.append(item)
     known = set(stems)
     for path in sorted(scores_dir.glob('*.npz')):
+        # tools/test.py --out also writes its per-image confusion matrices
+        # (metrics.confusion.npz) there.
+        if path.name.endswith(CONFUSION_SUFFIX):
+            continue
         if path.stem not in known:
             raise CRFInputError(
                 f'{path}: score file without its image: {split_file} has no '
@@ -96,11 +101,15 @@ def load_item(item: CRFItem, num_classes: int):
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), label, log_probs
 
 
-def _area_stats(pred: np.ndarray, label: np.ndarray, num_classes: int):
-    """MMSegmentation's per-image (intersection, union, pred, label) areas."""
-    return IoUMetric.intersect_and_union(
+def _area_stats(pred: np.ndarray, label: np.ndarray, num_classes: int,
+                stem: str):
+    """MMSegmentation's per-image (intersection, union, pred, label) areas,
+    followed by the stem and the confusion matrix, as ``ClassIoUMetric``
+    keeps them."""
+    areas = IoUMetric.intersect_and_union(
         torch.from_numpy(pred.astype(np.int64)),
-        torch.from_numpy(label.astype(np.int64)), num_classes, 255)
+        torch.from_numpy(label.astype(np.int64)), num_classes, IGNORE_INDEX)
+    return tuple(areas) + (stem, confusion_matrix(label, pred, num_classes))
 
 
 def refine_item(task):
@@ -111,7 +120,7 @@ def refine_item(task):
         pred = log_probs.argmax(0).astype(np.uint8)
     else:
         pred = dense_crf(image, log_probs, params)
-    return _area_stats(pred, label, num_classes), (
+    return _area_stats(pred, label, num_classes, item.stem), (
         pred if keep_labels else None)
 
 

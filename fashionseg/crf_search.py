@@ -9,6 +9,7 @@ from typing import List, Optional
 import cv2
 import numpy as np
 
+from .confusion import confusion_path, save_confusions
 from .crf import PARAM_RANGES, CRFParams
 from .crf_refine import (CRFInputError, pixel_accuracy, refine_split,
                          run_tasks, split_items)
@@ -73,9 +74,12 @@ def read_best_params(path: Path) -> CRFParams:
 
 
 def apply(scores_dir: Path, data_root: Path, split: str, params: CRFParams,
-          out: Path, workers: Optional[int] = None) -> dict:
-    """Refine every image of ``split``; write ``out/STEM.png`` label maps and
-    ``out/metrics.json`` (the same record as ``tools/test.py``)."""
+          out: Path, workers: Optional[int] = None,
+          metrics_out: Optional[Path] = None) -> dict:
+    """Refine every image of ``split``; write ``out/STEM.png`` label maps,
+    the metrics (the same record as ``tools/test.py``; ``metrics_out``,
+    default ``out/metrics.json``) and the per-image confusion matrices
+    beside them."""
     items, classes = split_items(scores_dir, data_root, split)
     stats, labels = refine_split(items, classes, params, workers,
                                  keep_labels=True)
@@ -89,8 +93,10 @@ def apply(scores_dir: Path, data_root: Path, split: str, params: CRFParams,
     metric.dataset_meta = dict(classes=classes)
     record = dict(metrics_record(metric.compute_metrics(stats), classes),
                   crf=params.as_dict(), scores=str(scores_dir), split=split)
-    write_text_atomic(out / 'metrics.json', json.dumps(record, indent=2) +
-                      '\n')
+    metrics_out = Path(metrics_out or out / 'metrics.json')
+    stems, matrices = zip(*metric.per_image)
+    save_confusions(confusion_path(metrics_out), stems, matrices, classes)
+    write_text_atomic(metrics_out, json.dumps(record, indent=2) + '\n')
     return record
 
 

@@ -3,7 +3,9 @@
 Writes ``metrics.json`` (pixel accuracy, mean IoU, mean accuracy, per-class
 IoU and accuracy, in percent, MMSegmentation's definitions; paper section 5)
 and, with an output folder, the class scores of every test image for the CRF
-stage (:mod:`fashionseg.scores`).
+stage (:mod:`fashionseg.scores`). Beside ``metrics.json`` go the per-image
+confusion matrices (``metrics.confusion.npz``, :mod:`fashionseg.confusion`)
+from which the report recomputes every figure.
 """
 import json
 import os.path as osp
@@ -14,8 +16,11 @@ from mmengine.config import Config
 from mmengine.dist import get_rank
 from mmengine.runner import Runner
 
+from .confusion import confusion_path, save_confusions
 from .io import write_text_atomic
-from .training import configure_cpu_ddp, init_cpu_distributed, load_config
+from .metrics import ClassIoUMetric
+from .training import (configure_cpu_ddp, init_cpu_distributed, load_config,
+                       set_data_root)
 
 METRICS_FILE = 'metrics.json'
 
@@ -25,10 +30,14 @@ def configure_testing(config: str, checkpoint: str,
                       out: Optional[str] = None,
                       cfg_options: Optional[dict] = None,
                       launcher: str = 'none',
-                      split: Optional[str] = None) -> Config:
+                      split: Optional[str] = None,
+                      metrics_out: Optional[str] = None,
+                      data_root: Optional[str] = None) -> Config:
     """The config of a test run; ``split`` tests on another split of the
-    converted dataset (``val`` for the CRF search)."""
+    converted dataset (``val`` for the CRF search); ``metrics_out`` is the
+    metrics file (default: ``metrics.json`` in ``out`` or the work dir)."""
     cfg = load_config(config, work_dir, cfg_options, launcher)
+    set_data_root(cfg, data_root)
     if split is not None:
         cfg.test_dataloader.dataset.data_prefix = dict(
             img_path=f'img_dir/{split}', seg_map_path=f'ann_dir/{split}')
@@ -40,8 +49,8 @@ def configure_testing(config: str, checkpoint: str,
     if out is not None:
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
             dict(type='SaveDecodeScoresHook', out_dir=out)]
-    cfg.metrics_out = osp.join(out if out is not None else cfg.work_dir,
-                               METRICS_FILE)
+    cfg.metrics_out = metrics_out or osp.join(
+        out if out is not None else cfg.work_dir, METRICS_FILE)
     return cfg
 
 
@@ -73,6 +82,11 @@ def run_test(cfg: Config, config: str, checkpoint: str) -> dict:
     record = dict(metrics_record(metrics, classes), config=config,
                   checkpoint=checkpoint)
     if get_rank() == 0:
+        metric = next(m for m in runner.test_loop.evaluator.metrics
+                      if isinstance(m, ClassIoUMetric))
+        stems, matrices = zip(*metric.per_image)
+        save_confusions(confusion_path(cfg.metrics_out), stems, matrices,
+                        classes)
         write_text_atomic(cfg.metrics_out,
                           json.dumps(record, indent=2) + '\n')
     return record

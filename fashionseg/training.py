@@ -14,6 +14,7 @@ from mmengine.runner import Runner
 
 from .environment import collect_environment
 from .io import write_text_atomic
+from .run_state import best_checkpoint, export_model, prepare_auto_resume
 from .pretrained import (PretrainedWeightsMissing, disable_pretrained,
                          ensure_pretrained_weights, pretrained_sources)
 
@@ -36,6 +37,16 @@ def load_config(config: str, work_dir: Optional[str] = None,
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(config))[0])
     return cfg
+
+
+def set_data_root(cfg: Config, data_root: Optional[str]) -> None:
+    """Point the train, val and test loaders at one converted dataset
+    (``tools/*.py --data-root``); ``None`` keeps the config's."""
+    if data_root is None:
+        return
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        if cfg.get(loader) is not None:
+            cfg[loader].dataset.data_root = data_root
 
 
 def replace_sync_bn(node) -> None:
@@ -93,9 +104,17 @@ def configure_training(config: str, work_dir: Optional[str] = None,
                        cfg_options: Optional[dict] = None,
                        resume: bool = False, amp: bool = False,
                        pretrained: bool = True, launcher: str = 'none',
-                       seed: Optional[int] = None) -> Config:
-    """The config of a training run, as ``tools/train.py`` builds it."""
+                       seed: Optional[int] = None, auto_resume: bool = False,
+                       dvclive_dir: Optional[str] = None,
+                       data_root: Optional[str] = None) -> Config:
+    """The config of a training run, as ``tools/train.py`` builds it.
+
+    ``auto_resume`` resumes only an unfinished run of the same config
+    (:mod:`fashionseg.run_state`); ``dvclive_dir`` is where the training
+    curves go (default ``WORK_DIR/dvclive``).
+    """
     cfg = load_config(config, work_dir, cfg_options, launcher)
+    set_data_root(cfg, data_root)
     cfg.resume = resume
     if seed is not None:
         cfg.randomness = dict(cfg.get('randomness') or {}, seed=seed)
@@ -112,13 +131,16 @@ def configure_training(config: str, work_dir: Optional[str] = None,
     if not pretrained:
         disable_pretrained(cfg)
 
-    # Pin DVCLive's folder to the work dir so that `dvc plots` finds the
-    # curves at a stable path.
+    if auto_resume:
+        prepare_auto_resume(cfg, int(os.environ.get('RANK', '0')) == 0)
+    # Pin DVCLive's folder to a stable path (the work dir by default) so
+    # that `dvc plots` finds the curves; a resumed run continues them.
     for backend in cfg.visualizer.get('vis_backends', []):
         if backend['type'] == 'SafeDVCLiveVisBackend':
             backend['init_kwargs'] = dict(
                 backend.get('init_kwargs') or {},
-                dir=osp.join(cfg.work_dir, 'dvclive'))
+                dir=dvclive_dir or osp.join(cfg.work_dir, 'dvclive'),
+                resume=bool(cfg.resume))
     return cfg
 
 
@@ -148,9 +170,10 @@ def run_record(runner: Runner, cfg: Config, config: str,
     }
 
 
-def train(cfg: Config, config: str) -> Runner:
+def train(cfg: Config, config: str,
+          export_best: Optional[str] = None) -> Runner:
     """Fetch the pretrained weights, build the runner, record the run and
-    train."""
+    train; ``export_best`` receives the weights of the best checkpoint."""
     weight_files = []
     if cfg.pretrained_weights:
         try:
@@ -168,6 +191,8 @@ def train(cfg: Config, config: str) -> Runner:
             print_log('training from scratch (--no-pretrained)',
                       logger='current', level=logging.WARNING)
     runner.train()
+    if export_best and get_rank() == 0:
+        export_model(best_checkpoint(runner), export_best)
     return runner
 
 

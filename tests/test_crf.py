@@ -11,6 +11,7 @@ import torch
 
 from conftest import REPO
 from custom_datasets.layout import Sample, write_dataset
+from fashionseg.confusion import confusion_matrix, load_confusions, summary
 from fashionseg.crf import PARAM_RANGES, CRFParams, dense_crf
 from fashionseg.crf_refine import CRFInputError, load_item, split_items
 from fashionseg.crf_search import apply, read_best_params, sample_params, \
@@ -169,11 +170,26 @@ def test_cli_search_then_apply(small_dataset, tmp_path):
         [sys.executable, 'tools/crf.py', 'apply', '--scores',
          str(small_dataset / 'noisy_test'), '--data',
          str(small_dataset / 'data'), '--split', 'test', '--params',
-         str(tmp_path / 'search.json'), '--out', str(tmp_path / 'refined')],
-        **run)
+         str(tmp_path / 'search.json'), '--out', str(tmp_path / 'refined'),
+         '--metrics', str(tmp_path / 'crf.json')], **run)
     assert result.returncode == 0, result.stderr[-2000:]
-    metrics = json.loads((tmp_path / 'refined' / 'metrics.json').read_text())
+    metrics = json.loads((tmp_path / 'crf.json').read_text())
     assert metrics['crf'] == searched['best']
+    # The per-image confusion matrices of the refined labels, beside the
+    # metrics, agree with them.
+    per_image = load_confusions(tmp_path / 'crf.confusion.npz')
+    stems = (small_dataset / 'data' / 'splits' / 'test.txt').read_text()
+    assert per_image['stems'] == stems.split()
+    total = per_image['matrices'].sum(0)
+    assert summary(total)['aAcc'] == pytest.approx(metrics['aAcc'], abs=0.01)
+    assert summary(total)['mIoU'] == pytest.approx(metrics['mIoU'], abs=0.01)
+    for stem, matrix in zip(per_image['stems'], per_image['matrices']):
+        label = cv2.imread(str(small_dataset / 'data' / 'ann_dir' / 'test' /
+                               f'{stem}.png'), cv2.IMREAD_UNCHANGED)
+        refined = cv2.imread(str(tmp_path / 'refined' / f'{stem}.png'),
+                             cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(
+            matrix, confusion_matrix(label, refined, matrix.shape[0]))
 
 
 # Bad input: a clear error naming the file, never a skipped image.

@@ -174,3 +174,45 @@ def test_fetch_cli_reports_error_and_hint(tmp_path):
     assert result.returncode != 0
     assert 'HTML page' in result.stderr
     assert 'fashionista-v1.0.mat' in result.stderr
+
+
+# The pipeline's fetch stage: a hand download in data/downloads/DATASET,
+# a release already in place, and the message when neither works.
+
+def _fetch_cli(*args):
+    return subprocess.run([sys.executable, 'tools/fetch_data.py', *map(
+        str, args)], cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def test_local_copy_is_used_and_an_existing_release_kept(tmp_path):
+    downloads = tmp_path / 'downloads' / 'fashionista'
+    downloads.mkdir(parents=True)
+    data = _fashionista_bytes(tmp_path)
+    (downloads / 'fashionista-v1.0.mat').write_bytes(data)
+    out = tmp_path / 'raw' / 'fashionista'
+    # No network needed: an unreachable URL is never tried.
+    result = _fetch_cli('fashionista', '--out', out, '--local-copy',
+                        downloads, '--skip-existing', '--url',
+                        'http://127.0.0.1:9/none.mat')
+    assert result.returncode == 0, result.stderr
+    assert (out / 'fashionista-v1.0.mat').read_bytes() == data
+    (downloads / 'fashionista-v1.0.mat').unlink()
+    result = _fetch_cli('fashionista', '--out', out, '--local-copy',
+                        downloads, '--skip-existing', '--url',
+                        'http://127.0.0.1:9/none.mat')
+    assert result.returncode == 0, result.stderr
+    assert 'already in' in result.stdout
+
+
+def test_missing_release_names_what_to_fetch_and_how(tmp_path, server):
+    httpd, base = server  # serves nothing: every download is a 404
+    downloads = tmp_path / 'downloads' / 'cfpd'
+    out = tmp_path / 'raw' / 'cfpd'
+    result = _fetch_cli('cfpd', '--out', out, '--local-copy', downloads,
+                        '--skip-existing', '--url', f'{base}/cfpd.zip',
+                        '--retries', '0')
+    assert result.returncode != 0
+    message = result.stderr
+    assert 'Downloading cfpd' in message
+    assert '--from' in message and f'{downloads}/' in message
+    assert not any(p for p in out.rglob('*') if p.is_file())

@@ -10,6 +10,7 @@ import torch
 from mmengine.registry import init_default_scope
 
 from conftest import REPO
+from fashionseg.confusion import load_confusions, summary
 from fashionseg.metrics import ClassIoUMetric
 from fashionseg.scores import load_scores
 from fashionseg.testing import configure_testing, run_test
@@ -18,9 +19,10 @@ from training_helpers import (CONFIG_DIR, build_converted_datasets,
                               small_run_options)
 
 
-def _sample(pred, gt):
+def _sample(pred, gt, stem='a'):
     return {'pred_sem_seg': {'data': torch.tensor(pred)[None]},
-            'gt_sem_seg': {'data': torch.tensor(gt)[None]}}
+            'gt_sem_seg': {'data': torch.tensor(gt)[None]},
+            'img_path': f'img_dir/test/{stem}.jpg'}
 
 
 def test_class_iou_metric_matches_hand_count():
@@ -29,8 +31,8 @@ def test_class_iou_metric_matches_hand_count():
     metric.dataset_meta = dict(classes=('bg', 'shirt', 'hat'))
     # Image 1: 6 pixels, 5 right. Image 2: 4 pixels, 2 right.
     metric.process({}, [_sample([[0, 0, 1], [1, 1, 0]],
-                                [[0, 0, 1], [1, 1, 1]])])
-    metric.process({}, [_sample([[0, 1], [1, 1]], [[0, 0], [0, 1]])])
+                                [[0, 0, 1], [1, 1, 1]], 'one')])
+    metric.process({}, [_sample([[0, 1], [1, 1]], [[0, 0], [0, 1]], 'two')])
     result = metric.compute_metrics(metric.results)
     # Totals: bg  TP 3, pred 4, gt 5 -> IoU 3/6; shirt TP 4, pred 6, gt 5
     # -> IoU 4/7; hat: no pixels anywhere -> NaN, left out of the mean.
@@ -41,6 +43,15 @@ def test_class_iou_metric_matches_hand_count():
     assert result['mIoU'] == pytest.approx(53.57)
     assert result['Acc.bg'] == pytest.approx(60.0)
     assert result['Acc.shirt'] == pytest.approx(80.0)
+    # The per-image confusion matrices (rows: ground truth) the report uses.
+    assert [stem for stem, _ in metric.per_image] == ['one', 'two']
+    np.testing.assert_array_equal(metric.per_image[0][1],
+                                  [[2, 0, 0], [1, 3, 0], [0, 0, 0]])
+    np.testing.assert_array_equal(metric.per_image[1][1],
+                                  [[1, 2, 0], [0, 1, 0], [0, 0, 0]])
+    total = metric.per_image[0][1] + metric.per_image[1][1]
+    assert summary(total)['aAcc'] == pytest.approx(70.0)
+    assert summary(total)['mIoU'] == pytest.approx(result['mIoU'], abs=0.01)
 
 
 @pytest.fixture(scope='module')
@@ -106,6 +117,12 @@ def test_metrics_and_scores(trained, tmp_path):
     assert saved['mIoU'] == pytest.approx(100 * np.nanmean(iou), abs=0.01)
     assert saved['per_class']['null']['IoU'] == pytest.approx(
         100 * iou[0], abs=0.01)
+    # The per-image confusion matrices beside metrics.json add up to the
+    # same hand count, image by image in split order.
+    per_image = load_confusions(out / 'metrics.confusion.npz')
+    assert per_image['stems'] == stems
+    assert len(per_image['classes']) == 59
+    np.testing.assert_array_equal(per_image['matrices'].sum(0), confusion)
 
 
 def test_test_cli(trained, tmp_path):
@@ -123,5 +140,7 @@ def test_test_cli(trained, tmp_path):
     metrics = json.loads((tmp_path / 'val' / 'metrics.json').read_text())
     assert set(metrics) >= {'aAcc', 'mIoU', 'mAcc', 'per_class'}
     val_stems = (data_root / 'splits' / 'val.txt').read_text().split()
-    assert sorted(p.stem for p in (tmp_path / 'val').glob('*.npz')) == \
+    assert sorted(p.stem for p in (tmp_path / 'val').glob('*.npz')
+                  if not p.name.endswith('.confusion.npz')) == \
         sorted(val_stems)
+    assert (tmp_path / 'val' / 'metrics.confusion.npz').is_file()

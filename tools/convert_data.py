@@ -19,13 +19,18 @@ def parse_args():
                         help='folder holding the raw release')
     parser.add_argument('--out', type=Path, required=True,
                         help='dataset folder to write (replaced if present)')
+    parser.add_argument('--max-size', type=int,
+                        help='scale photos and label maps down to this '
+                        'longer side (quick runs such as `make demo`); by '
+                        'default (or 0) the photos are kept byte for byte')
     return parser.parse_args()
 
 
 def main():
     args = parse_args()
     try:
-        counts = convert_release(args.dataset, args.src, args.out)
+        counts = convert_release(args.dataset, args.src, args.out,
+                                 args.max_size or None)
     except DatasetFormatError as error:
         sys.exit(f'error: {error}')
     print(f'{args.dataset}: wrote {args.out} '

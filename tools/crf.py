@@ -39,6 +39,10 @@ def parse_args():
         else:
             sub.add_argument('--params', type=Path, required=True,
                              help='JSON with the parameters under "best"')
+            sub.add_argument('--metrics', type=Path,
+                             help='metrics JSON to write (default: '
+                             'OUT/metrics.json); the per-image confusion '
+                             'matrices go beside it, NAME.confusion.npz')
     return parser.parse_args()
 
 
@@ -55,7 +59,7 @@ def main():
         else:
             record = apply(args.scores, args.data, args.split,
                            read_best_params(args.params), args.out,
-                           args.workers)
+                           args.workers, args.metrics)
             print(f'pixel accuracy {record["aAcc"]:.2f}, mean IoU '
                   f'{record["mIoU"]:.2f}; written to {args.out}')
     except (CRFInputError, DatasetFormatError) as error:

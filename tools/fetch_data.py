@@ -8,7 +8,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from custom_datasets.fetch import SOURCES, FetchError, fetch_release  # noqa
+from custom_datasets.fetch import (SOURCES, FetchError, fetch_release,  # noqa
+                                   local_copy, release_present)
 
 
 def parse_args():
@@ -19,6 +20,13 @@ def parse_args():
     parser.add_argument('--from', dest='from_path', type=Path,
                         help='a local copy: the downloaded file, or a folder '
                         'holding the extracted release')
+    parser.add_argument('--local-copy', type=Path, metavar='DIR',
+                        help='take the release from DIR when it holds one '
+                        '(the downloaded file or the extracted release), '
+                        'else download; the pipeline passes '
+                        'data/downloads/DATASET')
+    parser.add_argument('--skip-existing', action='store_true',
+                        help='do nothing when OUT already holds the release')
     parser.add_argument('--url', help='download from this address instead '
                         'of the release\'s own (a mirror)')
     parser.add_argument('--retries', type=int, default=3)
@@ -27,11 +35,21 @@ def parse_args():
 
 def main():
     args = parse_args()
+    if args.skip_existing and release_present(args.dataset, args.out):
+        print(f'{args.dataset}: raw release already in {args.out}')
+        return
+    from_path = args.from_path
+    if from_path is None and args.local_copy is not None:
+        from_path = local_copy(args.dataset, args.local_copy)
     try:
-        where = fetch_release(args.dataset, args.out, args.from_path,
+        where = fetch_release(args.dataset, args.out, from_path,
                               url=args.url, retries=args.retries)
     except FetchError as error:
-        sys.exit(f'error: {error}')
+        hint = ''
+        if args.local_copy is not None:
+            hint = (f'\nOr put the downloaded file (or the extracted '
+                    f'release) in {args.local_copy}/ and rerun.')
+        sys.exit(f'error: {error}{hint}')
     print(f'{args.dataset}: raw release in {where}')
 
 

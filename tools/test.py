@@ -12,6 +12,7 @@ from mmengine.config import DictAction
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fashionseg.device import select_device  # noqa: E402
 from fashionseg.testing import configure_testing, run_test  # noqa: E402
 from fashionseg.training import set_local_rank_env  # noqa: E402
 
@@ -24,6 +25,14 @@ def parse_args():
                         'metrics.json when --out is not given)')
     parser.add_argument('--out', help='folder for metrics.json and one '
                         'STEM.npz of class scores per test image')
+    parser.add_argument('--metrics', help='metrics JSON to write (default: '
+                        'metrics.json in --out or the work dir); the per-image '
+                        'confusion matrices go beside it, NAME.confusion.npz')
+    parser.add_argument('--data-root', help='converted dataset folder to '
+                        'use instead of the config\'s data_root')
+    parser.add_argument('--device', choices=['auto', 'cpu', 'cuda'],
+                        default='auto', help='cpu hides any GPU; cuda fails '
+                        'if there is none (default: a GPU if there is one)')
     parser.add_argument('--split', choices=['train', 'val', 'test'],
                         help='test on this split of the converted dataset '
                         'instead of the config\'s (the CRF search needs '
@@ -41,9 +50,10 @@ def parse_args():
 def main():
     args = parse_args()
     set_local_rank_env(args.local_rank)
+    select_device(args.device)
     cfg = configure_testing(args.config, args.checkpoint, args.work_dir,
                             args.out, args.cfg_options, args.launcher,
-                            args.split)
+                            args.split, args.metrics, args.data_root)
     record = run_test(cfg, args.config, args.checkpoint)
     print(json.dumps({k: record[k] for k in ('aAcc', 'mIoU', 'mAcc')}))
     print(f'metrics written to {cfg.metrics_out}')

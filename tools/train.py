@@ -11,6 +11,7 @@ from mmengine.config import DictAction
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fashionseg.device import parse_bool, select_device  # noqa: E402
 from fashionseg.training import (configure_training, set_local_rank_env,  # noqa: E402,E501
                                  train)
 
@@ -23,12 +24,31 @@ def parse_args():
         '--resume', action='store_true',
         help='resume from the latest checkpoint in the work_dir')
     parser.add_argument(
-        '--amp', action='store_true',
-        help='mixed-precision training (bf16 where the GPU supports it)')
+        '--auto-resume', action='store_true',
+        help='resume when the work dir holds an unfinished run of the same '
+        'config and seed; otherwise clear its checkpoints and start afresh '
+        '(what the pipeline uses)')
+    parser.add_argument(
+        '--amp', nargs='?', const=True, default=False, type=parse_bool,
+        help='mixed-precision training (bf16 where the GPU supports it); '
+        'also --amp true|false')
     parser.add_argument(
         '--no-pretrained', action='store_true',
         help='train from scratch instead of from ImageNet weights '
         '(recorded in WORK_DIR/run_record.json)')
+    parser.add_argument(
+        '--pretrained', type=parse_bool, default=True,
+        help='true|false; false is --no-pretrained (default true)')
+    parser.add_argument('--data-root', help='converted dataset folder to '
+                        'use instead of the config\'s data_root')
+    parser.add_argument('--device', choices=['auto', 'cpu', 'cuda'],
+                        default='auto', help='cpu hides any GPU; cuda fails '
+                        'if there is none (default: a GPU if there is one)')
+    parser.add_argument('--export-best', metavar='PATH',
+                        help='after training, write the best checkpoint\'s '
+                        'weights (without optimizer state) to PATH')
+    parser.add_argument('--dvclive-dir', help='folder for the DVCLive '
+                        'training curves (default WORK_DIR/dvclive)')
     parser.add_argument('--seed', type=int, help='random seed')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
@@ -43,11 +63,15 @@ def parse_args():
 def main():
     args = parse_args()
     set_local_rank_env(args.local_rank)
+    select_device(args.device)
     cfg = configure_training(
         args.config, work_dir=args.work_dir, cfg_options=args.cfg_options,
-        resume=args.resume, amp=args.amp, pretrained=not args.no_pretrained,
-        launcher=args.launcher, seed=args.seed)
-    train(cfg, args.config)
+        resume=args.resume, amp=args.amp,
+        pretrained=args.pretrained and not args.no_pretrained,
+        launcher=args.launcher, seed=args.seed,
+        auto_resume=args.auto_resume, dvclive_dir=args.dvclive_dir,
+        data_root=args.data_root)
+    train(cfg, args.config, export_best=args.export_best)
 
 
 if __name__ == '__main__':

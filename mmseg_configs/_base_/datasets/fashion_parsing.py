@@ -17,6 +17,11 @@ train_dataloader = dict(
     batch_size=5,
     num_workers=4,
     persistent_workers=True,
+    # The last batch of an epoch would hold 411 mod 5 = 1 Fashionista image,
+    # and BatchNorm after PSPNet's 1x1 pooling cannot train on a single
+    # value per channel; the sampler reshuffles every epoch, so no image is
+    # left out for good.
+    drop_last=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(
         data_prefix=dict(

@@ -1,0 +1,14 @@
+# Demo stand-in for pspnet_r101_ccp.py (`make demo`): the same model and recipe with a
+# narrow ResNet-18-D8 backbone, no ImageNet weights, so that a 2-core CPU
+# trains it on the bundled 30-photo CCP subset in seconds. Not the paper's
+# baseline.
+_base_ = ['../pspnet_r101_ccp.py']
+model = dict(
+    pretrained=None,
+    backbone=dict(depth=18, base_channels=16, stem_channels=16,
+                  init_cfg=None),
+    decode_head=dict(in_channels=128, channels=16),
+    auxiliary_head=dict(in_channels=64, channels=16))
+train_dataloader = dict(num_workers=2, persistent_workers=False)
+val_dataloader = dict(num_workers=1, persistent_workers=False)
+test_dataloader = dict(num_workers=1, persistent_workers=False)

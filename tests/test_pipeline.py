@@ -1,0 +1,228 @@
+"""The DVC pipeline: the offline demo end to end in a temporary clone, what
+a parameter change reruns, and resuming an interrupted training stage."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from mmengine.hooks import Hook
+from mmseg.registry import HOOKS
+
+from conftest import REPO
+from fashionseg.report import NOT_RUN
+from fashionseg.run_state import FINGERPRINT_FILE
+from fashionseg.training import configure_training, train
+from training_helpers import (CONFIG_DIR, build_converted_datasets,
+                              small_run_options)
+
+BIN = Path(sys.executable).parent
+DVC = [sys.executable, '-m', 'dvc']
+PARAMS = yaml.safe_load((REPO / 'params.yaml').read_text())
+DEMO = PARAMS['demo']
+MODEL_ROWS = ('| FPN (ResNeXt-101), the paper', '| Semantic FPN',
+              '| PSPNet', '| FCN')
+
+
+def _stages():
+    return yaml.safe_load((REPO / 'dvc.yaml').read_text())['stages']
+
+
+def test_demo_stages_are_the_paper_stages_with_demo_params():
+    """make demo runs the same pipeline definition: every demo-X stage is
+    stage X with `demo.` parameters; only the data source differs."""
+    stages = _stages()
+    demo = {name[len('demo-'):]: stage for name, stage in stages.items()
+            if name.startswith('demo-')}
+    paper = {name for name in stages if not name.startswith('demo-')}
+    assert set(demo) == paper - {'environment', 'fetch'}
+
+    def as_paper(node):
+        text = json.dumps(node).replace('${demo.', '${').replace('"demo.',
+                                                                  '"')
+        # The paper converts the fetched release, the demo the photos
+        # bundled with the tests; the report reads the demo's section of
+        # params.yaml.
+        text = text.replace('${source}', '${raw}/${item.dataset}')
+        return json.loads(text.replace(' --section demo', ''))
+
+    for name, stage in demo.items():
+        assert as_paper(stage) == stages[name], name
+
+
+def _copy_checkout(dst: Path) -> None:
+    """The working tree as a fresh clone would have it: tracked and new
+    files that git does not ignore, committed in a new repository."""
+    files = subprocess.run(
+        ['git', 'ls-files', '-co', '--exclude-standard', '-z'], cwd=REPO,
+        capture_output=True, check=True).stdout.decode().split('\0')
+    for name in filter(None, files):
+        src = REPO / name
+        if src.is_file():
+            (dst / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / name)
+    env = dict(os.environ, GIT_AUTHOR_NAME='t', GIT_AUTHOR_EMAIL='t@t',
+               GIT_COMMITTER_NAME='t', GIT_COMMITTER_EMAIL='t@t')
+    for command in (['git', 'init', '-q'], ['git', 'add', '-A'],
+                    ['git', 'commit', '-q', '-m', 'clone']):
+        subprocess.run(command, cwd=dst, check=True, env=env)
+
+
+def _run(args, cwd, timeout=900):
+    env = dict(os.environ, PATH=f'{BIN}{os.pathsep}{os.environ["PATH"]}',
+               PYTHONWARNINGS='ignore')
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+@pytest.fixture(scope='module')
+def demo_clone(tmp_path_factory):
+    """A clone of the project after `dvc repro demo-report` (what
+    `make demo` runs)."""
+    clone = tmp_path_factory.mktemp('clone')
+    _copy_checkout(clone)
+    result = _run(DVC + ['repro', 'demo-report'], clone)
+    assert result.returncode == 0, (result.stdout[-4000:] +
+                                    result.stderr[-4000:])
+    return clone
+
+
+def test_demo_writes_the_report_offline(demo_clone):
+    results = demo_clone / DEMO['results']
+    text = (results / 'tables.md').read_text()
+    for table in ('## Table 1', '## Table 2'):
+        section = text.split(table)[1].split('\n## ')[0]
+        for row in MODEL_ROWS:
+            line = next(line for line in section.splitlines()
+                        if line.startswith(row))
+            assert NOT_RUN not in line, line
+    for dataset in DEMO['datasets']:
+        for suffix in ('confusion', 'examples'):
+            figure = results / 'figures' / f'{dataset}_{suffix}.png'
+            assert figure.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+            assert f'figures/{dataset}_{suffix}.png' in text
+    benchmark = json.loads((results / 'benchmark.json').read_text())
+    assert benchmark['images_per_s'] > 0
+    assert benchmark['images_per_s_with_crf'] < benchmark['images_per_s']
+    records = (results / 'tables.csv').read_text().splitlines()
+    assert len(records) > 4 * 2 * 3
+    # DVC sees the metrics and has nothing left to do.
+    shown = _run(DVC + ['metrics', 'show', '--json'], demo_clone)
+    assert shown.returncode == 0, shown.stderr
+    seed = DEMO['seeds'][0]
+    run = f'{DEMO["results"]}/runs/ccp/fpn_x101/seed{seed}'
+    assert f'{run}/test.json' in shown.stdout
+    assert f'{run}/crf.json' in shown.stdout
+    status = _run(DVC + ['status', '--json', 'demo-report'], demo_clone)
+    assert json.loads(status.stdout) == {}
+
+
+def _changed_after(clone: Path, key: str, value) -> set:
+    """Stages `dvc status` reports after setting demo.KEY (dotted) to
+    ``value``; params.yaml is restored afterwards."""
+    path = clone / 'params.yaml'
+    original = path.read_text()
+    params = yaml.safe_load(original)
+    node = params['demo']
+    *parents, leaf = key.split('.')
+    for part in parents:
+        node = node[part]
+    node[leaf] = value
+    path.write_text(yaml.safe_dump(params))
+    try:
+        status = _run(DVC + ['status', '--json'], clone)
+        assert status.returncode == 0, status.stderr
+        return {name for name in json.loads(status.stdout)
+                if name.startswith('demo-')}
+    finally:
+        path.write_text(original)
+
+
+def _group(prefix):
+    return {f'{prefix}@{d}-{m}-{s}' for d in DEMO['datasets']
+            for m in DEMO['models'] for s in DEMO['seeds']}
+
+
+def test_a_param_change_marks_only_the_dependent_stages(demo_clone):
+    assert _changed_after(demo_clone, 'crf.trials',
+                          DEMO['crf']['trials'] + 1) == \
+        _group('demo-crf-search')
+    assert _changed_after(demo_clone, 'train.epochs',
+                          DEMO['train']['epochs'] + 1) == \
+        _group('demo-train')
+    assert _changed_after(demo_clone, 'figures.examples', 1) == \
+        {f'demo-figures@{d}' for d in DEMO['datasets']}
+
+
+# Resuming an interrupted training stage (tools/train.py --auto-resume).
+
+@pytest.fixture(scope='module')
+def ccp_data(tmp_path_factory):
+    return build_converted_datasets(tmp_path_factory.mktemp('data'))['ccp']
+
+
+def _configure(ccp, work_dir, max_epochs=2):
+    return configure_training(
+        str(CONFIG_DIR / 'fcn_r101_ccp.py'), work_dir=str(work_dir),
+        pretrained=False, auto_resume=True,
+        cfg_options=small_run_options('fcn_r101', ccp,
+                                      max_epochs=max_epochs))
+
+
+class _Interrupted(Exception):
+    pass
+
+
+@HOOKS.register_module()
+class InterruptAfterFirstEpochHook(Hook):
+    """Stops training once the first epoch's checkpoint is written, as a
+    killed `dvc repro` would."""
+    priority = 'LOWEST'
+
+    def after_train_epoch(self, runner):
+        if runner.epoch == 0:
+            raise _Interrupted
+
+
+def test_interrupted_training_resumes_from_its_last_checkpoint(
+        ccp_data, tmp_path):
+    config = str(CONFIG_DIR / 'fcn_r101_ccp.py')
+    work = tmp_path / 'train'
+    cfg = _configure(ccp_data, work)
+    assert cfg.resume is False
+    cfg.custom_hooks = list(cfg.custom_hooks) + [
+        dict(type='InterruptAfterFirstEpochHook')]
+    with pytest.raises(_Interrupted):
+        train(cfg, config)
+    assert (work / 'epoch_1.pth').is_file()
+    assert not (work / 'epoch_2.pth').exists()
+    # The rerun of the same stage continues at epoch 2.
+    cfg = _configure(ccp_data, work)
+    assert cfg.resume is True
+    runner = train(cfg, config, export_best=str(tmp_path / 'model.pth'))
+    assert runner.epoch == 2
+    record = json.loads((work / 'run_record.json').read_text())
+    assert record['resumed'] is True
+    assert (work / 'epoch_2.pth').is_file()
+    assert (tmp_path / 'model.pth').is_file()
+    logs = sorted(work.glob('*/*.log'))
+    assert 'Epoch(train) [1]' not in logs[-1].read_text()
+    assert 'Epoch(train) [2]' in logs[-1].read_text()
+
+
+def test_a_changed_run_does_not_resume_a_stale_work_dir(ccp_data, tmp_path):
+    work = tmp_path / 'train'
+    work.mkdir()
+    (work / 'epoch_7.pth').write_bytes(b'old run')
+    (work / 'last_checkpoint').write_text(str(work / 'epoch_7.pth'))
+    (work / FINGERPRINT_FILE).write_text('another run\n')
+    cfg = _configure(ccp_data, work)
+    assert cfg.resume is False
+    assert not (work / 'epoch_7.pth').exists()
+    assert not (work / 'last_checkpoint').exists()
+    # The same run again: now it would resume.
+    (work / 'last_checkpoint').write_text('x')
+    assert _configure(ccp_data, work).resume is True

@@ -1,0 +1,150 @@
+"""The report: figures recomputed from hand-made per-image confusion
+matrices, rendered beside the paper's."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from custom_datasets.cfpd import CFPD_CLASSES
+from fashionseg.confusion import (background_accuracy, class_iou,
+                                  foreground_iou, mean_iou, pixel_accuracy,
+                                  save_confusions)
+from fashionseg.report import (NOT_RUN, build_report, load_paper_figures,
+                               load_section, write_report)
+
+
+def test_metrics_from_a_hand_made_confusion_matrix():
+    # rows: ground truth, columns: prediction; 3 classes, class 0 is
+    # background.
+    confusion = np.array([[50, 5, 5],
+                          [10, 20, 0],
+                          [0, 10, 0]])
+    assert pixel_accuracy(confusion) == pytest.approx(100 * 70 / 100)
+    # IoU: bg 50/(60+60-50)=50/70, c1 20/(30+35-20)=20/45, c2 0/(10+5)=0.
+    np.testing.assert_allclose(class_iou(confusion), [50 / 70, 20 / 45, 0])
+    assert mean_iou(confusion) == pytest.approx(
+        100 * (50 / 70 + 20 / 45 + 0) / 3)
+    # Tangseng et al.: foreground only, summed I over summed U.
+    assert foreground_iou(confusion) == pytest.approx(100 * 20 / (45 + 15))
+    assert background_accuracy(confusion) == pytest.approx(60.0)
+    # A class in neither ground truth nor prediction is left out of mIoU.
+    padded = np.zeros((4, 4), np.int64)
+    padded[:3, :3] = confusion
+    assert np.isnan(class_iou(padded)[3])
+    assert mean_iou(padded) == pytest.approx(mean_iou(confusion))
+
+
+def _write_run(runs, dataset, model, seed, stage, matrices, classes):
+    folder = runs / dataset / model / f'seed{seed}'
+    stems = [f'{i:04d}' for i in range(len(matrices))]
+    save_confusions(folder / f'{stage}.confusion.npz', stems, matrices,
+                    classes)
+
+
+def _confusion(correct_bg, correct_fg, wrong, num_classes):
+    """An image: background and class 1 pixels, ``wrong`` class-1 pixels
+    predicted as class 2."""
+    matrix = np.zeros((num_classes, num_classes), np.int64)
+    matrix[0, 0] = correct_bg
+    matrix[1, 1] = correct_fg
+    matrix[1, 2] = wrong
+    return matrix
+
+
+@pytest.fixture
+def results(tmp_path):
+    """CFPD runs of the FPN (two seeds) and FCN (one seed, no CRF yet);
+    Fashionista not run."""
+    classes = list(CFPD_CLASSES)
+    runs = tmp_path / 'results' / 'runs'
+    n = len(classes)
+    fpn = {
+        (0, 'test'): [_confusion(80, 15, 5, n), _confusion(80, 10, 10, n)],
+        (0, 'crf'): [_confusion(80, 18, 2, n), _confusion(80, 14, 6, n)],
+        (1, 'test'): [_confusion(80, 16, 4, n), _confusion(80, 12, 8, n)],
+        (1, 'crf'): [_confusion(80, 19, 1, n), _confusion(80, 15, 5, n)],
+    }
+    for (seed, stage), matrices in fpn.items():
+        _write_run(runs, 'cfpd', 'fpn_x101', seed, stage, matrices, classes)
+    _write_run(runs, 'cfpd', 'fcn_r101', 0, 'test',
+               [_confusion(80, 5, 15, n), _confusion(80, 5, 15, n)], classes)
+    params = dict(datasets=['fashionista', 'cfpd'],
+                  models=['fpn_x101', 'fcn_r101'], seeds=[0, 1])
+    return tmp_path / 'results', params, fpn
+
+
+def test_report_renders_measured_and_paper_figures(results):
+    out, params, fpn = results
+    report = build_report(out, params, load_paper_figures())
+    write_report(report, out)
+    text = (out / 'tables.md').read_text()
+
+    # FPN without CRF: per seed, accuracy over both images.
+    acc = [pixel_accuracy(sum(fpn[(s, 'test')])) for s in (0, 1)]
+    fg = [foreground_iou(sum(fpn[(s, 'test')])) for s in (0, 1)]
+    assert acc == [pytest.approx(185 / 200 * 100), pytest.approx(188 / 2)]
+    cell = f'{np.mean(acc):.2f} ± {np.std(acc, ddof=1):.2f}'
+    table1 = text.split('## Table 1')[1].split('## Table 2')[0]
+    fpn_row = next(line for line in table1.splitlines()
+                   if line.startswith('| FPN (ResNeXt-101), the paper'))
+    assert cell in fpn_row
+    assert f'{np.mean(fg):.2f} ± {np.std(fg, ddof=1):.2f}' in fpn_row
+    # Fashionista has not been run: its measured cells say so.
+    assert fpn_row.count(NOT_RUN) == 3
+    # The paper's figures, and the measured FPN's difference from them.
+    assert '93.26' in table1 and '93.52' in table1 and '91.50' in table1
+    diff_row = next(line for line in table1.splitlines()
+                    if 'difference' in line)
+    assert f'{np.mean(acc) - 93.52:+.2f}' in diff_row
+    assert f'{np.mean(fg) - 53.00:+.2f}' in diff_row
+    # FCN has test results but no CRF results yet.
+    table2 = text.split('## Table 2')[1].split('## Throughput')[0]
+    fcn_row = next(line for line in table2.splitlines()
+                   if line.startswith('| FCN'))
+    assert fcn_row.count(NOT_RUN) == 6
+    fcn_row1 = next(line for line in table1.splitlines()
+                    if line.startswith('| FCN'))
+    assert f'{pixel_accuracy(2 * _confusion(80, 5, 15, 23)):.2f}' in fcn_row1
+    # Background only, measured from the test ground truth: 160 of 200.
+    assert '80.00' in table1
+
+    # The same figures in CSV and JSON, one record per figure and seed.
+    records = pd.read_csv(out / 'tables.csv')
+    mine = records[(records.source == 'measured') &
+                   (records.method == 'fpn_x101') &
+                   (records.table == 'without_crf') &
+                   (records.metric == 'aAcc')].sort_values('seed')
+    np.testing.assert_allclose(mine.value, acc)
+    data = json.loads((out / 'tables.json').read_text())
+    assert data['main_iou'] == 'fgIoU'
+    assert any(r['source'] == 'paper' and r['value'] == 93.62
+               for r in data['records'])
+    per_class = pd.DataFrame(data['per_class'])
+    shirt = per_class[(per_class.cls == 'T-shirt') &
+                      (per_class.method == 'fpn_x101') &
+                      (per_class.table == 'without_crf') &
+                      (per_class.seed == 0)]
+    assert shirt.IoU.iloc[0] == pytest.approx(
+        100 * class_iou(sum(fpn[(0, 'test')]))[1])
+
+
+def test_paper_figures_live_in_one_data_file():
+    paper = load_paper_figures()
+    assert paper['tables']['without_crf']['fpn']['cfpd'] == \
+        {'acc': 93.52, 'iou': 53.00}
+    assert paper['tables']['with_crf']['oe']['fashionista']['iou'] == 51.78
+    assert paper['background_only'] == {'fashionista': 77.58, 'cfpd': 79.41}
+    assert paper['throughput']['with_crf'] == 0.20
+
+
+def test_load_section_reads_the_demo_and_the_paper(tmp_path):
+    path = tmp_path / 'params.yaml'
+    path.write_text(yaml.safe_dump(dict(
+        datasets=['cfpd'], models=['fpn_x101'], seeds=[0],
+        demo=dict(datasets=['ccp'], models=['fcn_r101'], seeds=[0, 1]))))
+    assert load_section(path)['datasets'] == ['cfpd']
+    assert load_section(path, 'demo')['seeds'] == [0, 1]
+    with pytest.raises(KeyError, match='no section'):
+        load_section(path, 'nope')

@@ -1,0 +1,58 @@
+"""The report's figures for one dataset: its confusion matrix, classes from
+head to feet (paper Figure 3), and its best test images with and without
+the CRF (paper Figure 1).
+
+    python tools/figures.py --data DATASET_DIR --run RUN_DIR \\
+        --confusion RUN_RESULTS/crf.confusion.npz --examples 4 --out OUT
+    # writes OUT_confusion.png and OUT_examples.png
+"""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from custom_datasets import DatasetFormatError  # noqa: E402
+from custom_datasets.layout import read_dataset_meta  # noqa: E402
+from fashionseg.confusion import load_confusions  # noqa: E402
+from fashionseg.crf_refine import CRFInputError  # noqa: E402
+from fashionseg.figures import (best_examples, plot_confusion,  # noqa: E402
+                                plot_examples)
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--data', type=Path, required=True,
+                        help='dataset folder from tools/convert_data.py')
+    parser.add_argument('--run', type=Path, required=True,
+                        help='a run\'s folder holding scores_test/ (from '
+                        'tools/test.py --out) and crf_test/ (tools/crf.py '
+                        'apply)')
+    parser.add_argument('--confusion', type=Path, required=True,
+                        help='per-image confusion matrices to sum')
+    parser.add_argument('--examples', type=int, default=4,
+                        help='how many of the best test images to show')
+    parser.add_argument('--out', required=True,
+                        help='prefix of the two PNG files')
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    try:
+        name = read_dataset_meta(args.data)['name']
+        saved = load_confusions(args.confusion)
+        plot_confusion(saved['matrices'].sum(0), saved['classes'],
+                       Path(f'{args.out}_confusion.png'),
+                       f'{name}: {args.run.parent.name}, {args.run.name}, '
+                       f'test split, with CRF')
+        examples = best_examples(args.run, args.data, args.examples)
+        plot_examples(examples, len(saved['classes']),
+                      Path(f'{args.out}_examples.png'))
+    except (CRFInputError, DatasetFormatError, OSError) as error:
+        sys.exit(f'error: {error}')
+    print(f'wrote {args.out}_confusion.png and {args.out}_examples.png')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,38 @@
+"""Regenerate the paper's tables from the pipeline's results.
+
+    python tools/report.py --params params.yaml [--section demo] --out results
+"""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fashionseg.report import (build_report, load_paper_figures,  # noqa: E402
+                               load_section, write_report)
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--params', type=Path, default=Path('params.yaml'))
+    parser.add_argument('--section', help='params.yaml section to report '
+                        '(demo); default: the top level, the paper\'s run')
+    parser.add_argument('--out', type=Path, required=True,
+                        help='results folder: reads runs/, figures/ and '
+                        'benchmark.json there, writes tables.md, .csv, .json')
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    try:
+        params = load_section(args.params, args.section)
+    except (OSError, KeyError) as error:
+        sys.exit(f'error: {error}')
+    report = build_report(args.out, params, load_paper_figures())
+    write_report(report, args.out)
+    print(f'wrote {args.out}/tables.md, tables.csv and tables.json')
+
+
+if __name__ == '__main__':
+    main()
