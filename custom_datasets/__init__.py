@@ -1,14 +1,15 @@
 """The paper's datasets as MMSegmentation datasets, and readers for their
-raw releases. Importing this package registers ``FashionistaDataset``,
-``CFPDDataset`` and ``CCPDataset`` in ``mmseg``'s ``DATASETS`` registry."""
-from .ccp import CCP_CLASSES, CCPDataset, CCPRelease
-from .cfpd import CFPD_CLASSES, CFPDDataset, CFPDRelease
-from .fashionista import (FASHIONISTA_CLASSES, FashionistaDataset,
-                          FashionistaRelease)
+raw releases.
+
+The dataset classes (``FashionistaDataset``, ``CFPDDataset``, ``CCPDataset``
+in ``custom_datasets.fashionista``, ``.cfpd`` and ``.ccp``) register in
+``mmseg``'s ``DATASETS`` registry when imported, as ``fashionseg.mmseg_modules``
+does; this package itself imports nothing from MMSegmentation, so that the
+CRF, report and figure tools start quickly.
+"""
+from .classes import CCP_CLASSES, CFPD_CLASSES, FASHIONISTA_CLASSES
 from .layout import DatasetFormatError
 
 __all__ = [
-    'CCP_CLASSES', 'CCPDataset', 'CCPRelease', 'CFPD_CLASSES', 'CFPDDataset',
-    'CFPDRelease', 'FASHIONISTA_CLASSES', 'FashionistaDataset',
-    'FashionistaRelease', 'DatasetFormatError'
+    'CCP_CLASSES', 'CFPD_CLASSES', 'FASHIONISTA_CLASSES', 'DatasetFormatError'
 ]

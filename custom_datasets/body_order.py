@@ -2,9 +2,7 @@
 paper orders its confusion matrices (Figure 3); background first."""
 from typing import List, Sequence
 
-from .ccp import CCP_CLASSES
-from .cfpd import CFPD_CLASSES
-from .fashionista import FASHIONISTA_CLASSES
+from .classes import CCP_CLASSES, CFPD_CLASSES, FASHIONISTA_CLASSES
 
 BODY_ORDERS = {
     FASHIONISTA_CLASSES: (

@@ -15,22 +15,11 @@ import scipy.io
 from mmseg.registry import DATASETS
 
 from .base import FashionParsingDataset
+from .classes import CCP_CLASSES
 from .layout import DatasetFormatError, Sample
 from .matlab import char_array_to_str, check_names, require
 from .palette import label_palette
 from .splits import ccp_splits
-
-CCP_CLASSES = (
-    'null', 'accessories', 'bag', 'belt', 'blazer', 'blouse', 'bodysuit',
-    'boots', 'bra', 'bracelet', 'cape', 'cardigan', 'clogs', 'coat', 'dress',
-    'earrings', 'flats', 'glasses', 'gloves', 'hair', 'hat', 'heels',
-    'hoodie', 'intimate', 'jacket', 'jeans', 'jumper', 'leggings', 'loafers',
-    'necklace', 'panties', 'pants', 'pumps', 'purse', 'ring', 'romper',
-    'sandals', 'scarf', 'shirt', 'shoes', 'shorts', 'skin', 'skirt',
-    'sneakers', 'socks', 'stockings', 'suit', 'sunglasses', 'sweater',
-    'sweatshirt', 'swimwear', 't-shirt', 'tie', 'tights', 'top', 'vest',
-    'wallet', 'watch', 'wedges')
-
 
 @DATASETS.register_module()
 class CCPDataset(FashionParsingDataset):

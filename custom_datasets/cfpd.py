@@ -17,15 +17,12 @@ import numpy as np
 from mmseg.registry import DATASETS
 
 from .base import FashionParsingDataset
+from .classes import CFPD_CLASSES
 from .layout import DatasetFormatError, Sample
 from .matlab import char_array_to_str, check_names, deref, require
 from .palette import label_palette
 from .splits import cfpd_splits
 
-CFPD_CLASSES = (
-    'bk', 'T-shirt', 'bag', 'belt', 'blazer', 'blouse', 'coat', 'dress',
-    'face', 'hair', 'hat', 'jeans', 'legging', 'pants', 'scarf', 'shoe',
-    'shorts', 'skin', 'skirt', 'socks', 'stocking', 'sunglass', 'sweater')
 CFPD_MAT = 'fashon_parsing_data.mat'
 CFPD_IMAGES = 'image'
 

@@ -3,9 +3,10 @@
 from pathlib import Path
 from typing import Dict, Optional
 
-from .ccp import CCP_CLASSES, CCPRelease
-from .cfpd import CFPD_CLASSES, CFPDRelease
-from .fashionista import FASHIONISTA_CLASSES, FashionistaRelease
+from .ccp import CCPRelease
+from .cfpd import CFPDRelease
+from .classes import CCP_CLASSES, CFPD_CLASSES, FASHIONISTA_CLASSES
+from .fashionista import FashionistaRelease
 from .layout import write_dataset
 
 RELEASES = {

@@ -15,18 +15,13 @@ import scipy.io
 from mmseg.registry import DATASETS
 
 from .base import FashionParsingDataset
+from .classes import FASHIONISTA_CLASSES
 from .layout import DatasetFormatError, Sample, decode_label_png
 from .matlab import (char_array_to_str, check_names, deref, is_hdf5_mat,
                      require)
 from .palette import label_palette
 from .splits import fashionista_splits
 
-FASHIONISTA_CLASSES = (
-    'background', 'skin', 'hair', 'bag', 'belt', 'boots', 'coat', 'dress',
-    'glasses', 'gloves', 'hat/headband', 'jacket/blazer', 'necklace',
-    'pants/jeans', 'scarf/tie', 'shirt/blouse', 'shoes', 'shorts', 'skirt',
-    'socks', 'sweater/cardigan', 'tights/leggings', 'top/t-shirt', 'vest',
-    'watch/bracelet')
 FASHIONISTA_MAT = 'fashionista-v1.0.mat'
 
 

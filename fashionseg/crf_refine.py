@@ -15,13 +15,13 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 import torch
-from mmseg.evaluation import IoUMetric
 from tqdm import tqdm
 
 from custom_datasets.layout import read_dataset_meta
 from .confusion import CONFUSION_SUFFIX, IGNORE_INDEX, confusion_matrix
 from .crf import CRFParams, dense_crf, upsampled_log_probs
-from .scores import load_scores
+from .crf_torch import dense_crf_batch
+from .score_files import load_scores
 
 
 class CRFInputError(ValueError):
@@ -103,13 +103,14 @@ def load_item(item: CRFItem, num_classes: int):
 
 def _area_stats(pred: np.ndarray, label: np.ndarray, num_classes: int,
                 stem: str):
-    """MMSegmentation's per-image (intersection, union, pred, label) areas,
-    followed by the stem and the confusion matrix, as ``ClassIoUMetric``
-    keeps them."""
-    areas = IoUMetric.intersect_and_union(
-        torch.from_numpy(pred.astype(np.int64)),
-        torch.from_numpy(label.astype(np.int64)), num_classes, IGNORE_INDEX)
-    return tuple(areas) + (stem, confusion_matrix(label, pred, num_classes))
+    """Per image: the (intersection, union, prediction, label) areas of
+    each class, as MMSegmentation's ``IoUMetric`` counts them (pixels
+    labelled 255 ignored), the stem and the confusion matrix."""
+    confusion = confusion_matrix(label, pred, num_classes, IGNORE_INDEX)
+    intersect = np.diag(confusion)
+    predicted, labelled = confusion.sum(0), confusion.sum(1)
+    return (intersect, predicted + labelled - intersect, predicted,
+            labelled, stem, confusion)
 
 
 def refine_item(task):
@@ -130,11 +131,112 @@ def _init_worker():
     cv2.setNumThreads(1)
 
 
+@dataclass(frozen=True)
+class CRFBackend:
+    """Where the CRF runs: ``pydensecrf`` in a pool of ``workers``
+    processes (all cores by default), or ``torch``
+    (:mod:`fashionseg.crf_torch`) on ``device``, ``batch_size`` images per
+    call. Both give the same labels (to floating-point summation order)."""
+    name: str = 'pydensecrf'
+    workers: Optional[int] = None
+    device: str = 'cpu'
+    batch_size: int = 1
+
+    @classmethod
+    def choose(cls, name: str = 'auto', device: Optional[str] = None,
+               workers: Optional[int] = None,
+               batch_size: Optional[int] = None):
+        """``auto``: the torch backend on the GPU when there is one, else
+        pydensecrf on all cores."""
+        if name not in ('auto', 'pydensecrf', 'torch'):
+            raise CRFInputError(f'unknown CRF backend {name!r}')
+        if device not in (None, 'cpu', 'cuda'):
+            raise CRFInputError(f'unknown device {device!r}')
+        if device == 'cuda' and not torch.cuda.is_available():
+            raise CRFInputError('--device cuda, but torch sees no CUDA GPU')
+        if name == 'auto':
+            name = 'torch' if (device == 'cuda' or (
+                device is None and torch.cuda.is_available())) \
+                else 'pydensecrf'
+        if device is None:
+            device = 'cuda' if name == 'torch' and \
+                torch.cuda.is_available() else 'cpu'
+        if batch_size is None:
+            # Batches pay on a GPU; on the CPU one image at a time is
+            # fastest (tools/benchmark_crf.py speed).
+            batch_size = 16 if device == 'cuda' else 1
+        return cls(name, workers, device, batch_size)
+
+    def describe(self) -> dict:
+        """What a result records: the backend, and the torch backend's
+        device (not the process or batch count, which do not change the
+        labels)."""
+        if self.name == 'pydensecrf':
+            return dict(backend=self.name)
+        return dict(backend=self.name, device=self.device)
+
+
+def _run_batched(tasks: Sequence, backend: CRFBackend, desc: str) -> list:
+    """The tasks with the torch backend, ``batch_size`` at a time, grouped
+    by image so that an image is loaded once for all its parameter sets;
+    results in task order."""
+    first = _first_use(tasks)
+    order = sorted(range(len(tasks)),
+                   key=lambda i: (first[tasks[i][0].stem], i))
+    uses = {}
+    for task in tasks:
+        uses[task[0].stem] = uses.get(task[0].stem, 0) + 1
+    loaded, results = {}, [None] * len(tasks)
+    with tqdm(total=len(tasks), desc=desc, unit='img') as progress:
+        for start in range(0, len(order), backend.batch_size):
+            batch = order[start:start + backend.batch_size]
+            inputs = []
+            for i in batch:
+                item, _, num_classes, _ = tasks[i]
+                if item.stem not in loaded:
+                    loaded[item.stem] = load_item(item, num_classes)
+                inputs.append(loaded[item.stem])
+            refined = [i for i in range(len(batch))
+                       if tasks[batch[i]][1] is not None]
+            labels = dense_crf_batch(
+                [inputs[i][0] for i in refined],
+                [inputs[i][2] for i in refined],
+                [tasks[batch[i]][1] for i in refined], backend.device)
+            preds = dict(zip(refined, labels))
+            for position, i in enumerate(batch):
+                item, _, num_classes, keep_labels = tasks[i]
+                image, label, log_probs = inputs[position]
+                pred = preds.get(position)
+                if pred is None:
+                    pred = log_probs.argmax(0).astype(np.uint8)
+                results[i] = (_area_stats(pred, label, num_classes,
+                                          item.stem),
+                              pred if keep_labels else None)
+                uses[item.stem] -= 1
+                if uses[item.stem] == 0:
+                    loaded.pop(item.stem, None)
+            progress.update(len(batch))
+    return results
+
+
+def _first_use(tasks: Sequence) -> dict:
+    first = {}
+    for index, task in enumerate(tasks):
+        first.setdefault(task[0].stem, index)
+    return first
+
+
 def run_tasks(tasks: Sequence, workers: Optional[int] = None,
-              desc: str = 'dense CRF') -> Iterable:
-    """``refine_item`` over ``tasks`` in order, in a pool of ``workers``
-    processes (all cores by default; 1 runs in this process)."""
-    workers = workers or os.cpu_count() or 1
+              desc: str = 'dense CRF',
+              backend: Optional[CRFBackend] = None) -> Iterable:
+    """``refine_item`` over ``tasks`` in order: with pydensecrf in a pool
+    of ``workers`` processes (all cores by default; 1 runs in this
+    process), with the torch backend in batches on its device."""
+    backend = backend or CRFBackend(workers=workers)
+    if backend.name == 'torch':
+        yield from _run_batched(tasks, backend, desc)
+        return
+    workers = backend.workers or workers or os.cpu_count() or 1
     progress = dict(total=len(tasks), desc=desc, unit='img')
     if workers == 1:
         _init_worker()
@@ -154,9 +256,10 @@ def pixel_accuracy(stats: Sequence) -> float:
 
 def refine_split(items: Sequence[CRFItem], classes: tuple,
                  params: Optional[CRFParams], workers: Optional[int] = None,
-                 keep_labels: bool = False):
+                 keep_labels: bool = False,
+                 backend: Optional[CRFBackend] = None):
     """Refine every item; returns the per-image area statistics (and label
     maps with ``keep_labels``), in split order."""
     tasks = [(item, params, len(classes), keep_labels) for item in items]
-    results = list(run_tasks(tasks, workers))
+    results = list(run_tasks(tasks, workers, backend=backend))
     return [r[0] for r in results], [r[1] for r in results]

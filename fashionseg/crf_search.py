@@ -11,11 +11,10 @@ import numpy as np
 
 from .confusion import confusion_path, save_confusions
 from .crf import PARAM_RANGES, CRFParams
-from .crf_refine import (CRFInputError, pixel_accuracy, refine_split,
-                         run_tasks, split_items)
+from .crf_refine import (CRFBackend, CRFInputError, pixel_accuracy,
+                         refine_split, run_tasks, split_items)
 from .io import write_text_atomic
-from .metrics import ClassIoUMetric
-from .testing import metrics_record
+from .metrics_json import iou_metric_results, metrics_record
 
 
 def sample_params(trials: int, seed: int) -> List[CRFParams]:
@@ -31,14 +30,19 @@ def sample_params(trials: int, seed: int) -> List[CRFParams]:
 
 def search(scores_dir: Path, data_root: Path, split: str = 'val',
            trials: int = 50, seed: int = 0,
-           workers: Optional[int] = None) -> dict:
-    """Score each sampled parameter set by pixel accuracy on ``split``."""
+           workers: Optional[int] = None,
+           backend: Optional[CRFBackend] = None) -> dict:
+    """Score each sampled parameter set by pixel accuracy on ``split``
+    (with the torch backend, the trials run in batches on its device)."""
+    backend = backend or CRFBackend(workers=workers)
     items, classes = split_items(scores_dir, data_root, split)
     candidates = sample_params(trials, seed)
-    baseline, _ = refine_split(items, classes, None, workers)
+    baseline, _ = refine_split(items, classes, None, workers,
+                               backend=CRFBackend(workers=workers))
     tasks = [(item, params, len(classes), False)
              for params in candidates for item in items]
-    stats = [r[0] for r in run_tasks(tasks, workers, desc='CRF search')]
+    stats = [r[0] for r in run_tasks(tasks, workers, desc='CRF search',
+                                     backend=backend)]
     results = []
     for i, params in enumerate(candidates):
         trial_stats = stats[i * len(items):(i + 1) * len(items)]
@@ -54,6 +58,7 @@ def search(scores_dir: Path, data_root: Path, split: str = 'val',
         'num_images': len(items),
         'seed': seed,
         'ranges': {k: list(v) for k, v in PARAM_RANGES.items()},
+        'crf_backend': backend.describe(),
     }
 
 
@@ -75,26 +80,30 @@ def read_best_params(path: Path) -> CRFParams:
 
 def apply(scores_dir: Path, data_root: Path, split: str, params: CRFParams,
           out: Path, workers: Optional[int] = None,
-          metrics_out: Optional[Path] = None) -> dict:
+          metrics_out: Optional[Path] = None,
+          backend: Optional[CRFBackend] = None) -> dict:
     """Refine every image of ``split``; write ``out/STEM.png`` label maps,
     the metrics (the same record as ``tools/test.py``; ``metrics_out``,
     default ``out/metrics.json``) and the per-image confusion matrices
     beside them."""
     items, classes = split_items(scores_dir, data_root, split)
+    backend = backend or CRFBackend(workers=workers)
     stats, labels = refine_split(items, classes, params, workers,
-                                 keep_labels=True)
+                                 keep_labels=True, backend=backend)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for item, label in zip(items, labels):
         tmp = out / f'.{item.stem}.tmp.png'
         cv2.imwrite(str(tmp), label)
         tmp.replace(out / f'{item.stem}.png')
-    metric = ClassIoUMetric(iou_metrics=['mIoU'])
-    metric.dataset_meta = dict(classes=classes)
-    record = dict(metrics_record(metric.compute_metrics(stats), classes),
-                  crf=params.as_dict(), scores=str(scores_dir), split=split)
+    per_image = [(s[4], s[5]) for s in stats]
+    total = sum(matrix for _, matrix in per_image)
+    record = dict(metrics_record(iou_metric_results(total, classes),
+                                 classes),
+                  crf=params.as_dict(), scores=str(scores_dir), split=split,
+                  crf_backend=backend.describe())
     metrics_out = Path(metrics_out or out / 'metrics.json')
-    stems, matrices = zip(*metric.per_image)
+    stems, matrices = zip(*per_image)
     save_confusions(confusion_path(metrics_out), stems, matrices, classes)
     write_text_atomic(metrics_out, json.dumps(record, indent=2) + '\n')
     return record

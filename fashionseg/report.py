@@ -18,6 +18,7 @@ import pandas as pd
 import yaml
 
 from custom_datasets.body_order import body_order
+from . import bootstrap
 from .confusion import (background_accuracy, class_iou, load_confusions,
                         summary)
 from .io import write_text_atomic
@@ -151,6 +152,121 @@ def background_records(runs: Path, datasets: Sequence[str],
                 if confusion is not None and dataset not in found:
                     found[dataset] = background_accuracy(confusion)
     return found
+
+
+PAPER_MODEL = 'fpn_x101'
+SHORT_NAMES = {'fpn_x101': 'FPN', 'semfpn_x101': 'semantic FPN',
+               'pspnet_r101': 'PSPNet', 'fcn_r101': 'FCN'}
+
+
+def paper_claims(models: Sequence[str]) -> List[tuple]:
+    """The comparisons the paper makes, with this harness's runs:
+    (claim, (model, table) that should be better, (model, table))."""
+    if PAPER_MODEL not in models:
+        return []
+    fpn = SHORT_NAMES[PAPER_MODEL]
+    baselines = [m for m in models if m != PAPER_MODEL]
+    claims = []
+    for table, words in (('without_crf', 'without CRF'),
+                         ('with_crf', 'with CRF')):
+        for model in baselines:
+            claims.append((f'{fpn} beats {SHORT_NAMES.get(model, model)}, '
+                           f'both {words}', (PAPER_MODEL, table),
+                           (model, table)))
+    claims.append((f'the CRF improves {fpn}', (PAPER_MODEL, 'with_crf'),
+                   (PAPER_MODEL, 'without_crf')))
+    for model in baselines:
+        claims.append((f'{fpn} without CRF beats '
+                       f'{SHORT_NAMES.get(model, model)} with CRF',
+                       (PAPER_MODEL, 'without_crf'), (model, 'with_crf')))
+    return claims
+
+
+def _per_image(runs: Path, dataset: str, model: str, table: str,
+               seeds: Sequence[int]) -> Dict[int, dict]:
+    found = {}
+    for seed in seeds:
+        path = run_dir(runs, dataset, model, seed) / \
+            f'{STAGES[table]}.confusion.npz'
+        if path.is_file():
+            found[seed] = dict(load_confusions(path), path=path)
+    return found
+
+
+def claim_records(runs: Path, datasets: Sequence[str],
+                  models: Sequence[str], seeds: Sequence[int],
+                  resamples: int = bootstrap.RESAMPLES,
+                  seed: int = bootstrap.SEED) -> List[dict]:
+    """Each claim on each dataset: the difference of every figure, its
+    paired-bootstrap 95 % interval over test images (pooled over the seeds
+    both systems have) and the verdict; ``None`` where not run yet."""
+    records = []
+    for dataset in datasets:
+        cache, counts = {}, None
+        for claim, better, other in paper_claims(models):
+            runs_of = []
+            for model, table in (better, other):
+                if (model, table) not in cache:
+                    cache[(model, table)] = _per_image(runs, dataset, model,
+                                                       table, seeds)
+                runs_of.append(cache[(model, table)])
+            common = sorted(set(runs_of[0]) & set(runs_of[1]))
+            record = dict(claim=claim, dataset=dataset, seeds=common,
+                          better=list(better), other=list(other))
+            if not common:
+                records.append(dict(record, figures=None))
+                continue
+            reference = runs_of[0][common[0]]
+            for found in runs_of:
+                for s in common:
+                    if found[s]['stems'] != reference['stems']:
+                        raise ValueError(
+                            f'{found[s]["path"]} and {reference["path"]} '
+                            'hold different test images; the bootstrap '
+                            'pairs images')
+            if counts is None or len(counts[0]) != len(reference['stems']):
+                counts = bootstrap.resample_counts(
+                    len(reference['stems']), resamples, seed)
+            sides = []
+            for found, key in zip(runs_of, (better, other)):
+                resampled, full = [], []
+                for s in common:
+                    memo = found[s].setdefault('resampled', {})
+                    if 'metrics' not in memo:
+                        memo['metrics'] = bootstrap.resampled_metrics(
+                            found[s]['matrices'], counts)
+                        memo['full'] = {
+                            k: float(v) for k, v in bootstrap.metrics_of(
+                                found[s]['matrices'].sum(0)).items()}
+                    resampled.append(memo['metrics'])
+                    full.append(memo['full'])
+                sides.append((resampled, full))
+            figures = bootstrap.compare(sides[0][0], sides[1][0],
+                                        sides[0][1], sides[1][1])
+            records.append(dict(record, figures=figures,
+                                resamples=resamples, bootstrap_seed=seed))
+    return records
+
+
+def claims_table(claims: Sequence[dict]) -> pd.DataFrame:
+    rows = []
+    for record in claims:
+        row = {'claim': record['claim'],
+               'dataset': DATASET_NAMES.get(record['dataset'],
+                                            record['dataset'])}
+        for metric in ('aAcc', MAIN_IOU):
+            label = METRIC_LABELS[metric]
+            if record['figures'] is None:
+                row[f'{label}: difference [95% CI]'] = NOT_RUN
+                row[f'{label}: supported?'] = NOT_RUN
+                continue
+            f = record['figures'][metric]
+            row[f'{label}: difference [95% CI]'] = \
+                f'{f["difference"]:+.2f} [{f["low"]:+.2f}, {f["high"]:+.2f}]'
+            row[f'{label}: supported?'] = f['verdict']
+        row['seeds'] = ', '.join(map(str, record['seeds'])) or NOT_RUN
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def format_cell(values: Sequence[float]) -> str:
@@ -305,9 +421,11 @@ def build_report(results: Path, params: dict, paper: dict) -> dict:
     benchmark_path = results / 'benchmark.json'
     benchmark = json.loads(benchmark_path.read_text()) \
         if benchmark_path.is_file() else None
+    claims = claim_records(runs, datasets, models, seeds)
     return dict(datasets=datasets, models=models, seeds=seeds,
                 records=records, per_class=per_class, background=background,
-                benchmark=benchmark, paper=paper, results=results)
+                benchmark=benchmark, paper=paper, results=results,
+                claims=claims)
 
 
 def render_markdown(report: dict) -> str:
@@ -338,6 +456,19 @@ def render_markdown(report: dict) -> str:
                               models, report['background'])
         lines += [f'## {TABLE_TITLES[table]}', '',
                   frame.to_markdown(index=False), '']
+    claims = report['claims']
+    lines += [
+        '## Do our runs support the paper\'s claims?', '',
+        'Each line compares two of this harness\'s systems on the test '
+        'set: the difference (first minus second, percentage points), its '
+        f'95 % interval from a paired bootstrap over the test images '
+        f'({bootstrap.RESAMPLES:,} resamples, seed {bootstrap.SEED}; '
+        'mean IoU recomputed on each resample from the per-image confusion '
+        'matrices, each system averaged over its seeds), and whether it '
+        'supports the claim: yes (the interval lies above 0), no (below 0) '
+        'or inconclusive (it holds 0).', '',
+        claims_table(claims).to_markdown(index=False) if claims
+        else f'{NOT_RUN}: the paper\'s FPN is not among the models.', '']
     lines += ['## Throughput', '',
               'Inference at batch size 1 on the test images, without and '
               'with the dense CRF (paper section 5).', '',
@@ -379,5 +510,5 @@ def write_report(report: dict, out: Path) -> None:
         records=json.loads(records.to_json(orient='records')),
         per_class=json.loads(report['per_class'].to_json(orient='records')),
         background_only=report['background'],
-        benchmark=report['benchmark'])
+        benchmark=report['benchmark'], claims=report['claims'])
     write_text_atomic(out / 'tables.json', json.dumps(data, indent=2) + '\n')

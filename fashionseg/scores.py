@@ -7,7 +7,6 @@ before upsampling: num_classes x h x w, float16), ``stem``, ``height`` and
 ``input_height`` / ``input_width`` (the network input the scores cover; larger
 than the image only where a batch was padded, at the bottom and right).
 """
-import os
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -16,28 +15,9 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
 
+from .score_files import load_scores, save_scores
 
-def save_scores(path: Path, scores: np.ndarray, stem: str, height: int,
-                width: int, input_height: int = None,
-                input_width: int = None) -> None:
-    """Write one score file atomically."""
-    tmp = path.with_name(f'.{path.name}.tmp')
-    with open(tmp, 'wb') as f:
-        np.savez_compressed(
-            f, scores=scores.astype(np.float16), stem=stem,
-            height=np.int32(height), width=np.int32(width),
-            input_height=np.int32(input_height or height),
-            input_width=np.int32(input_width or width))
-    os.replace(tmp, path)
-
-
-def load_scores(path: Path) -> dict:
-    """Read a score file written by :func:`save_scores`."""
-    with np.load(path, allow_pickle=False) as data:
-        return dict(scores=data['scores'], stem=str(data['stem']),
-                    height=int(data['height']), width=int(data['width']),
-                    input_height=int(data['input_height']),
-                    input_width=int(data['input_width']))
+__all__ = ['SaveDecodeScoresHook', 'load_scores', 'save_scores']
 
 
 @HOOKS.register_module()

@@ -19,6 +19,7 @@ from mmengine.runner import Runner
 from .confusion import confusion_path, save_confusions
 from .io import write_text_atomic
 from .metrics import ClassIoUMetric
+from .metrics_json import metrics_record
 from .training import (configure_cpu_ddp, init_cpu_distributed, load_config,
                        set_data_root)
 
@@ -41,9 +42,19 @@ def configure_testing(config: str, checkpoint: str,
     if split is not None:
         cfg.test_dataloader.dataset.data_prefix = dict(
             img_path=f'img_dir/{split}', seg_map_path=f'ann_dir/{split}')
+        # One name per split, so that testing several splits in one
+        # process gives each Runner its own logger and visualizer.
+        cfg.experiment_name = f'{osp.splitext(osp.basename(config))[0]}_' \
+                              f'{split}'
+
     cfg.load_from = checkpoint
     if launcher != 'none' and not torch.cuda.is_available():
         configure_cpu_ddp(cfg)
+    # Testing logs no training curves: leave DVCLive (about 2 s to start)
+    # out.
+    cfg.visualizer.vis_backends = [
+        backend for backend in cfg.visualizer.get('vis_backends', [])
+        if backend['type'] != 'SafeDVCLiveVisBackend']
     # The per-class figures are part of the result, not only of the log.
     cfg.test_evaluator = dict(cfg.test_evaluator, type='ClassIoUMetric')
     if out is not None:
@@ -52,26 +63,6 @@ def configure_testing(config: str, checkpoint: str,
     cfg.metrics_out = metrics_out or osp.join(
         out if out is not None else cfg.work_dir, METRICS_FILE)
     return cfg
-
-
-def _percent(value):
-    """A metric in percent with two decimals, as MMSegmentation rounds it;
-    NaN (a class in neither prediction nor ground truth) as null."""
-    value = float(value)
-    return None if value != value else round(value, 2)
-
-
-def metrics_record(metrics: dict, classes) -> dict:
-    """``ClassIoUMetric``'s flat metrics as the harness's metrics JSON."""
-    return {
-        'aAcc': _percent(metrics['aAcc']),
-        'mIoU': _percent(metrics['mIoU']),
-        'mAcc': _percent(metrics['mAcc']),
-        'per_class': {
-            name: {'IoU': _percent(metrics[f'IoU.{name}']),
-                   'Acc': _percent(metrics[f'Acc.{name}'])}
-            for name in classes},
-    }
 
 
 def run_test(cfg: Config, config: str, checkpoint: str) -> dict:

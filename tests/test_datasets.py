@@ -4,7 +4,7 @@ import pytest
 import scipy.io
 from mmengine.registry import init_default_scope
 
-import fashionseg  # noqa: F401  (registers the datasets)
+import fashionseg.mmseg_modules  # noqa: F401  (registers the datasets)
 from custom_datasets import CCP_CLASSES, CFPD_CLASSES, FASHIONISTA_CLASSES
 from custom_datasets.convert import convert_release
 from raw_formats import BUNDLED_CCP

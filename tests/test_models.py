@@ -4,7 +4,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-import fashionseg  # noqa: F401
+import fashionseg.mmseg_modules  # noqa: F401
 from training_helpers import CONFIG_DIR, DATASETS, MODELS
 
 

@@ -160,16 +160,18 @@ def test_a_param_change_marks_only_the_dependent_stages(demo_clone):
 # Resuming an interrupted training stage (tools/train.py --auto-resume).
 
 @pytest.fixture(scope='module')
-def ccp_data(tmp_path_factory):
-    return build_converted_datasets(tmp_path_factory.mktemp('data'))['ccp']
+def data_root(tmp_path_factory):
+    roots = build_converted_datasets(tmp_path_factory.mktemp('data'))
+    return roots['fashionista']
 
 
-def _configure(ccp, work_dir, max_epochs=2):
+def _configure(data_root, work_dir, max_epochs=2):
     return configure_training(
-        str(CONFIG_DIR / 'fcn_r101_ccp.py'), work_dir=str(work_dir),
+        str(CONFIG_DIR / 'fcn_r101_fashionista.py'), work_dir=str(work_dir),
         pretrained=False, auto_resume=True,
-        cfg_options=small_run_options('fcn_r101', ccp,
-                                      max_epochs=max_epochs))
+        cfg_options=small_run_options('fcn_r101', data_root,
+                                      max_epochs=max_epochs,
+                                      train_images=2, val_images=1))
 
 
 class _Interrupted(Exception):
@@ -188,10 +190,10 @@ class InterruptAfterFirstEpochHook(Hook):
 
 
 def test_interrupted_training_resumes_from_its_last_checkpoint(
-        ccp_data, tmp_path):
-    config = str(CONFIG_DIR / 'fcn_r101_ccp.py')
+        data_root, tmp_path):
+    config = str(CONFIG_DIR / 'fcn_r101_fashionista.py')
     work = tmp_path / 'train'
-    cfg = _configure(ccp_data, work)
+    cfg = _configure(data_root, work)
     assert cfg.resume is False
     cfg.custom_hooks = list(cfg.custom_hooks) + [
         dict(type='InterruptAfterFirstEpochHook')]
@@ -200,7 +202,7 @@ def test_interrupted_training_resumes_from_its_last_checkpoint(
     assert (work / 'epoch_1.pth').is_file()
     assert not (work / 'epoch_2.pth').exists()
     # The rerun of the same stage continues at epoch 2.
-    cfg = _configure(ccp_data, work)
+    cfg = _configure(data_root, work)
     assert cfg.resume is True
     runner = train(cfg, config, export_best=str(tmp_path / 'model.pth'))
     assert runner.epoch == 2
@@ -213,16 +215,16 @@ def test_interrupted_training_resumes_from_its_last_checkpoint(
     assert 'Epoch(train) [2]' in logs[-1].read_text()
 
 
-def test_a_changed_run_does_not_resume_a_stale_work_dir(ccp_data, tmp_path):
+def test_a_changed_run_does_not_resume_a_stale_work_dir(data_root, tmp_path):
     work = tmp_path / 'train'
     work.mkdir()
     (work / 'epoch_7.pth').write_bytes(b'old run')
     (work / 'last_checkpoint').write_text(str(work / 'epoch_7.pth'))
     (work / FINGERPRINT_FILE).write_text('another run\n')
-    cfg = _configure(ccp_data, work)
+    cfg = _configure(data_root, work)
     assert cfg.resume is False
     assert not (work / 'epoch_7.pth').exists()
     assert not (work / 'last_checkpoint').exists()
     # The same run again: now it would resume.
     (work / 'last_checkpoint').write_text('x')
-    assert _configure(ccp_data, work).resume is True
+    assert _configure(data_root, work).resume is True

@@ -148,3 +148,34 @@ def test_load_section_reads_the_demo_and_the_paper(tmp_path):
     assert load_section(path, 'demo')['seeds'] == [0, 1]
     with pytest.raises(KeyError, match='no section'):
         load_section(path, 'nope')
+
+
+def test_report_has_the_claims_section(results):
+    out, params, fpn = results
+    report = build_report(out, params, load_paper_figures())
+    write_report(report, out)
+    text = (out / 'tables.md').read_text()
+    section = text.split("## Do our runs support the paper's claims?")[1]
+    section = section.split('\n## ')[0]
+    line = next(row for row in section.splitlines()
+                if 'FPN beats FCN, both without CRF' in row and 'CFPD' in row)
+    # FPN is right on 25 of 40 class-1 pixels and FCN on 10: a difference
+    # the bootstrap cannot miss, over the one seed both have.
+    acc = np.mean([pixel_accuracy(sum(fpn[(0, 'test')]))]) - \
+        pixel_accuracy(2 * _confusion(80, 5, 15, 23))
+    assert f'{acc:+.2f} [' in line
+    assert line.count('yes') == 2
+    assert line.rstrip(' |').endswith('0')  # seeds: 0
+    # FCN has no CRF run yet; Fashionista has no runs at all.
+    crf_line = next(row for row in section.splitlines()
+                    if 'FPN without CRF beats FCN with CRF' in row and
+                    'CFPD' in row)
+    assert NOT_RUN in crf_line
+    assert all(NOT_RUN in row for row in section.splitlines()
+               if 'Fashionista' in row)
+    data = json.loads((out / 'tables.json').read_text())
+    claim = next(c for c in data['claims']
+                 if c['claim'] == 'the CRF improves FPN' and
+                 c['dataset'] == 'cfpd')
+    assert claim['seeds'] == [0, 1]
+    assert claim['figures']['aAcc']['low'] > 0

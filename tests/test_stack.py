@@ -22,7 +22,7 @@ def test_mmseg_and_compiled_mmcv_ops_import():
 def test_config_custom_imports_registers_project_modules():
     cfg = Config.fromfile(
         str(REPO / 'mmseg_configs' / '_base_' / 'default_runtime.py'))
-    assert cfg.custom_imports['imports'] == ['fashionseg']
+    assert cfg.custom_imports['imports'] == ['fashionseg.mmseg_modules']
     from mmengine.utils import import_modules_from_strings
     import_modules_from_strings(**cfg.custom_imports)
     init_default_scope(cfg.default_scope)
@@ -34,7 +34,7 @@ def test_config_custom_imports_registers_project_modules():
 def test_fpn_resnext101_builds_from_mmseg_registry_and_runs_on_cpu():
     init_default_scope('mmseg')
     from mmseg.registry import MODELS
-    import fashionseg  # noqa: F401
+    import fashionseg.mmseg_modules  # noqa: F401
     cfg = Config.fromfile(str(REPO / 'tests' / 'data' /
                               'fpn_x101_smoke.py'))
     model = MODELS.build(cfg.model).eval()

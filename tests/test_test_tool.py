@@ -131,16 +131,32 @@ def test_test_cli(trained, tmp_path):
     args = [f'{k}={json.dumps(v).replace(" ", "")}'
             if isinstance(v, list) else f'{k}={v}'
             for k, v in options.items()]
-    result = subprocess.run(
-        [sys.executable, 'tools/test.py', config, str(checkpoint),
-         '--work-dir', str(tmp_path / 'work'), '--split', 'val',
-         '--out', str(tmp_path / 'val'), '--cfg-options', *args],
-        cwd=REPO, capture_output=True, text=True, timeout=600)
+
+    def run(*extra):
+        return subprocess.run(
+            [sys.executable, 'tools/test.py', config, str(checkpoint),
+             '--work-dir', str(tmp_path / 'work'), *extra,
+             '--cfg-options', *args],
+            cwd=REPO, capture_output=True, text=True, timeout=600)
+
+    # Both splits in one process, as the pipeline's test stage runs it.
+    result = run('--split', 'val', 'test', '--out',
+                 str(tmp_path / 'scores_{split}'), '--metrics',
+                 str(tmp_path / 'runs' / '{split}.json'))
     assert result.returncode == 0, result.stderr[-3000:]
-    metrics = json.loads((tmp_path / 'val' / 'metrics.json').read_text())
-    assert set(metrics) >= {'aAcc', 'mIoU', 'mAcc', 'per_class'}
-    val_stems = (data_root / 'splits' / 'val.txt').read_text().split()
-    assert sorted(p.stem for p in (tmp_path / 'val').glob('*.npz')
-                  if not p.name.endswith('.confusion.npz')) == \
-        sorted(val_stems)
-    assert (tmp_path / 'val' / 'metrics.confusion.npz').is_file()
+    for split in ('val', 'test'):
+        metrics = json.loads((tmp_path / 'runs' / f'{split}.json').read_text())
+        assert set(metrics) >= {'aAcc', 'mIoU', 'mAcc', 'per_class'}
+        stems = (data_root / 'splits' / f'{split}.txt').read_text().split()
+        assert sorted(p.stem for p in (tmp_path / f'scores_{split}').glob(
+            '*.npz')) == sorted(stems)
+        per_image = load_confusions(tmp_path / 'runs' /
+                                    f'{split}.confusion.npz')
+        assert per_image['stems'] == stems
+        assert summary(per_image['matrices'].sum(0))['aAcc'] == \
+            pytest.approx(metrics['aAcc'], abs=0.01)
+    # Several splits need {split} in the paths, or they would overwrite
+    # each other.
+    result = run('--split', 'val', 'test', '--out', str(tmp_path / 'one'))
+    assert result.returncode != 0
+    assert '{split}' in result.stderr

@@ -1,6 +1,12 @@
-"""Measure the dense CRF's images per second (600 x 400, 23 classes, 10
-iterations) on one core and on all cores; prints JSON, or writes it with
---out."""
+"""Benchmark the dense-CRF backends.
+
+    # images per second at 600 x 400, 23 classes, 10 iterations
+    python tools/benchmark_crf.py speed [--backend pydensecrf torch] \\
+        [--device cpu|cuda] [--batch-sizes 1 8 32] [--out FILE]
+    # labels of the torch backend against pydensecrf's on real images
+    python tools/benchmark_crf.py agreement --scores DIR --data DIR \\
+        [--split test] [--images 50] [--param-sets 10] [--out FILE]
+"""
 import argparse
 import json
 import sys
@@ -8,22 +14,55 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fashionseg.crf_benchmark import run_benchmark  # noqa: E402
+from fashionseg.crf_benchmark import agreement, run_benchmark  # noqa: E402
+from fashionseg.crf_refine import CRFInputError, split_items  # noqa: E402
+from fashionseg.crf_search import sample_params  # noqa: E402
 from fashionseg.io import write_text_atomic  # noqa: E402
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--photo', type=Path,
-                        help='a photo to use (resized to 600 x 400)')
-    parser.add_argument('--images', type=int, default=8)
-    parser.add_argument('--out', type=Path)
+    commands = parser.add_subparsers(dest='command', required=True)
+    speed = commands.add_parser('speed')
+    speed.add_argument('--photo', type=Path,
+                       help='a photo to use (resized to 600 x 400)')
+    speed.add_argument('--images', type=int, default=8)
+    speed.add_argument('--backend', nargs='+', default=['pydensecrf',
+                                                        'torch'],
+                       choices=['pydensecrf', 'torch'])
+    speed.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
+    speed.add_argument('--batch-sizes', type=int, nargs='+', default=[1])
+    match = commands.add_parser('agreement')
+    match.add_argument('--scores', type=Path, required=True,
+                       help='class scores from tools/test.py --out')
+    match.add_argument('--data', type=Path, required=True)
+    match.add_argument('--split', default='test')
+    match.add_argument('--images', type=int, default=50)
+    match.add_argument('--param-sets', type=int, default=10,
+                       help='drawn from the paper\'s ranges')
+    match.add_argument('--seed', type=int, default=0)
+    match.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
+    match.add_argument('--batch-size', type=int, default=8)
+    for sub in (speed, match):
+        sub.add_argument('--out', type=Path, help='JSON file to write')
     return parser.parse_args()
 
 
 def main():
     args = parse_args()
-    text = json.dumps(run_benchmark(args.photo, args.images), indent=2)
+    if args.command == 'speed':
+        record = run_benchmark(args.photo, args.images, args.backend,
+                               args.device, args.batch_sizes)
+    else:
+        try:
+            items, classes = split_items(args.scores, args.data, args.split)
+        except CRFInputError as error:
+            sys.exit(f'error: {error}')
+        record = agreement(items[:args.images], classes,
+                           sample_params(args.param_sets, args.seed),
+                           args.device, args.batch_size)
+        record.update(scores=str(args.scores), split=args.split)
+    text = json.dumps(record, indent=2)
     if args.out:
         write_text_atomic(args.out, text + '\n')
     print(text)

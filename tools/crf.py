@@ -13,7 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from custom_datasets import DatasetFormatError  # noqa: E402
-from fashionseg.crf_refine import CRFInputError  # noqa: E402
+from fashionseg.crf_refine import CRFBackend, CRFInputError  # noqa: E402
 from fashionseg.crf_search import (apply, read_best_params, search,  # noqa
                                    write_search)
 
@@ -32,7 +32,17 @@ def parse_args():
         sub.add_argument('--out', type=Path, required=True,
                          help='JSON file (search) or folder (apply)')
         sub.add_argument('--workers', type=int,
-                         help='processes (default: all cores)')
+                         help='pydensecrf processes (default: all cores)')
+        sub.add_argument('--backend', default='auto',
+                         choices=['auto', 'pydensecrf', 'torch'],
+                         help='pydensecrf, or the batched PyTorch CRF '
+                         '(same model); auto: torch when there is a GPU')
+        sub.add_argument('--device', choices=['cpu', 'cuda'],
+                         help='for the torch backend (default: cuda when '
+                         'there is a GPU)')
+        sub.add_argument('--batch-size', type=int,
+                         help='images per torch-backend call (default: 16 '
+                         'on a GPU, 1 on the CPU)')
         if name == 'search':
             sub.add_argument('--trials', type=int, default=50)
             sub.add_argument('--seed', type=int, default=0)
@@ -49,9 +59,11 @@ def parse_args():
 def main():
     args = parse_args()
     try:
+        backend = CRFBackend.choose(args.backend, args.device, args.workers,
+                                    args.batch_size)
         if args.command == 'search':
             result = search(args.scores, args.data, args.split, args.trials,
-                            args.seed, args.workers)
+                            args.seed, args.workers, backend)
             write_search(result, args.out)
             print(f'best {result["best"]}: pixel accuracy '
                   f'{result["best_accuracy"]:.2f} on {args.split} '
@@ -59,7 +71,7 @@ def main():
         else:
             record = apply(args.scores, args.data, args.split,
                            read_best_params(args.params), args.out,
-                           args.workers, args.metrics)
+                           args.workers, args.metrics, backend)
             print(f'pixel accuracy {record["aAcc"]:.2f}, mean IoU '
                   f'{record["mIoU"]:.2f}; written to {args.out}')
     except (CRFInputError, DatasetFormatError) as error:

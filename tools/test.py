@@ -33,10 +33,13 @@ def parse_args():
     parser.add_argument('--device', choices=['auto', 'cpu', 'cuda'],
                         default='auto', help='cpu hides any GPU; cuda fails '
                         'if there is none (default: a GPU if there is one)')
-    parser.add_argument('--split', choices=['train', 'val', 'test'],
+    parser.add_argument('--split', nargs='+',
+                        choices=['train', 'val', 'test'],
                         help='test on this split of the converted dataset '
                         'instead of the config\'s (the CRF search needs '
-                        'val scores)')
+                        'val scores); with several splits, one after the '
+                        'other in this process, --out and --metrics must '
+                        'hold {split}')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override settings in the config, key=value (mmengine syntax)')
@@ -51,12 +54,20 @@ def main():
     args = parse_args()
     set_local_rank_env(args.local_rank)
     select_device(args.device)
-    cfg = configure_testing(args.config, args.checkpoint, args.work_dir,
-                            args.out, args.cfg_options, args.launcher,
-                            args.split, args.metrics, args.data_root)
-    record = run_test(cfg, args.config, args.checkpoint)
-    print(json.dumps({k: record[k] for k in ('aAcc', 'mIoU', 'mAcc')}))
-    print(f'metrics written to {cfg.metrics_out}')
+    splits = args.split or [None]
+    for template in (args.out, args.metrics):
+        if len(splits) > 1 and template and '{split}' not in template:
+            sys.exit(f'error: testing on {len(splits)} splits needs {{split}} '
+                     f'in --out and --metrics, not {template!r}')
+    for split in splits:
+        out, metrics = (t.format(split=split) if t and split else t
+                        for t in (args.out, args.metrics))
+        cfg = configure_testing(args.config, args.checkpoint, args.work_dir,
+                                out, args.cfg_options, args.launcher,
+                                split, metrics, args.data_root)
+        record = run_test(cfg, args.config, args.checkpoint)
+        print(json.dumps({k: record[k] for k in ('aAcc', 'mIoU', 'mAcc')}))
+        print(f'metrics written to {cfg.metrics_out}')
 
 
 if __name__ == '__main__':

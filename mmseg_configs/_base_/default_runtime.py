@@ -2,7 +2,8 @@
 # default_runtime, plus the project's registrations and checkpoints that load
 # under torch's weights-only unpickler (fashionseg/checkpoint.py).
 default_scope = 'mmseg'
-custom_imports = dict(imports=['fashionseg'], allow_failed_imports=False)
+custom_imports = dict(
+    imports=['fashionseg.mmseg_modules'], allow_failed_imports=False)
 env_cfg = dict(
     cudnn_benchmark=True,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),

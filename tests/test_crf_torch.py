@@ -1,0 +1,126 @@
+"""The batched PyTorch dense CRF against pydensecrf."""
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import REPO
+from fashionseg.crf import CRFParams, dense_crf, upsampled_log_probs
+from fashionseg.crf_search import sample_params
+from fashionseg.crf_torch import dense_crf_batch, dense_crf_torch
+from raw_formats import ccp_photos
+from test_crf import small_dataset  # noqa: F401  (fixture)
+
+NUM_CLASSES = 23
+
+
+@pytest.fixture(scope='module')
+def photos():
+    """Real CCP photos at three sizes, with scores that look like a
+    network's: the truth (grouped into 23 classes) at a quarter of the size,
+    plus noise, bilinearly upsampled."""
+    rng = np.random.default_rng(0)
+    out = []
+    sizes = [(160, 104), (200, 136), (120, 80)]
+    for (height, width), (_, jpeg, label) in zip(sizes, ccp_photos(3)):
+        image = cv2.cvtColor(cv2.imdecode(np.frombuffer(jpeg, np.uint8),
+                                          cv2.IMREAD_COLOR),
+                             cv2.COLOR_BGR2RGB)
+        image = cv2.resize(image, (width, height),
+                           interpolation=cv2.INTER_AREA)
+        label = cv2.resize((label % NUM_CLASSES).astype(np.uint8),
+                           (width, height), interpolation=cv2.INTER_NEAREST)
+        small = cv2.resize(label, (-(-width // 4), -(-height // 4)),
+                           interpolation=cv2.INTER_NEAREST)
+        scores = 3.0 * np.eye(NUM_CLASSES)[small].transpose(2, 0, 1) + \
+            rng.normal(0, 1.5, (NUM_CLASSES,) + small.shape)
+        small_h, small_w = small.shape
+        log_probs = upsampled_log_probs(scores, height, width, small_h * 4,
+                                        small_w * 4)
+        out.append((image, label, log_probs))
+    return out
+
+
+def test_labels_agree_with_pydensecrf(photos):
+    """The agreement bar (>= 99 % of pixels, accuracy within 0.1 points)
+    on real photos and parameter sets from the paper's ranges, on CPU."""
+    for params in sample_params(4, seed=3) + [CRFParams(1, 1, 15)]:
+        same = total = 0
+        right_reference = right_torch = 0
+        for image, label, log_probs in photos:
+            reference = dense_crf(image, log_probs, params)
+            labels = dense_crf_torch(image, log_probs, params)
+            same += (reference == labels).sum()
+            total += labels.size
+            right_reference += (reference == label).sum()
+            right_torch += (labels == label).sum()
+        assert same / total >= 0.99, params
+        assert 100 * abs(right_reference - right_torch) / total < 0.1
+        # The CRF does change the labelling (the check is not vacuous).
+        assert any((lp.argmax(0) != dense_crf(image, lp, params)).any()
+                   for image, _, lp in photos)
+
+
+def test_a_batch_of_different_sizes_equals_one_image_at_a_time(photos):
+    params = [CRFParams(30, 20, 8), CRFParams(5, 60, 3), CRFParams(12, 7, 14)]
+    images = [p[0] for p in photos]
+    log_probs = [p[2] for p in photos]
+    assert len({image.shape for image in images}) == 3
+    batch = dense_crf_batch(images, log_probs, params)
+    for image, probs, p, labels in zip(images, log_probs, params, batch):
+        alone = dense_crf_torch(image, probs, p)
+        assert labels.shape == image.shape[:2]
+        np.testing.assert_array_equal(labels, alone)
+
+
+def test_batch_input_is_checked(photos):
+    image, _, log_probs = photos[0]
+    with pytest.raises(ValueError, match='differ in length'):
+        dense_crf_batch([image], [log_probs, log_probs],
+                        [CRFParams(3, 3, 3)])
+    with pytest.raises(ValueError, match='classes'):
+        dense_crf_batch([image, image], [log_probs, log_probs[:5]],
+                        [CRFParams(3, 3, 3)] * 2)
+    with pytest.raises(ValueError, match='scores are'):
+        dense_crf_batch([image[:-1]], [log_probs], [CRFParams(3, 3, 3)])
+
+
+def test_cli_backends_give_the_same_result(small_dataset, tmp_path):  # noqa: F811
+    """tools/crf.py search and apply with --backend torch against the
+    default pydensecrf backend."""
+    results = {}
+    for backend in ('pydensecrf', 'torch'):
+        out = tmp_path / backend
+        run = dict(cwd=REPO, capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            [sys.executable, 'tools/crf.py', 'search', '--scores',
+             str(small_dataset / 'noisy_val'), '--data',
+             str(small_dataset / 'data'), '--trials', '3', '--backend',
+             backend, '--device', 'cpu', '--batch-size', '3', '--out',
+             str(out / 'search.json')], **run)
+        assert result.returncode == 0, result.stderr[-2000:]
+        result = subprocess.run(
+            [sys.executable, 'tools/crf.py', 'apply', '--scores',
+             str(small_dataset / 'noisy_test'), '--data',
+             str(small_dataset / 'data'), '--params',
+             str(out / 'search.json'), '--backend', backend, '--out',
+             str(out / 'refined')], **run)
+        assert result.returncode == 0, result.stderr[-2000:]
+        results[backend] = (json.loads((out / 'search.json').read_text()),
+                            json.loads((out / 'refined' /
+                                        'metrics.json').read_text()))
+    (search_py, apply_py), (search_torch, apply_torch) = \
+        results['pydensecrf'], results['torch']
+    assert search_torch['crf_backend']['backend'] == 'torch'
+    assert search_torch['best'] == search_py['best']
+    for mine, theirs in zip(search_torch['trials'], search_py['trials']):
+        assert mine['accuracy'] == pytest.approx(theirs['accuracy'], abs=0.1)
+    assert apply_torch['aAcc'] == pytest.approx(apply_py['aAcc'], abs=0.1)
+    for path in (tmp_path / 'pydensecrf' / 'refined').glob('*.png'):
+        reference = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        labels = cv2.imread(str(tmp_path / 'torch' / 'refined' / path.name),
+                            cv2.IMREAD_UNCHANGED)
+        assert (reference == labels).mean() >= 0.99
