@@ -140,7 +140,7 @@ def agreement(items: Sequence, classes: Sequence[str],
     loaded = [load(item, len(classes)) for item in items]
     rows = []
     for p in params:
-        same = total = right_py = right_torch = labelled = 0
+        same = total = right_py = right_torch = labelled = changed = 0
         for start in range(0, len(loaded), batch_size):
             chunk = loaded[start:start + batch_size]
             fast = dense_crf_batch([c[0] for c in chunk],
@@ -149,12 +149,16 @@ def agreement(items: Sequence, classes: Sequence[str],
             for (image, label, log_probs), torch_labels in zip(chunk, fast):
                 reference = dense_crf(image, log_probs, p)
                 valid = label != 255
+                # How much the CRF changes the labelling at all: agreement
+                # on pixels it leaves alone says little.
+                changed += int((reference != log_probs.argmax(0)).sum())
                 same += int((reference == torch_labels).sum())
                 total += reference.size
                 right_py += int((reference == label)[valid].sum())
                 right_torch += int((torch_labels == label)[valid].sum())
                 labelled += int(valid.sum())
         rows.append(dict(p.as_dict(), agreement=same / total,
+                         changed_by_crf=changed / total,
                          accuracy_pydensecrf=100 * right_py / labelled,
                          accuracy_torch=100 * right_torch / labelled))
     return {

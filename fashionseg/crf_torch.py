@@ -18,7 +18,7 @@ per image, go in one call.
 """
 import functools
 import math
-from typing import List, Optional, Sequence
+from typing import List, Sequence
 
 import numpy as np
 import torch
@@ -67,7 +67,8 @@ class PermutohedralLattice:
         later = torch.arange(d + 1, device=device)
         is_later = later[None, :] > later[:, None]  # [i, j]: j > i
         # rank[m] = #{j > m: diff_j > diff_m} + #{i < m: diff_i >= diff_m}
-        greater = diff[:, None, :] > diff[:, :, None]  # [m, j]: diff_j > diff_m
+        # greater[m, j]: diff_j > diff_m
+        greater = diff[:, None, :] > diff[:, :, None]
         earlier_ge = (diff[:, :, None] >= diff[:, None, :]) & \
             is_later[None]  # [i, m]: i < m and diff_i >= diff_m
         rank = (greater & is_later).sum(2) + earlier_ge.sum(1)

@@ -10,7 +10,6 @@ than the image only where a batch was padded, at the bottom and right).
 from pathlib import Path
 from typing import Optional, Sequence
 
-import numpy as np
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from mmengine.hooks import Hook
@@ -99,6 +100,15 @@ def test_demo_writes_the_report_offline(demo_clone):
             line = next(line for line in section.splitlines()
                         if line.startswith(row))
             assert NOT_RUN not in line, line
+            # Mean +- standard deviation over the demo's seeds.
+            assert len(DEMO['seeds']) < 2 or line.count(' ± ') == 3, line
+    claims = text.split("## Do our runs support the paper's claims?")[1]
+    claims = [line for line in claims.split('\n## ')[0].splitlines()
+              if line.startswith('| FPN') or line.startswith('| the CRF')]
+    assert len(claims) == 10 * len(DEMO['datasets'])
+    for line in claims:
+        assert NOT_RUN not in line
+        assert any(word in line for word in ('yes', 'no', 'inconclusive'))
     for dataset in DEMO['datasets']:
         for suffix in ('confusion', 'examples'):
             figure = results / 'figures' / f'{dataset}_{suffix}.png'
@@ -107,8 +117,16 @@ def test_demo_writes_the_report_offline(demo_clone):
     benchmark = json.loads((results / 'benchmark.json').read_text())
     assert benchmark['images_per_s'] > 0
     assert benchmark['images_per_s_with_crf'] < benchmark['images_per_s']
-    records = (results / 'tables.csv').read_text().splitlines()
-    assert len(records) > 4 * 2 * 3
+    records = pd.read_csv(results / 'tables.csv')
+    measured = records[records.source == 'measured']
+    # Every model, with and without CRF, three figures, each seed.
+    assert len(measured) == len(DEMO['models']) * 2 * 3 * len(DEMO['seeds'])
+    assert sorted(measured.seed.unique()) == DEMO['seeds']
+    for seed in DEMO['seeds']:
+        record = json.loads((demo_clone / DEMO['work_dirs'] / 'ccp' /
+                             'fpn_x101' / f'seed{seed}' / 'train' /
+                             'run_record.json').read_text())
+        assert record['seed'] == seed
     # DVC sees the metrics and has nothing left to do.
     shown = _run(DVC + ['metrics', 'show', '--json'], demo_clone)
     assert shown.returncode == 0, shown.stderr

@@ -26,8 +26,9 @@ def parse_args():
     parser.add_argument('--out', help='folder for metrics.json and one '
                         'STEM.npz of class scores per test image')
     parser.add_argument('--metrics', help='metrics JSON to write (default: '
-                        'metrics.json in --out or the work dir); the per-image '
-                        'confusion matrices go beside it, NAME.confusion.npz')
+                        'metrics.json in --out or the work dir); the '
+                        'per-image confusion matrices go beside it, '
+                        'NAME.confusion.npz')
     parser.add_argument('--data-root', help='converted dataset folder to '
                         'use instead of the config\'s data_root')
     parser.add_argument('--device', choices=['auto', 'cpu', 'cuda'],

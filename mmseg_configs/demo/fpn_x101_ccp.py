@@ -1,6 +1,7 @@
-# Demo stand-in for fpn_x101_ccp.py (`make demo`): the same model and recipe with a
-# narrow backbone and neck, no ImageNet weights, so that a 2-core CPU trains
-# it on the bundled 30-photo CCP subset in seconds. Not the paper's model.
+# Demo stand-in for fpn_x101_ccp.py (`make demo`): the same model and
+# recipe with a narrow backbone and neck and no ImageNet weights, so that a
+# 2-core CPU trains it on the bundled 30-photo CCP subset in seconds. Not the
+# paper's model.
 _base_ = ['../fpn_x101_ccp.py']
 model = dict(
     pretrained=None,

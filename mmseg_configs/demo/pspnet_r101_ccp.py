@@ -1,7 +1,7 @@
-# Demo stand-in for pspnet_r101_ccp.py (`make demo`): the same model and recipe with a
-# narrow ResNet-18-D8 backbone, no ImageNet weights, so that a 2-core CPU
-# trains it on the bundled 30-photo CCP subset in seconds. Not the paper's
-# baseline.
+# Demo stand-in for pspnet_r101_ccp.py (`make demo`): the same model and
+# recipe with a narrow ResNet-18-D8 backbone and no ImageNet weights, so that
+# a 2-core CPU trains it on the bundled 30-photo CCP subset in seconds. Not
+# the paper's baseline.
 _base_ = ['../pspnet_r101_ccp.py']
 model = dict(
     pretrained=None,
