@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .crf import CRFParams, dense_crf, upsampled_log_probs
+from .crf_refine import load_item
 from .crf_torch import dense_crf_batch
 
 HEIGHT, WIDTH, NUM_CLASSES = 600, 400, 23
@@ -45,7 +46,6 @@ def _one(args):
 
 
 def _init():
-    import torch
     torch.set_num_threads(1)
 
 
@@ -131,13 +131,11 @@ def run_benchmark(photo_path=None, images: int = 8,
 
 def agreement(items: Sequence, classes: Sequence[str],
               params: Sequence[CRFParams], device: str = 'cpu',
-              batch_size: int = 8, load=None) -> dict:
+              batch_size: int = 8) -> dict:
     """Both backends on ``items`` (split items with scores) for each
     parameter set: the fraction of pixels labelled alike, and pixel
     accuracy (percent) of each."""
-    from .crf_refine import load_item
-    load = load or load_item
-    loaded = [load(item, len(classes)) for item in items]
+    loaded = [load_item(item, len(classes)) for item in items]
     rows = []
     for p in params:
         same = total = right_py = right_torch = labelled = changed = 0

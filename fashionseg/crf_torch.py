@@ -37,7 +37,6 @@ class PermutohedralLattice:
     def __init__(self, features: torch.Tensor, segment: torch.Tensor):
         device = features.device
         n, d = features.shape
-        self.num_points, self.dim = n, d
         features = features.float()
         # Elevate onto the hyperplane (Adams et al. 2010, p. 5), summing in
         # the same order as the C++ code.
@@ -138,7 +137,10 @@ class PermutohedralLattice:
         self._segment_stride = stride
         segments = int(segment.max().item()) + 1 if len(segment) else 1
         if stride * segments >= _CODE_LIMIT:
-            raise OverflowError('lattice too large to encode')
+            raise OverflowError(
+                f'the lattice of {segments} images spans too many vertex '
+                'positions to encode in 64 bits; refine fewer images per '
+                'batch (--batch-size)')
         self._strides = torch.tensor(strides, dtype=torch.long,
                                      device=keys.device)
 
@@ -178,20 +180,25 @@ class PermutohedralLattice:
 
     def compute(self, values: torch.Tensor) -> torch.Tensor:
         """Filter ``values`` (N x C): splat, blur, slice."""
-        lattice = self.splat @ values
-        other = torch.zeros_like(lattice)
-        pair = torch.empty_like(lattice[1:])
-        for n1, n2 in self.neighbours:
-            torch.index_select(lattice, 0, n1, out=pair)
-            pair += lattice[n2]
-            torch.add(lattice[1:], pair, alpha=0.5, out=other[1:])
-            lattice, other = other, lattice
-        return self.slice @ lattice
+        return self.slice @ _blur(self.splat @ values, self.neighbours)
+
+
+def _blur(lattice: torch.Tensor, neighbours) -> torch.Tensor:
+    """Blur vertex values (row 0: the empty neighbour, kept zero) along each
+    lattice axis in turn: v + (v[n1] + v[n2]) / 2."""
+    other = torch.zeros_like(lattice)
+    pair = torch.empty_like(lattice[1:])
+    for n1, n2 in neighbours:
+        torch.index_select(lattice, 0, n1, out=pair)
+        pair += lattice[n2]
+        torch.add(lattice[1:], pair, alpha=0.5, out=other[1:])
+        lattice, other = other, lattice
+    return lattice
 
 
 class _Kernel:
-    """One symmetrically normalised Gaussian kernel with its Potts weight:
-    ``apply(q)`` = weight * D^-1/2 L D^-1/2 q, where L is the lattice filter
+    """One symmetrically normalised Gaussian kernel with its Potts weight,
+    weight * D^-1/2 L D^-1/2 q, where L is the lattice filter
     and D = L 1 (Krähenbühl's NORMALIZE_SYMMETRIC). The normalisation and
     the weight are folded into the splatting and slicing matrices once."""
 
@@ -205,16 +212,8 @@ class _Kernel:
         self.slice = _scale_rows(lattice.slice, (norm * weight)[:, 0])
 
     def add_to(self, message: torch.Tensor, q: torch.Tensor) -> None:
-        """``message += apply(q)``."""
-        lattice = self.splat @ q
-        other = torch.zeros_like(lattice)
-        pair = torch.empty_like(lattice[1:])
-        for n1, n2 in self.neighbours:
-            torch.index_select(lattice, 0, n1, out=pair)
-            pair += lattice[n2]
-            torch.add(lattice[1:], pair, alpha=0.5, out=other[1:])
-            lattice, other = other, lattice
-        message.add_(self.slice @ lattice)
+        """``message`` += the kernel applied to ``q``."""
+        message.add_(self.slice @ _blur(self.splat @ q, self.neighbours))
 
 
 def _scale_rows(matrix: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:

@@ -73,31 +73,33 @@ def run_dir(runs: Path, dataset: str, model: str, seed: int) -> Path:
     return Path(runs) / dataset / model / f'seed{seed}'
 
 
-def _summed(path: Path) -> Optional[np.ndarray]:
-    if not path.is_file():
-        return None
-    return load_confusions(path)['matrices'].sum(0)
-
-
-def measured_records(runs: Path, datasets: Sequence[str],
-                     models: Sequence[str], seeds: Sequence[int]
-                     ) -> List[dict]:
-    """One record per measured figure: dataset, model, table, seed, metric,
-    value (percent); runs not there yet are left out."""
-    records = []
+def load_runs(runs: Path, datasets: Sequence[str], models: Sequence[str],
+              seeds: Sequence[int]) -> Dict[tuple, dict]:
+    """Every run's per-image confusion matrices (:func:`load_confusions`
+    plus ``path``), read once, keyed (dataset, model, table, seed) in that
+    nesting order; runs not there yet are absent."""
+    loaded = {}
     for dataset in datasets:
         for model in models:
             for seed in seeds:
                 folder = run_dir(runs, dataset, model, seed)
                 for table, stage in STAGES.items():
-                    confusion = _summed(folder / f'{stage}.confusion.npz')
-                    if confusion is None:
-                        continue
-                    for metric, value in summary(confusion).items():
-                        records.append(dict(
-                            source='measured', dataset=dataset, method=model,
-                            table=table, seed=seed, metric=metric,
-                            value=value))
+                    path = folder / f'{stage}.confusion.npz'
+                    if path.is_file():
+                        loaded[(dataset, model, table, seed)] = dict(
+                            load_confusions(path), path=path)
+    return loaded
+
+
+def measured_records(loaded: Dict[tuple, dict]) -> List[dict]:
+    """One record per measured figure: dataset, model, table, seed, metric,
+    value (percent)."""
+    records = []
+    for (dataset, model, table, seed), saved in loaded.items():
+        for metric, value in summary(saved['matrices'].sum(0)).items():
+            records.append(dict(
+                source='measured', dataset=dataset, method=model,
+                table=table, seed=seed, metric=metric, value=value))
     return records
 
 
@@ -115,42 +117,25 @@ def paper_records(paper: dict) -> List[dict]:
     return records
 
 
-def per_class_records(runs: Path, datasets: Sequence[str],
-                      models: Sequence[str], seeds: Sequence[int]
-                      ) -> List[dict]:
+def per_class_records(loaded: Dict[tuple, dict]) -> List[dict]:
     """Per-class IoU (MMSegmentation's definition, percent) of every run."""
     records = []
-    for dataset in datasets:
-        for model in models:
-            for seed in seeds:
-                folder = run_dir(runs, dataset, model, seed)
-                for table, stage in STAGES.items():
-                    path = folder / f'{stage}.confusion.npz'
-                    if not path.is_file():
-                        continue
-                    saved = load_confusions(path)
-                    ious = class_iou(saved['matrices'].sum(0))
-                    for name, iou in zip(saved['classes'], ious):
-                        records.append(dict(
-                            dataset=dataset, method=model, table=table,
-                            seed=seed, cls=name,
-                            IoU=None if np.isnan(iou) else 100.0 * iou))
+    for (dataset, model, table, seed), saved in loaded.items():
+        ious = class_iou(saved['matrices'].sum(0))
+        for name, iou in zip(saved['classes'], ious):
+            records.append(dict(
+                dataset=dataset, method=model, table=table, seed=seed,
+                cls=name, IoU=None if np.isnan(iou) else 100.0 * iou))
     return records
 
 
-def background_records(runs: Path, datasets: Sequence[str],
-                       models: Sequence[str], seeds: Sequence[int]
-                       ) -> Dict[str, float]:
+def background_records(loaded: Dict[tuple, dict]) -> Dict[str, float]:
     """Measured background-only accuracy per dataset (from the ground truth
     of the first test run found)."""
     found = {}
-    for dataset in datasets:
-        for model in models:
-            for seed in seeds:
-                confusion = _summed(run_dir(runs, dataset, model, seed) /
-                                    'test.confusion.npz')
-                if confusion is not None and dataset not in found:
-                    found[dataset] = background_accuracy(confusion)
+    for (dataset, _, table, _), saved in loaded.items():
+        if table == 'without_crf' and dataset not in found:
+            found[dataset] = background_accuracy(saved['matrices'].sum(0))
     return found
 
 
@@ -182,34 +167,21 @@ def paper_claims(models: Sequence[str]) -> List[tuple]:
     return claims
 
 
-def _per_image(runs: Path, dataset: str, model: str, table: str,
-               seeds: Sequence[int]) -> Dict[int, dict]:
-    found = {}
-    for seed in seeds:
-        path = run_dir(runs, dataset, model, seed) / \
-            f'{STAGES[table]}.confusion.npz'
-        if path.is_file():
-            found[seed] = dict(load_confusions(path), path=path)
-    return found
-
-
-def claim_records(runs: Path, datasets: Sequence[str],
-                  models: Sequence[str], seeds: Sequence[int],
+def claim_records(loaded: Dict[tuple, dict], datasets: Sequence[str],
+                  models: Sequence[str],
                   resamples: int = bootstrap.RESAMPLES,
                   seed: int = bootstrap.SEED) -> List[dict]:
     """Each claim on each dataset: the difference of every figure, its
     paired-bootstrap 95 % interval over test images (pooled over the seeds
     both systems have) and the verdict; ``None`` where not run yet."""
+    resampled, full = {}, {}  # per run: its figures on each resample
     records = []
     for dataset in datasets:
-        cache, counts = {}, None
+        counts = None
         for claim, better, other in paper_claims(models):
-            runs_of = []
-            for model, table in (better, other):
-                if (model, table) not in cache:
-                    cache[(model, table)] = _per_image(runs, dataset, model,
-                                                       table, seeds)
-                runs_of.append(cache[(model, table)])
+            runs_of = [{s: saved for (d, m, t, s), saved in loaded.items()
+                        if (d, m, t) == (dataset,) + side}
+                       for side in (better, other)]
             common = sorted(set(runs_of[0]) & set(runs_of[1]))
             record = dict(claim=claim, dataset=dataset, seeds=common,
                           better=list(better), other=list(other))
@@ -228,19 +200,17 @@ def claim_records(runs: Path, datasets: Sequence[str],
                 counts = bootstrap.resample_counts(
                     len(reference['stems']), resamples, seed)
             sides = []
-            for found, key in zip(runs_of, (better, other)):
-                resampled, full = [], []
+            for found in runs_of:
                 for s in common:
-                    memo = found[s].setdefault('resampled', {})
-                    if 'metrics' not in memo:
-                        memo['metrics'] = bootstrap.resampled_metrics(
+                    path = found[s]['path']
+                    if path not in resampled:
+                        resampled[path] = bootstrap.resampled_metrics(
                             found[s]['matrices'], counts)
-                        memo['full'] = {
+                        full[path] = {
                             k: float(v) for k, v in bootstrap.metrics_of(
                                 found[s]['matrices'].sum(0)).items()}
-                    resampled.append(memo['metrics'])
-                    full.append(memo['full'])
-                sides.append((resampled, full))
+                sides.append(([resampled[found[s]['path']] for s in common],
+                              [full[found[s]['path']] for s in common]))
             figures = bootstrap.compare(sides[0][0], sides[1][0],
                                         sides[0][1], sides[1][1])
             records.append(dict(record, figures=figures,
@@ -408,20 +378,19 @@ def build_report(results: Path, params: dict, paper: dict) -> dict:
     results = Path(results)
     datasets, models = list(params['datasets']), list(params['models'])
     seeds = [int(s) for s in params['seeds']]
-    runs = results / 'runs'
-    measured = measured_records(runs, datasets, models, seeds)
+    loaded = load_runs(results / 'runs', datasets, models, seeds)
     records = pd.DataFrame(
-        measured + paper_records(paper),
+        measured_records(loaded) + paper_records(paper),
         columns=['source', 'dataset', 'method', 'table', 'seed', 'metric',
                  'value'])
     per_class = pd.DataFrame(
-        per_class_records(runs, datasets, models, seeds),
+        per_class_records(loaded),
         columns=['dataset', 'method', 'table', 'seed', 'cls', 'IoU'])
-    background = background_records(runs, datasets, models, seeds)
+    background = background_records(loaded)
     benchmark_path = results / 'benchmark.json'
     benchmark = json.loads(benchmark_path.read_text()) \
         if benchmark_path.is_file() else None
-    claims = claim_records(runs, datasets, models, seeds)
+    claims = claim_records(loaded, datasets, models)
     return dict(datasets=datasets, models=models, seeds=seeds,
                 records=records, per_class=per_class, background=background,
                 benchmark=benchmark, paper=paper, results=results,
