@@ -11,42 +11,93 @@ TORCH_SPEC ?= torch==2.13.0
 # Extra pip arguments for the torch install, e.g. a CUDA wheel index:
 #   make TORCH_PIP_ARGS="--index-url <CUDA wheel index>" install
 TORCH_PIP_ARGS ?=
-# Which mmcv ops to compile: empty (auto: CUDA ops if torch sees a GPU) or
-# "cpu" to hide the GPU during the build and compile CPU ops only, which is
-# all FPN, PSPNet and FCN need (README, "GPU machines").
-MMCV_OPS ?=
+# Which mmcv ops to compile: "cpu" (the default: the GPU is hidden during
+# the build, which is all FPN, PSPNet and FCN need, and the models still run
+# on the GPU) or "cuda" (mmcv's CUDA kernels too: needs an nvcc matching
+# torch's CUDA and takes far longer; README, "GPU machines").
+MMCV_OPS ?= cpu
+# Compiler flags for mmcv's ops. Python's own flags carry `-g`, and debug
+# information for torch's template-heavy headers is most of the compile
+# time; these replace them (they are not added to them), so the
+# optimisation level and defines are given as well.
+MMCV_CFLAGS ?= -DNDEBUG -fwrapv -O2 -g0
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# What was asked for: a change (another torch, other pip arguments, CUDA
+# ops) makes the next `make install` reinstall torch and rebuild mmcv.
+REQUEST := $(VENV)/.install-request
+REQUEST_TEXT := torch=$(TORCH_SPEC) pip=$(TORCH_PIP_ARGS) mmcv_ops=$(MMCV_OPS) cflags=$(MMCV_CFLAGS)
 
-.PHONY: install test repro demo clean-venv
+ifeq ($(MMCV_OPS),cpu)
+MMCV_BUILD_ENV := CUDA_VISIBLE_DEVICES= FORCE_CUDA=0
+else ifeq ($(MMCV_OPS),cuda)
+MMCV_BUILD_ENV := FORCE_CUDA=1
+else
+$(error MMCV_OPS must be cpu or cuda, not '$(MMCV_OPS)')
+endif
 
-install: $(STAMP)
+.PHONY: install test test-fast repro demo clean-venv check-stack FORCE
 
-$(STAMP): pyproject.toml Makefile
+install: check-stack
+
+# Rewritten only when its text changes, so that it is newer than the stamp
+# exactly when the request changed.
+$(REQUEST): FORCE
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@if [ "$$(cat $@ 2>/dev/null)" != "$(REQUEST_TEXT)" ]; then \
+		echo '$(REQUEST_TEXT)' > $@; fi
+
+$(STAMP): pyproject.toml Makefile constraints.txt $(REQUEST)
+	@rm -f $(STAMP)
 	$(BIN)/python -m pip install --upgrade pip "setuptools>=77,<81" wheel ninja
 	$(BIN)/python -m pip install $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
-	@echo ">>> building mmcv 2.1.0 with ops against the installed torch (about 40 min on 2 cores the first time; pip caches the wheel)"
-	$(if $(filter cpu,$(MMCV_OPS)),CUDA_VISIBLE_DEVICES= FORCE_CUDA=0,) MMCV_WITH_OPS=1 \
-		$(BIN)/python -m pip install --no-build-isolation mmcv==2.1.0
-	$(BIN)/python -m pip install -e ".[dev]"
+	$(MAKE) --no-print-directory build-mmcv
+	$(BIN)/python -m pip install -c constraints.txt -e ".[dev]"
 	@touch $(STAMP)
 
-test: $(STAMP)
+# mmcv's compiled ops, against the torch in .venv. pip caches the wheel it
+# builds; a cached wheel built against another torch does not load, so a
+# failed import rebuilds without the cache.
+.PHONY: build-mmcv
+build-mmcv:
+	@echo ">>> building mmcv 2.1.0 ($(MMCV_OPS) ops) against the installed torch (about 6 min on 2 cores the first time; pip caches the wheel)"
+	$(MMCV_BUILD_ENV) MMCV_WITH_OPS=1 CFLAGS="$(MMCV_CFLAGS)" CXXFLAGS="$(MMCV_CFLAGS)" \
+		$(BIN)/python -m pip install --no-build-isolation -c constraints.txt mmcv==2.1.0
+	@$(BIN)/python -c "import mmcv._ext" 2>/dev/null || { \
+		echo ">>> mmcv's compiled ops do not load against this torch (built for another one): rebuilding without pip's cache"; \
+		$(MMCV_BUILD_ENV) MMCV_WITH_OPS=1 CFLAGS="$(MMCV_CFLAGS)" CXXFLAGS="$(MMCV_CFLAGS)" \
+			$(BIN)/python -m pip install --no-build-isolation --no-cache-dir \
+			--force-reinstall --no-deps mmcv==2.1.0; }
+
+# Every entry point checks, in about a second, that mmcv's ops still load
+# against the torch in .venv (a torch changed by hand breaks them with an
+# undefined symbol) and rebuilds mmcv if not.
+check-stack: $(STAMP)
+	@$(BIN)/python -c "import mmcv._ext" 2>/dev/null || { \
+		echo ">>> mmcv's compiled ops in $(VENV) do not load against its torch ($$($(BIN)/python -c 'import torch; print(torch.__version__)')): rebuilding mmcv"; \
+		$(MAKE) --no-print-directory build-mmcv; }
+
+test: check-stack
 	$(BIN)/python -m pytest
+
+# The fast tests alone (no end-to-end pipeline run).
+test-fast: check-stack
+	$(BIN)/python -m pytest -m "not slow"
 
 # The paper's reproduction: every dataset is fetched and converted first, so
 # that a missing release stops the run before any training starts; then the
 # rest of the pipeline (README, "The pipeline").
-repro: $(STAMP)
+repro: check-stack
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro fetch convert
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro report environment
 
 # The same pipeline on CPU, offline, on the CCP photos bundled with the
 # tests (params.yaml, `demo:`); writes results/demo/.
-demo: $(STAMP)
+demo: check-stack
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro demo-report
 
 clean-venv:
 	rm -rf $(VENV)
+
+FORCE:
