@@ -57,18 +57,24 @@ $(STAMP): pyproject.toml Makefile constraints.txt $(REQUEST)
 	@touch $(STAMP)
 
 # mmcv's compiled ops, against the torch in .venv. pip caches the wheel it
-# builds; a cached wheel built against another torch does not load, so a
-# failed import rebuilds without the cache.
+# builds, keyed by the source archive alone: a wheel built for another
+# request (another torch, CUDA ops) is not reused, and one whose ops do not
+# load against this torch is rebuilt without the cache.
+MMCV_BUILT_FOR := $(VENV)/.mmcv-built-for
+MMCV_PIP := $(MMCV_BUILD_ENV) MMCV_WITH_OPS=1 CFLAGS="$(MMCV_CFLAGS)" CXXFLAGS="$(MMCV_CFLAGS)" \
+	$(BIN)/python -m pip install --no-build-isolation -c constraints.txt
 .PHONY: build-mmcv
 build-mmcv:
 	@echo ">>> building mmcv 2.1.0 ($(MMCV_OPS) ops) against the installed torch (about 6 min on 2 cores the first time; pip caches the wheel)"
-	$(MMCV_BUILD_ENV) MMCV_WITH_OPS=1 CFLAGS="$(MMCV_CFLAGS)" CXXFLAGS="$(MMCV_CFLAGS)" \
-		$(BIN)/python -m pip install --no-build-isolation -c constraints.txt mmcv==2.1.0
+	@if $(BIN)/python -m pip show -q mmcv 2>/dev/null && \
+		[ "$$(cat $(MMCV_BUILT_FOR) 2>/dev/null)" != '$(REQUEST_TEXT)' ]; then \
+		echo ">>> mmcv in $(VENV) was built for another request: rebuilding it"; \
+		set -x; $(MMCV_PIP) --no-cache-dir --force-reinstall --no-deps mmcv==2.1.0; \
+	else set -x; $(MMCV_PIP) mmcv==2.1.0; fi
 	@$(BIN)/python -c "import mmcv._ext" 2>/dev/null || { \
 		echo ">>> mmcv's compiled ops do not load against this torch (built for another one): rebuilding without pip's cache"; \
-		$(MMCV_BUILD_ENV) MMCV_WITH_OPS=1 CFLAGS="$(MMCV_CFLAGS)" CXXFLAGS="$(MMCV_CFLAGS)" \
-			$(BIN)/python -m pip install --no-build-isolation --no-cache-dir \
-			--force-reinstall --no-deps mmcv==2.1.0; }
+		set -x; $(MMCV_PIP) --no-cache-dir --force-reinstall --no-deps mmcv==2.1.0; }
+	@echo '$(REQUEST_TEXT)' > $(MMCV_BUILT_FOR)
 
 # Every entry point checks, in about a second, that mmcv's ops still load
 # against the torch in .venv (a torch changed by hand breaks them with an

@@ -2,6 +2,7 @@
 params.yaml): ``cpu`` hides every GPU, ``cuda`` insists on one, ``auto``
 takes a GPU where there is one (mmengine's default)."""
 import os
+import sys
 
 import torch
 
@@ -22,12 +23,26 @@ def select_device(device: str) -> str:
     if torch.cuda.is_available():
         return 'cuda'
     if device == 'cuda':
-        raise SystemExit(
-            'error: device cuda was asked for (params.yaml: device) but '
-            'torch sees no CUDA GPU (torch ' + torch.__version__ + '). '
-            'Install a CUDA build of torch (README, "GPU machines"), or set '
-            'device: cpu to run on the CPU (slowly).')
+        raise SystemExit('error: device cuda was asked for (--device or '
+                         'params.yaml: device) but ' + why_no_cuda())
     return 'cpu'
+
+
+def why_no_cuda() -> str:
+    """Why torch sees no CUDA GPU: a CPU-only torch build (and how to get
+    a CUDA one), or a CUDA build that finds no usable GPU or driver."""
+    if torch.version.cuda is None:
+        return (f'the torch in {sys.prefix} ({torch.__version__}) is a '
+                'CPU-only build. Install a CUDA build (README, "GPU '
+                'machines"): make TORCH_PIP_ARGS="--index-url <PyTorch\'s '
+                'CUDA wheel index>" install; or set device: cpu to run on '
+                'the CPU (slowly).')
+    visible = os.environ.get('CUDA_VISIBLE_DEVICES')
+    hidden = (f' CUDA_VISIBLE_DEVICES={visible!r} hides the GPUs.'
+              if visible is not None and not visible.strip(' ,') else '')
+    return (f'torch {torch.__version__} is a CUDA {torch.version.cuda} '
+            'build but finds no usable GPU: no GPU, no NVIDIA driver, or '
+            'a driver older than that CUDA (check nvidia-smi).' + hidden)
 
 
 def parse_bool(text) -> bool:
