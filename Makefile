@@ -14,7 +14,7 @@ TORCH_PIP_ARGS ?=
 # Which mmcv ops to compile: "cpu" (the default: the GPU is hidden during
 # the build, which is all FPN, PSPNet and FCN need, and the models still run
 # on the GPU) or "cuda" (mmcv's CUDA kernels too: needs an nvcc matching
-# torch's CUDA and takes far longer; README, "GPU machines").
+# torch's CUDA and takes far longer; docs/install.md, "GPU machines").
 MMCV_OPS ?= cpu
 # Compiler flags for mmcv's ops. Python's own flags carry `-g`, and debug
 # information for torch's template-heavy headers is most of the compile
@@ -93,7 +93,7 @@ test-fast: check-stack
 
 # The paper's reproduction: every dataset is fetched and converted first, so
 # that a missing release stops the run before any training starts; then the
-# rest of the pipeline (README, "The pipeline").
+# rest of the pipeline (docs/pipeline.md).
 repro: check-stack
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro fetch convert
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro report environment

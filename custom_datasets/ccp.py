@@ -21,6 +21,7 @@ from .matlab import char_array_to_str, check_names, require
 from .palette import label_palette
 from .splits import ccp_splits
 
+
 @DATASETS.register_module()
 class CCPDataset(FashionParsingDataset):
     """CCP in the layout ``tools/convert_data.py`` writes."""

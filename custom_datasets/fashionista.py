@@ -17,8 +17,7 @@ from mmseg.registry import DATASETS
 from .base import FashionParsingDataset
 from .classes import FASHIONISTA_CLASSES
 from .layout import DatasetFormatError, Sample, decode_label_png
-from .matlab import (char_array_to_str, check_names, deref, is_hdf5_mat,
-                     require)
+from .matlab import char_array_to_str, check_names, deref, is_hdf5_mat, require
 from .palette import label_palette
 from .splits import fashionista_splits
 

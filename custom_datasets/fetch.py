@@ -19,6 +19,8 @@ import gdown
 import h5py
 import scipy.io
 
+from fashionseg.utils.atomic_write import atomic_path
+
 from .cfpd import CFPD_IMAGES, CFPD_MAT
 from .fashionista import FASHIONISTA_MAT
 
@@ -167,9 +169,8 @@ def _install_release(source: ReleaseSource, download: Path,
     if source.kind == 'mat':
         destination = out / source.filename
         if download.resolve() != destination.resolve():
-            tmp = out / f'.{source.filename}.part-copy'
-            shutil.copyfile(download, tmp)
-            os.replace(tmp, destination)
+            with atomic_path(destination) as tmp:
+                shutil.copyfile(download, tmp)
         return destination
     tmp = Path(tempfile.mkdtemp(dir=out, prefix='.extract-'))
     try:

@@ -11,7 +11,6 @@ leaves nothing in OUT.
 """
 import io
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -21,6 +20,8 @@ from typing import Dict, Iterable, Optional
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
+
+from fashionseg.utils.atomic_write import replace_folder
 
 from .splits import SPLITS
 
@@ -170,7 +171,7 @@ def write_dataset(samples: Iterable[Sample], split_of: Dict[str, str],
             dict(name=name, classes=list(classes), splits=counts,
                  max_size=max_size),
             indent=2) + '\n')
-        _replace_dir(tmp, out)
+        replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -187,13 +188,3 @@ def read_dataset_meta(root: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def _replace_dir(new: Path, target: Path) -> None:
-    """Move ``new`` to ``target``, replacing a previous dataset there."""
-    if target.exists():
-        old = Path(tempfile.mkdtemp(dir=target.parent,
-                                    prefix=f'.{target.name}.old-'))
-        os.replace(target, old / 'dataset')
-        os.replace(new, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(new, target)

@@ -7,13 +7,13 @@ weights-only checkpoint loader and the DVCLive backend. Configs do it with
 from custom_datasets.ccp import CCPDataset
 from custom_datasets.cfpd import CFPDDataset
 from custom_datasets.fashionista import FashionistaDataset
-
-from .checkpoint import (PlainCheckpointHook, UnsafeCheckpointError,
-                         load_local_checkpoint)
-from .dvclive_backend import SafeDVCLiveVisBackend
-from .metrics import ClassIoUMetric
-from .models import ConcatFPNHead
-from .scores import SaveDecodeScoresHook
+from fashionseg.engine.checkpoint import (PlainCheckpointHook,
+                                          UnsafeCheckpointError,
+                                          load_local_checkpoint)
+from fashionseg.engine.dvclive_backend import SafeDVCLiveVisBackend
+from fashionseg.engine.score_hook import SaveDecodeScoresHook
+from fashionseg.evaluation.iou_metric import ClassIoUMetric
+from fashionseg.models import ConcatFPNHead
 
 __all__ = [
     'CCPDataset', 'CFPDDataset', 'ClassIoUMetric', 'ConcatFPNHead',

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from fashionseg import bootstrap
-from fashionseg.confusion import foreground_iou, mean_iou, pixel_accuracy
+from fashionseg.evaluation.metrics import (foreground_iou, mean_iou,
+                                           pixel_accuracy)
 
 
 def _images(rng, count=40, classes=4, pixels=400):

@@ -10,8 +10,8 @@ from mmengine.logging import HistoryBuffer
 from mmengine.runner import Runner
 
 from conftest import tiny_runner_cfg
-from fashionseg.checkpoint import (UnsafeCheckpointError, from_plain,
-                                   load_local_checkpoint, to_plain)
+from fashionseg.engine.checkpoint import (UnsafeCheckpointError, from_plain,
+                                          load_local_checkpoint, to_plain)
 
 
 def _train(data_root, work_dir, max_epochs, resume=False):

@@ -8,13 +8,13 @@ import cv2
 import numpy as np
 import pytest
 import scipy.io
+from raw_formats import (BUNDLED_CCP, SHARED_CCP, fashionista_samples,
+                         png_bytes, write_cfpd, write_fashionista_v7,
+                         write_fashionista_v73)
 
 from conftest import REPO
 from custom_datasets import DatasetFormatError
 from custom_datasets.convert import convert_release
-from raw_formats import (BUNDLED_CCP, SHARED_CCP, fashionista_samples,
-                         png_bytes, write_cfpd, write_fashionista_v7,
-                         write_fashionista_v73)
 
 TEST_POSITIONS = [2, 5, 9]
 

@@ -8,16 +8,18 @@ import numpy as np
 import pydensecrf.densecrf as dcrf
 import pytest
 import torch
+from raw_formats import ccp_photos
 
 from conftest import REPO
 from custom_datasets.layout import Sample, write_dataset
-from fashionseg.confusion import confusion_matrix, load_confusions, summary
-from fashionseg.crf import PARAM_RANGES, CRFParams, dense_crf
-from fashionseg.crf_refine import CRFInputError, load_item, split_items
-from fashionseg.crf_search import apply, read_best_params, sample_params, \
-    search
-from fashionseg.scores import save_scores
-from raw_formats import ccp_photos
+from fashionseg.crf.energy import PARAM_RANGES, CRFParams
+from fashionseg.crf.pydensecrf_backend import dense_crf
+from fashionseg.crf.refine import CRFInputError, load_item, split_items
+from fashionseg.crf.search import (apply, read_best_params, sample_params,
+                                   search)
+from fashionseg.engine.score_hook import save_scores
+from fashionseg.evaluation.confusion import confusion_matrix, load_confusions
+from fashionseg.evaluation.metrics import summary
 
 CLASSES = ('null', 'skin', 'hair', 'clothes')
 

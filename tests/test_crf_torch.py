@@ -6,13 +6,14 @@ import sys
 import cv2
 import numpy as np
 import pytest
-
-from conftest import REPO
-from fashionseg.crf import CRFParams, dense_crf, upsampled_log_probs
-from fashionseg.crf_search import sample_params
-from fashionseg.crf_torch import dense_crf_batch, dense_crf_torch
 from raw_formats import ccp_photos
 from test_crf import small_dataset  # noqa: F401  (fixture)
+
+from conftest import REPO
+from fashionseg.crf.energy import CRFParams, upsampled_log_probs
+from fashionseg.crf.pydensecrf_backend import dense_crf
+from fashionseg.crf.search import sample_params
+from fashionseg.crf.torch_backend import dense_crf_batch, dense_crf_torch
 
 NUM_CLASSES = 23
 

@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 import scipy.io
 from mmengine.registry import init_default_scope
+from raw_formats import BUNDLED_CCP
 
 import fashionseg.mmseg_modules  # noqa: F401  (registers the datasets)
 from custom_datasets import CCP_CLASSES, CFPD_CLASSES, FASHIONISTA_CLASSES
 from custom_datasets.convert import convert_release
-from raw_formats import BUNDLED_CCP
 
 
 @pytest.mark.parametrize('name,classes,count', [

@@ -3,7 +3,7 @@ torch cannot use one."""
 import pytest
 import torch
 
-from fashionseg.device import select_device
+from fashionseg.utils.device import select_device
 
 
 def _no_gpu(monkeypatch, cuda_version):

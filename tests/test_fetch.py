@@ -7,10 +7,10 @@ import threading
 import zipfile
 
 import pytest
+from raw_formats import BUNDLED_CCP, fashionista_samples, write_fashionista_v7
 
 from conftest import REPO
 from custom_datasets.fetch import FetchError, fetch_release, safe_extract
-from raw_formats import BUNDLED_CCP, fashionista_samples, write_fashionista_v7
 
 
 class _RangeHandler(http.server.BaseHTTPRequestHandler):

@@ -14,9 +14,10 @@ from mmengine.hooks import Hook
 from mmseg.registry import HOOKS
 
 from conftest import REPO
-from fashionseg.report import NOT_RUN
-from fashionseg.run_state import FINGERPRINT_FILE
-from fashionseg.training import configure_training, train
+from fashionseg.engine.run_state import FINGERPRINT_FILE
+from fashionseg.engine.training import configure_training, train
+from fashionseg.report.claims import paper_claims
+from fashionseg.report.labels import NOT_RUN
 from training_helpers import (CONFIG_DIR, build_converted_datasets,
                               small_run_options)
 
@@ -118,7 +119,8 @@ def test_demo_writes_the_report_offline(demo_clone):
     claims = text.split("## Do our runs support the paper's claims?")[1]
     claims = [line for line in claims.split('\n## ')[0].splitlines()
               if line.startswith('| FPN') or line.startswith('| the CRF')]
-    assert len(claims) == 10 * len(DEMO['datasets'])
+    assert len(claims) == len(paper_claims(DEMO['models'])) * len(
+        DEMO['datasets'])
     for line in claims:
         assert NOT_RUN not in line
         assert any(word in line for word in ('yes', 'no', 'inconclusive'))
@@ -273,3 +275,22 @@ def test_demo_learning_rate_decays_over_the_demo_schedule():
             (scheduler,) = cfg.param_scheduler
             assert scheduler['type'] == 'PolyLR'
             assert scheduler['end'] == DEMO['train']['epochs'], model
+
+
+@pytest.mark.slow
+def test_a_code_change_marks_the_stages_that_run_it(demo_clone):
+    """Editing the PyTorch CRF reruns the stages that run the CRF, and not
+    training or testing."""
+    path = demo_clone / 'fashionseg' / 'crf' / 'torch_backend.py'
+    original = path.read_text()
+    path.write_text(original + '\n# edited\n')
+    try:
+        status = _run(DVC + ['status', '--json'], demo_clone)
+        assert status.returncode == 0, status.stderr
+        changed = {name.split('@')[0] for name in json.loads(status.stdout)
+                   if name.startswith('demo-')}
+    finally:
+        path.write_text(original)
+    assert {'demo-crf-search', 'demo-crf-apply'} <= changed
+    assert not changed & {'demo-train', 'demo-test', 'demo-convert',
+                          'demo-report'}

@@ -8,11 +8,13 @@ import pytest
 import yaml
 
 from custom_datasets.cfpd import CFPD_CLASSES
-from fashionseg.confusion import (background_accuracy, class_iou,
-                                  foreground_iou, mean_iou, pixel_accuracy,
-                                  save_confusions)
-from fashionseg.report import (NOT_RUN, build_report, load_paper_figures,
-                               load_section, write_report)
+from fashionseg.evaluation.confusion import save_confusions
+from fashionseg.evaluation.metrics import (background_accuracy, class_iou,
+                                           foreground_iou, mean_iou,
+                                           pixel_accuracy)
+from fashionseg.report.labels import NOT_RUN
+from fashionseg.report.paper import load_paper_figures, load_section
+from fashionseg.report.render import build_report, write_report
 
 
 def test_metrics_from_a_hand_made_confusion_matrix():

@@ -34,6 +34,7 @@ def test_config_custom_imports_registers_project_modules():
 def test_fpn_resnext101_builds_from_mmseg_registry_and_runs_on_cpu():
     init_default_scope('mmseg')
     from mmseg.registry import MODELS
+
     import fashionseg.mmseg_modules  # noqa: F401
     cfg = Config.fromfile(str(REPO / 'tests' / 'data' /
                               'fpn_x101_smoke.py'))

@@ -10,11 +10,12 @@ import torch
 from mmengine.registry import init_default_scope
 
 from conftest import REPO
-from fashionseg.confusion import load_confusions, summary
-from fashionseg.metrics import ClassIoUMetric
-from fashionseg.scores import load_scores
-from fashionseg.testing import configure_testing, run_test
-from fashionseg.training import configure_training, train
+from fashionseg.engine.score_hook import load_scores
+from fashionseg.engine.testing import configure_testing, run_test
+from fashionseg.engine.training import configure_training, train
+from fashionseg.evaluation.confusion import load_confusions
+from fashionseg.evaluation.iou_metric import ClassIoUMetric
+from fashionseg.evaluation.metrics import summary
 from training_helpers import (CONFIG_DIR, build_converted_datasets,
                               small_run_options)
 

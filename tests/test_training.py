@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conftest import REPO
-from fashionseg.training import configure_training, train
+from fashionseg.engine.training import configure_training, train
 from training_helpers import (CONFIG_DIR, DATASETS, MODELS,
                               build_converted_datasets, small_run_options)
 
@@ -102,7 +102,7 @@ def test_ddp_two_processes_gloo(datasets, tmp_path):
 
 
 def test_training_benchmark_reports_both_rates(datasets, tmp_path):
-    from fashionseg.train_benchmark import benchmark_training
+    from fashionseg.benchmarks.training import benchmark_training
     options = small_run_options('fcn_r101', datasets['fashionista'])
     result = benchmark_training(str(CONFIG_DIR / 'fcn_r101_fashionista.py'),
                                 str(tmp_path), iters=2, warmup=1,

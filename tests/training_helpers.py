@@ -1,9 +1,10 @@
 """Small-model overrides and converted datasets for the training tests."""
 from pathlib import Path
 
-from custom_datasets.convert import convert_release
 from raw_formats import (BUNDLED_CCP, fashionista_samples, write_cfpd,
                          write_fashionista_v7)
+
+from custom_datasets.convert import convert_release
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / 'mmseg_configs'

@@ -12,12 +12,10 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from fashionseg.crf_benchmark import agreement, run_benchmark  # noqa: E402
-from fashionseg.crf_refine import CRFInputError, split_items  # noqa: E402
-from fashionseg.crf_search import sample_params  # noqa: E402
-from fashionseg.io import write_text_atomic  # noqa: E402
+from fashionseg.benchmarks.crf import agreement, run_benchmark
+from fashionseg.crf.refine import CRFInputError, split_items
+from fashionseg.crf.search import sample_params
+from fashionseg.utils.atomic_write import write_text_atomic
 
 
 def parse_args():

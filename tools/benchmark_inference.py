@@ -10,13 +10,12 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from fashionseg.device import select_device  # noqa: E402
-from fashionseg.crf_refine import CRFInputError  # noqa: E402
-from fashionseg.crf_search import read_best_params  # noqa: E402
-from fashionseg.inference_benchmark import benchmark_inference  # noqa: E402
-from fashionseg.io import write_text_atomic  # noqa: E402
+from fashionseg.benchmarks.inference import benchmark_inference
+from fashionseg.crf.refine import CRFInputError
+from fashionseg.crf.search import read_best_params
+from fashionseg.utils.atomic_write import write_text_atomic
+from fashionseg.utils.cli import add_device_argument
+from fashionseg.utils.device import select_device
 
 
 def parse_args():
@@ -27,8 +26,7 @@ def parse_args():
     parser.add_argument('--split', default='test')
     parser.add_argument('--images', type=int, default=50,
                         help='images to time (after 2 warm-up images)')
-    parser.add_argument('--device', choices=['auto', 'cpu', 'cuda'],
-                        default='auto')
+    add_device_argument(parser)
     parser.add_argument('--crf-params', type=Path,
                         help='a CRF search result; also time the CRF')
     parser.add_argument('--out', type=Path, help='JSON file to write')

@@ -6,16 +6,13 @@ second with the model-only rate (one batch reused) for a config.
 """
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 
 from mmengine.config import DictAction
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from fashionseg.io import write_text_atomic  # noqa: E402
-from fashionseg.train_benchmark import benchmark_training  # noqa: E402
+from fashionseg.benchmarks.training import benchmark_training
+from fashionseg.utils.atomic_write import write_text_atomic
 
 
 def parse_args():

@@ -4,10 +4,8 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from fashionseg.environment import collect_environment  # noqa: E402
-from fashionseg.io import write_text_atomic  # noqa: E402
+from fashionseg.utils.atomic_write import write_text_atomic
+from fashionseg.utils.environment import collect_environment
 
 
 def parse_args():

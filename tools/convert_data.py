@@ -6,10 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from custom_datasets import DatasetFormatError  # noqa: E402
-from custom_datasets.convert import RELEASES, convert_release  # noqa: E402
+from custom_datasets import DatasetFormatError
+from custom_datasets.convert import RELEASES, convert_release
 
 
 def parse_args():

@@ -10,11 +10,9 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from custom_datasets import DatasetFormatError  # noqa: E402
-from fashionseg.crf_refine import CRFBackend, CRFInputError  # noqa: E402
-from fashionseg.crf_search import (apply, read_best_params, search,  # noqa
+from custom_datasets import DatasetFormatError
+from fashionseg.crf.refine import CRFBackend, CRFInputError
+from fashionseg.crf.search import (apply, read_best_params, search,  # noqa
                                    write_search)
 
 

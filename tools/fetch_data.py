@@ -6,8 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from custom_datasets.fetch import (SOURCES, FetchError, fetch_release,  # noqa
                                    local_copy, release_present)
 

@@ -10,14 +10,12 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from custom_datasets import DatasetFormatError  # noqa: E402
-from custom_datasets.layout import read_dataset_meta  # noqa: E402
-from fashionseg.confusion import load_confusions  # noqa: E402
-from fashionseg.crf_refine import CRFInputError  # noqa: E402
-from fashionseg.figures import (best_examples, plot_confusion,  # noqa: E402
-                                plot_examples)
+from custom_datasets import DatasetFormatError
+from custom_datasets.layout import read_dataset_meta
+from fashionseg.crf.refine import CRFInputError
+from fashionseg.evaluation.confusion import load_confusions
+from fashionseg.report.figures import (best_examples, plot_confusion,
+                                       plot_examples)
 
 
 def parse_args():

@@ -6,10 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from fashionseg.report import (build_report, load_paper_figures,  # noqa: E402
-                               load_section, write_report)
+from fashionseg.report.paper import load_paper_figures, load_section
+from fashionseg.report.render import build_report, write_report
 
 
 def parse_args():

@@ -6,15 +6,11 @@ of every test image for the CRF stage.
 import argparse
 import json
 import sys
-from pathlib import Path
 
-from mmengine.config import DictAction
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from fashionseg.device import select_device  # noqa: E402
-from fashionseg.testing import configure_testing, run_test  # noqa: E402
-from fashionseg.training import set_local_rank_env  # noqa: E402
+from fashionseg.engine.testing import configure_testing, run_test
+from fashionseg.engine.training import set_local_rank_env
+from fashionseg.utils.cli import add_runner_arguments
+from fashionseg.utils.device import select_device
 
 
 def parse_args():
@@ -29,11 +25,6 @@ def parse_args():
                         'metrics.json in --out or the work dir); the '
                         'per-image confusion matrices go beside it, '
                         'NAME.confusion.npz')
-    parser.add_argument('--data-root', help='converted dataset folder to '
-                        'use instead of the config\'s data_root')
-    parser.add_argument('--device', choices=['auto', 'cpu', 'cuda'],
-                        default='auto', help='cpu hides any GPU; cuda fails '
-                        'if there is none (default: a GPU if there is one)')
     parser.add_argument('--split', nargs='+',
                         choices=['train', 'val', 'test'],
                         help='test on this split of the converted dataset '
@@ -41,13 +32,7 @@ def parse_args():
                         'val scores); with several splits, one after the '
                         'other in this process, --out and --metrics must '
                         'hold {split}')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override settings in the config, key=value (mmengine syntax)')
-    parser.add_argument(
-        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_runner_arguments(parser)
     return parser.parse_args()
 
 

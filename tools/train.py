@@ -4,16 +4,11 @@
     torchrun --nproc_per_node N tools/train.py CONFIG --launcher pytorch
 """
 import argparse
-import sys
-from pathlib import Path
 
-from mmengine.config import DictAction
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from fashionseg.device import parse_bool, select_device  # noqa: E402
-from fashionseg.training import (configure_training, set_local_rank_env,  # noqa: E402,E501
-                                 train)
+from fashionseg.engine.training import (configure_training, set_local_rank_env,
+                                        train)
+from fashionseg.utils.cli import add_runner_arguments
+from fashionseg.utils.device import parse_bool, select_device
 
 
 def parse_args():
@@ -39,24 +34,13 @@ def parse_args():
     parser.add_argument(
         '--pretrained', type=parse_bool, default=True,
         help='true|false; false is --no-pretrained (default true)')
-    parser.add_argument('--data-root', help='converted dataset folder to '
-                        'use instead of the config\'s data_root')
-    parser.add_argument('--device', choices=['auto', 'cpu', 'cuda'],
-                        default='auto', help='cpu hides any GPU; cuda fails '
-                        'if there is none (default: a GPU if there is one)')
     parser.add_argument('--export-best', metavar='PATH',
                         help='after training, write the best checkpoint\'s '
                         'weights (without optimizer state) to PATH')
     parser.add_argument('--dvclive-dir', help='folder for the DVCLive '
                         'training curves (default WORK_DIR/dvclive)')
     parser.add_argument('--seed', type=int, help='random seed')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override settings in the config, key=value (mmengine syntax)')
-    parser.add_argument(
-        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_runner_arguments(parser)
     return parser.parse_args()
 
 

@@ -1,0 +1,1 @@
+"""Throughput: inference (paper section 5), training, and the dense CRF."""

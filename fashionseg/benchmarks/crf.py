@@ -1,0 +1,171 @@
+"""Speed and agreement of the dense CRF backends (paper section 5 reports
+0.20 images/s with the CRF on a V100).
+
+Speed: images per second at 600 x 400 with 23 classes and 10 mean-field
+iterations; pydensecrf on one core and on all cores in a process pool, the
+torch backend (:mod:`fashionseg.crf.torch_backend`) on the CPU or a GPU at several
+batch sizes. Agreement: both backends on the same real images and
+parameter sets, the fraction of pixels with the same label and the
+difference in pixel accuracy.
+"""
+import os
+import platform
+import time
+from multiprocessing import get_context
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from fashionseg.crf.energy import CRFParams, upsampled_log_probs
+from fashionseg.crf.pydensecrf_backend import dense_crf
+from fashionseg.crf.refine import load_item
+from fashionseg.crf.torch_backend import dense_crf_batch
+
+HEIGHT, WIDTH, NUM_CLASSES = 600, 400, 23
+PARAMS = CRFParams(theta_alpha=40, theta_beta=13, w1=10)
+
+
+def benchmark_inputs(photo_path=None, seed: int = 0):
+    """A 600 x 400 photo (a real one if given) and random 23-class scores at
+    a quarter of its size, as the network would give them."""
+    rng = np.random.default_rng(seed)
+    if photo_path is not None:
+        image = cv2.cvtColor(cv2.imread(str(photo_path)), cv2.COLOR_BGR2RGB)
+        image = cv2.resize(image, (WIDTH, HEIGHT),
+                           interpolation=cv2.INTER_AREA)
+    else:
+        image = rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    scores = rng.normal(0, 2, (NUM_CLASSES, HEIGHT // 4, WIDTH // 4))
+    return image, upsampled_log_probs(scores, HEIGHT, WIDTH, HEIGHT, WIDTH)
+
+
+def _one(args):
+    image, log_probs = args
+    return dense_crf(image, log_probs, PARAMS)
+
+
+def _init():
+    torch.set_num_threads(1)
+
+
+def images_per_second(image, log_probs, workers: int, images: int) -> float:
+    tasks = [(image, log_probs)] * images
+    if workers == 1:
+        start = time.perf_counter()
+        for task in tasks:
+            _one(task)
+        return images / (time.perf_counter() - start)
+    with get_context('fork').Pool(workers, initializer=_init) as pool:
+        pool.map(_one, tasks[:workers])  # warm the workers
+        start = time.perf_counter()
+        pool.map(_one, tasks, chunksize=1)
+        return images / (time.perf_counter() - start)
+
+
+def torch_images_per_second(image, log_probs, device: str, batch_size: int,
+                            batches: int) -> float:
+    """The torch backend's rate on ``device``, after one warm-up batch."""
+    images = [image] * batch_size
+    probs = [torch.as_tensor(log_probs).to(device)] * batch_size
+    params = [PARAMS] * batch_size
+
+    def one_batch():
+        dense_crf_batch(images, probs, params, device)
+        if device == 'cuda':
+            torch.cuda.synchronize()
+
+    one_batch()
+    start = time.perf_counter()
+    for _ in range(batches):
+        one_batch()
+    return batches * batch_size / (time.perf_counter() - start)
+
+
+def run_benchmark(photo_path=None, images: int = 8,
+                  backends: Sequence[str] = ('pydensecrf', 'torch'),
+                  device: str = 'cpu',
+                  batch_sizes: Sequence[int] = (1,)) -> dict:
+    image, log_probs = benchmark_inputs(photo_path)
+    cores = os.cpu_count() or 1
+    record = {
+        'image': f'{HEIGHT} x {WIDTH}',
+        'classes': NUM_CLASSES,
+        'iterations': 10,
+        'params': PARAMS.as_dict(),
+        'cores': cores,
+        'machine': platform.processor() or platform.machine(),
+        'platform': platform.platform(),
+        'torch': torch.__version__,
+    }
+    if 'pydensecrf' in backends:
+        one = images_per_second(image, log_probs, 1, max(2, images // 4))
+        pool = images_per_second(image, log_probs, cores, images * cores // 2)
+        record['pydensecrf'] = {
+            'images_per_second_one_core': round(one, 3),
+            'images_per_second_all_cores': round(pool, 3)}
+    if 'torch' in backends:
+        rates = {}
+        threads = torch.get_num_threads()
+        if device == 'cpu':
+            torch.set_num_threads(1)
+            rates['one_thread'] = {
+                str(b): round(torch_images_per_second(
+                    image, log_probs, 'cpu', b, max(1, images // (4 * b))),
+                    3) for b in batch_sizes}
+            torch.set_num_threads(threads)
+        rates[f'{threads}_threads' if device == 'cpu' else 'device'] = {
+            str(b): round(torch_images_per_second(
+                image, log_probs, device, b, max(1, images // b)), 3)
+            for b in batch_sizes}
+        record['torch'] = dict(
+            device=device if device == 'cpu'
+            else torch.cuda.get_device_name(0),
+            images_per_second_by_batch_size=rates)
+    if 'pydensecrf' in backends and 'torch' in backends and device == 'cpu':
+        record['torch_one_thread_time_over_pydensecrf_one_core'] = round(
+            record['pydensecrf']['images_per_second_one_core'] /
+            rates['one_thread'][str(batch_sizes[0])], 3)
+    return record
+
+
+def agreement(items: Sequence, classes: Sequence[str],
+              params: Sequence[CRFParams], device: str = 'cpu',
+              batch_size: int = 8) -> dict:
+    """Both backends on ``items`` (split items with scores) for each
+    parameter set: the fraction of pixels labelled alike, and pixel
+    accuracy (percent) of each."""
+    loaded = [load_item(item, len(classes)) for item in items]
+    rows = []
+    for p in params:
+        same = total = right_py = right_torch = labelled = changed = 0
+        for start in range(0, len(loaded), batch_size):
+            chunk = loaded[start:start + batch_size]
+            fast = dense_crf_batch([c[0] for c in chunk],
+                                   [c[2] for c in chunk], [p] * len(chunk),
+                                   device)
+            for (image, label, log_probs), torch_labels in zip(chunk, fast):
+                reference = dense_crf(image, log_probs, p)
+                valid = label != 255
+                # How much the CRF changes the labelling at all: agreement
+                # on pixels it leaves alone says little.
+                changed += int((reference != log_probs.argmax(0)).sum())
+                same += int((reference == torch_labels).sum())
+                total += reference.size
+                right_py += int((reference == label)[valid].sum())
+                right_torch += int((torch_labels == label)[valid].sum())
+                labelled += int(valid.sum())
+        rows.append(dict(p.as_dict(), agreement=same / total,
+                         changed_by_crf=changed / total,
+                         accuracy_pydensecrf=100 * right_py / labelled,
+                         accuracy_torch=100 * right_torch / labelled))
+    return {
+        'images': len(items),
+        'device': device,
+        'param_sets': rows,
+        'min_agreement': min(r['agreement'] for r in rows),
+        'max_accuracy_difference': max(
+            abs(r['accuracy_pydensecrf'] - r['accuracy_torch'])
+            for r in rows),
+    }

@@ -1,0 +1,113 @@
+"""The paper's random search for the CRF parameters (section 4): 50
+configurations drawn uniformly, with a fixed seed, from theta_alpha in
+1..40, theta_beta in 1..100 and w1 in 1..15 (integers), each scored by pixel
+accuracy on the validation split; the best is used on the test split."""
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import cv2
+import numpy as np
+
+from fashionseg.crf.energy import PARAM_RANGES, CRFParams
+from fashionseg.crf.refine import (CRFBackend, CRFInputError, refine_split,
+                                   run_tasks, split_accuracy, split_items)
+from fashionseg.evaluation.confusion import confusion_path, save_confusions
+from fashionseg.evaluation.metrics_file import (iou_metric_results,
+                                                metrics_record)
+from fashionseg.utils.atomic_write import atomic_path, write_text_atomic
+
+
+def sample_params(trials: int, seed: int) -> List[CRFParams]:
+    """``trials`` parameter sets drawn uniformly from the paper's ranges."""
+    rng = np.random.default_rng(seed)
+    drawn = []
+    for _ in range(trials):
+        values = {name: int(rng.integers(low, high + 1))
+                  for name, (low, high) in PARAM_RANGES.items()}
+        drawn.append(CRFParams(**values))
+    return drawn
+
+
+def search(scores_dir: Path, data_root: Path, split: str = 'val',
+           trials: int = 50, seed: int = 0,
+           workers: Optional[int] = None,
+           backend: Optional[CRFBackend] = None) -> dict:
+    """Score each sampled parameter set by pixel accuracy on ``split``
+    (with the torch backend, the trials run in batches on its device)."""
+    backend = backend or CRFBackend(workers=workers)
+    items, classes = split_items(scores_dir, data_root, split)
+    candidates = sample_params(trials, seed)
+    baseline, _ = refine_split(items, classes, None, workers,
+                               backend=CRFBackend(workers=workers))
+    tasks = [(item, params, len(classes), False)
+             for params in candidates for item in items]
+    stats = [r[0] for r in run_tasks(tasks, workers, desc='CRF search',
+                                     backend=backend)]
+    results = []
+    for i, params in enumerate(candidates):
+        trial_stats = stats[i * len(items):(i + 1) * len(items)]
+        results.append(dict(params.as_dict(),
+                            accuracy=round(split_accuracy(trial_stats), 4)))
+    best = max(range(len(results)), key=lambda i: results[i]['accuracy'])
+    return {
+        'trials': results,
+        'best': candidates[best].as_dict(),
+        'best_accuracy': results[best]['accuracy'],
+        'accuracy_without_crf': round(split_accuracy(baseline), 4),
+        'split': split,
+        'num_images': len(items),
+        'seed': seed,
+        'ranges': {k: list(v) for k, v in PARAM_RANGES.items()},
+        'crf_backend': backend.describe(),
+    }
+
+
+def read_best_params(path: Path) -> CRFParams:
+    """The parameters under ``"best"`` in a search result (or a hand-written
+    file with only that key)."""
+    path = Path(path)
+    try:
+        best = json.loads(path.read_text())['best']
+        return CRFParams(**{k: best[k] for k in PARAM_RANGES})
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
+        raise CRFInputError(
+            f'{path}: expected JSON with "best": {{"theta_alpha": .., '
+            f'"theta_beta": .., "w1": ..}} ({type(error).__name__}: '
+            f'{error})') from None
+    except ValueError as error:
+        raise CRFInputError(f'{path}: {error}') from None
+
+
+def apply(scores_dir: Path, data_root: Path, split: str, params: CRFParams,
+          out: Path, workers: Optional[int] = None,
+          metrics_out: Optional[Path] = None,
+          backend: Optional[CRFBackend] = None) -> dict:
+    """Refine every image of ``split``; write ``out/STEM.png`` label maps,
+    the metrics (the same record as ``tools/test.py``; ``metrics_out``,
+    default ``out/metrics.json``) and the per-image confusion matrices
+    beside them."""
+    items, classes = split_items(scores_dir, data_root, split)
+    backend = backend or CRFBackend(workers=workers)
+    stats, labels = refine_split(items, classes, params, workers,
+                                 keep_labels=True, backend=backend)
+    out = Path(out)
+    for item, label in zip(items, labels):
+        with atomic_path(out / f'{item.stem}.png') as tmp:
+            if not cv2.imwrite(str(tmp), label):
+                raise OSError(f'{out / item.stem}.png: could not write')
+    per_image = list(stats)
+    total = sum(matrix for _, matrix in per_image)
+    record = dict(metrics_record(iou_metric_results(total, classes),
+                                 classes),
+                  crf=params.as_dict(), scores=str(scores_dir), split=split,
+                  crf_backend=backend.describe())
+    metrics_out = Path(metrics_out or out / 'metrics.json')
+    stems, matrices = zip(*per_image)
+    save_confusions(confusion_path(metrics_out), stems, matrices, classes)
+    write_text_atomic(metrics_out, json.dumps(record, indent=2) + '\n')
+    return record
+
+
+def write_search(result: dict, out: Path) -> None:
+    write_text_atomic(out, json.dumps(result, indent=2) + '\n')

@@ -1,0 +1,71 @@
+"""Resuming an interrupted training stage, and publishing its final model.
+
+The pipeline keeps a training stage's work dir between runs (``persist`` in
+dvc.yaml) so that an interrupted ``dvc repro`` resumes training from the
+last checkpoint instead of starting over. A kept work dir must only be
+resumed by the same run: ``--auto-resume`` compares the run's fingerprint
+(its resolved config and seed) with the one stored in the work dir, resumes
+when they agree and otherwise clears the old checkpoints, so that a changed
+parameter never continues someone else's training.
+"""
+import hashlib
+import json
+import os.path as osp
+from pathlib import Path
+
+import torch
+from mmengine.config import Config
+
+from fashionseg.engine.checkpoint import load_local_checkpoint
+from fashionseg.utils.atomic_write import atomic_write
+
+FINGERPRINT_FILE = 'run_fingerprint.txt'
+LAST_CHECKPOINT = 'last_checkpoint'
+
+
+def run_fingerprint(cfg: Config) -> str:
+    """A hash of everything that defines a training run's result."""
+    settings = cfg.to_dict()
+    for volatile in ('resume', 'load_from', 'launcher'):
+        settings.pop(volatile, None)
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def prepare_auto_resume(cfg: Config, is_main_process: bool = True) -> bool:
+    """Set ``cfg.resume`` when the work dir holds an unfinished run of this
+    very config; clear stale checkpoints otherwise. Returns ``cfg.resume``."""
+    work_dir = Path(cfg.work_dir)
+    fingerprint = run_fingerprint(cfg)
+    stored = work_dir / FINGERPRINT_FILE
+    same_run = stored.is_file() and stored.read_text().strip() == fingerprint
+    cfg.resume = same_run and (work_dir / LAST_CHECKPOINT).is_file()
+    if is_main_process:
+        if not same_run and work_dir.is_dir():
+            for stale in list(work_dir.glob('*.pth')) + [
+                    work_dir / LAST_CHECKPOINT]:
+                stale.unlink(missing_ok=True)
+        work_dir.mkdir(parents=True, exist_ok=True)
+        stored.write_text(fingerprint + '\n')
+    return cfg.resume
+
+
+def export_model(checkpoint: str, out: str) -> None:
+    """Write the weights (and meta) of ``checkpoint`` to ``out``, without
+    the optimizer state, atomically: the stable file the test stage reads."""
+    state = load_local_checkpoint(checkpoint, map_location='cpu')
+    exported = {'meta': state.get('meta', {}),
+                'state_dict': state['state_dict']}
+    with atomic_write(out, binary=True) as f:
+        torch.save(exported, f)
+
+
+def best_checkpoint(runner) -> str:
+    """The checkpoint with the best validation score (the paper's final
+    model, section 4); the last one when there was no validation."""
+    best = runner.message_hub.get_info('best_ckpt')
+    if best and osp.isfile(best):
+        return best
+    last = osp.join(runner.work_dir, LAST_CHECKPOINT)
+    with open(last) as f:
+        return f.read().strip()

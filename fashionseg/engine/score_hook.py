@@ -1,0 +1,72 @@
+"""Saving the decode head's class scores of every test image, the input of
+the dense-CRF stage (paper section 3.3).
+
+Each image gets ``STEM.npz`` with ``scores`` (the decode head's output
+before upsampling: num_classes x h x w, float16), ``stem``, ``height`` and
+``width`` (the image's size, to which the CRF upsamples the scores), and
+``input_height`` / ``input_width`` (the network input the scores cover; larger
+than the image only where a batch was padded, at the bottom and right).
+"""
+from pathlib import Path
+from typing import Optional, Sequence
+
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmseg.registry import HOOKS
+
+from fashionseg.evaluation.score_files import load_scores, save_scores
+
+__all__ = ['SaveDecodeScoresHook', 'load_scores', 'save_scores']
+
+
+@HOOKS.register_module()
+class SaveDecodeScoresHook(Hook):
+    """Capture the decode head's output during testing and save it per image.
+
+    A forward hook on the decode head's classifier (``conv_seg``, the last
+    layer of every MMSegmentation decode head; the head's ``predict`` calls
+    its ``forward`` directly, which module hooks do not see) keeps the raw
+    scores before the segmentor upsamples them; ``after_test_iter`` pairs
+    them with the batch's images.
+    """
+
+    priority = 'LOW'
+
+    def __init__(self, out_dir: str):
+        self.out_dir = Path(out_dir)
+        self._captured = None
+        self._handle = None
+
+    def before_test(self, runner) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+
+        def capture(module, inputs, output):
+            self._captured = output.detach()
+
+        self._handle = model.decode_head.conv_seg.register_forward_hook(
+            capture)
+
+    def after_test_iter(self, runner, batch_idx: int, data_batch=None,
+                        outputs: Optional[Sequence] = None) -> None:
+        if self._captured is None:
+            raise RuntimeError('the decode head produced no output to save')
+        scores = self._captured.float().cpu().numpy()
+        if len(scores) != len(outputs):
+            raise RuntimeError(
+                f'captured {len(scores)} score maps for {len(outputs)} images;'
+                ' test with whole-image inference (test_cfg.mode="whole")')
+        for sample, image_scores in zip(outputs, scores):
+            stem = Path(sample.img_path).stem
+            height, width = sample.ori_shape
+            input_height, input_width = sample.metainfo.get(
+                'batch_input_shape', sample.img_shape)
+            save_scores(self.out_dir / f'{stem}.npz', image_scores, stem,
+                        height, width, input_height, input_width)
+        self._captured = None
+
+    def after_test(self, runner) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None

@@ -1,0 +1,205 @@
+"""Training with the paper's recipe (section 4) through mmengine's Runner:
+the logic behind ``tools/train.py``."""
+import json
+import logging
+import os
+import os.path as osp
+from typing import List, Optional
+
+import torch
+from mmengine.config import Config
+from mmengine.dist import get_rank
+from mmengine.logging import print_log
+from mmengine.runner import Runner
+
+from fashionseg.engine.pretrained import (PretrainedWeightsMissing,
+                                          disable_pretrained,
+                                          ensure_pretrained_weights,
+                                          pretrained_sources)
+from fashionseg.engine.run_state import (best_checkpoint, export_model,
+                                         prepare_auto_resume)
+from fashionseg.utils.atomic_write import write_text_atomic
+from fashionseg.utils.environment import collect_environment
+
+RUN_RECORD = 'run_record.json'
+
+
+def load_config(config: str, work_dir: Optional[str] = None,
+                cfg_options: Optional[dict] = None,
+                launcher: str = 'none') -> Config:
+    """A config with the command line's overrides, as MMSegmentation's tools
+    load it: work_dir from the command line, else the config, else
+    ``work_dirs/CONFIG_NAME``."""
+    cfg = Config.fromfile(config)
+    cfg.launcher = launcher
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(config))[0])
+    return cfg
+
+
+def set_data_root(cfg: Config, data_root: Optional[str]) -> None:
+    """Point the train, val and test loaders at one converted dataset
+    (``tools/*.py --data-root``); ``None`` keeps the config's."""
+    if data_root is None:
+        return
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        if cfg.get(loader) is not None:
+            cfg[loader].dataset.data_root = data_root
+
+
+def replace_sync_bn(node) -> None:
+    """Turn every ``SyncBN`` norm config into ``BN`` (in place): SyncBN has
+    no CPU implementation, so CPU (gloo) DDP uses per-process BN."""
+    if isinstance(node, dict):
+        if node.get('type') == 'SyncBN':
+            node['type'] = 'BN'
+        for value in node.values():
+            replace_sync_bn(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            replace_sync_bn(value)
+
+
+def configure_cpu_ddp(cfg: Config) -> None:
+    """DDP over CPU processes (gloo): per-process BN, and a DDP wrapper
+    without device ids (mmengine's default passes the local rank as a CUDA
+    device id)."""
+    cfg.env_cfg.dist_cfg = dict(backend='gloo')
+    replace_sync_bn(cfg.model)
+    cfg.model_wrapper_cfg = dict(
+        type='MMDistributedDataParallel', device_ids=None,
+        broadcast_buffers=False)
+
+
+def init_cpu_distributed(cfg: Config) -> None:
+    """Join the process group of a CPU (gloo) DDP run.
+
+    mmengine's launcher calls ``torch.cuda.set_device`` unconditionally,
+    which a CPU-only torch cannot do; the Runner skips its own
+    initialisation when the group already exists.
+    """
+    if (cfg.launcher == 'pytorch' and not torch.cuda.is_available()
+            and not torch.distributed.is_initialized()):
+        torch.distributed.init_process_group(backend='gloo')
+
+
+def enable_amp(cfg: Config) -> str:
+    """Mixed precision: bf16 where the GPU supports it, else fp16 with
+    dynamic loss scaling. Returns the dtype used."""
+    if not torch.cuda.is_available():
+        raise SystemExit('error: --amp needs a CUDA GPU; mmengine has no '
+                         'mixed-precision training on the CPU')
+    dtype = 'bfloat16' if torch.cuda.is_bf16_supported() else 'float16'
+    if cfg.optim_wrapper.type != 'AmpOptimWrapper':
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.dtype = dtype
+        if dtype == 'float16':
+            cfg.optim_wrapper.loss_scale = 'dynamic'
+    return cfg.optim_wrapper.get('dtype', dtype)
+
+
+def configure_training(config: str, work_dir: Optional[str] = None,
+                       cfg_options: Optional[dict] = None,
+                       resume: bool = False, amp: bool = False,
+                       pretrained: bool = True, launcher: str = 'none',
+                       seed: Optional[int] = None, auto_resume: bool = False,
+                       dvclive_dir: Optional[str] = None,
+                       data_root: Optional[str] = None) -> Config:
+    """The config of a training run, as ``tools/train.py`` builds it.
+
+    ``auto_resume`` resumes only an unfinished run of the same config
+    (:mod:`fashionseg.engine.run_state`); ``dvclive_dir`` is where the training
+    curves go (default ``WORK_DIR/dvclive``).
+    """
+    cfg = load_config(config, work_dir, cfg_options, launcher)
+    set_data_root(cfg, data_root)
+    cfg.resume = resume
+    if seed is not None:
+        cfg.randomness = dict(cfg.get('randomness') or {}, seed=seed)
+    cfg.amp_dtype = enable_amp(cfg) if amp else None
+
+    if launcher != 'none' and not torch.cuda.is_available():
+        configure_cpu_ddp(cfg)
+    elif launcher != 'none':
+        cfg.sync_bn = 'torch'
+
+    cfg.pretrained_requested = pretrained_sources(cfg)
+    cfg.pretrained_weights = cfg.pretrained_requested if pretrained else []
+    cfg.no_pretrained = not pretrained
+    if not pretrained:
+        disable_pretrained(cfg)
+
+    if auto_resume:
+        prepare_auto_resume(cfg, int(os.environ.get('RANK', '0')) == 0)
+    # Pin DVCLive's folder to a stable path (the work dir by default) so
+    # that `dvc plots` finds the curves; a resumed run continues them.
+    for backend in cfg.visualizer.get('vis_backends', []):
+        if backend['type'] == 'SafeDVCLiveVisBackend':
+            backend['init_kwargs'] = dict(
+                backend.get('init_kwargs') or {},
+                dir=dvclive_dir or osp.join(cfg.work_dir, 'dvclive'),
+                resume=bool(cfg.resume))
+    return cfg
+
+
+def run_record(runner: Runner, cfg: Config, config: str,
+               weight_files: List[str]) -> dict:
+    """What a run was: config, commit, versions, device, seed, weights."""
+    environment = collect_environment()
+    return {
+        'config': config,
+        'resolved_config': osp.join(cfg.work_dir, osp.basename(config)),
+        'experiment_name': runner.experiment_name,
+        'seed': runner.seed,
+        'launcher': cfg.launcher,
+        'world_size': runner.world_size,
+        'amp_dtype': cfg.amp_dtype,
+        'resumed': bool(cfg.resume),
+        'pretrained': {
+            'loaded': bool(cfg.pretrained_weights),
+            'requested_by_config': cfg.pretrained_requested,
+            'no_pretrained_flag': cfg.no_pretrained,
+            'files': weight_files,
+        },
+        'device': environment['device'],
+        'git': environment['git'],
+        'packages': environment['packages'],
+        'platform': environment['platform'],
+    }
+
+
+def train(cfg: Config, config: str,
+          export_best: Optional[str] = None) -> Runner:
+    """Fetch the pretrained weights, build the runner, record the run and
+    train; ``export_best`` receives the weights of the best checkpoint."""
+    weight_files = []
+    if cfg.pretrained_weights:
+        try:
+            weight_files = ensure_pretrained_weights(cfg)
+        except PretrainedWeightsMissing as error:
+            raise SystemExit(f'error: {error}') from None
+    init_cpu_distributed(cfg)
+    runner = Runner.from_cfg(cfg)
+    if get_rank() == 0:
+        record = run_record(runner, cfg, config, weight_files)
+        write_text_atomic(
+            osp.join(cfg.work_dir, RUN_RECORD),
+            json.dumps(record, indent=2) + '\n')
+        if cfg.no_pretrained:
+            print_log('training from scratch (--no-pretrained)',
+                      logger='current', level=logging.WARNING)
+    runner.train()
+    if export_best and get_rank() == 0:
+        export_model(best_checkpoint(runner), export_best)
+    return runner
+
+
+def set_local_rank_env(local_rank: int) -> None:
+    """``torch.distributed.launch`` passes ``--local-rank``; torchrun sets
+    ``LOCAL_RANK``. mmengine reads the environment variable."""
+    os.environ.setdefault('LOCAL_RANK', str(local_rank))

@@ -1,0 +1,30 @@
+"""The class-score files of the CRF stage (paper section 3.3): one
+``STEM.npz`` per image, as :class:`fashionseg.engine.score_hook.SaveDecodeScoresHook`
+writes them (see there for the fields). Reading them needs no
+MMSegmentation."""
+from pathlib import Path
+
+import numpy as np
+
+from fashionseg.utils.atomic_write import atomic_write
+
+
+def save_scores(path: Path, scores: np.ndarray, stem: str, height: int,
+                width: int, input_height: int = None,
+                input_width: int = None) -> None:
+    """Write one score file atomically."""
+    with atomic_write(path, binary=True) as f:
+        np.savez_compressed(
+            f, scores=scores.astype(np.float16), stem=stem,
+            height=np.int32(height), width=np.int32(width),
+            input_height=np.int32(input_height or height),
+            input_width=np.int32(input_width or width))
+
+
+def load_scores(path: Path) -> dict:
+    """Read a score file written by :func:`save_scores`."""
+    with np.load(path, allow_pickle=False) as data:
+        return dict(scores=data['scores'], stem=str(data['stem']),
+                    height=int(data['height']), width=int(data['width']),
+                    input_height=int(data['input_height']),
+                    input_width=int(data['input_width']))

@@ -1,0 +1,44 @@
+"""The paper's own figures (``paper_figures.yaml``: Tables 1 and 2, the
+background-only baseline and the throughput of section 5) and the names the
+report gives the harness's models and datasets."""
+from pathlib import Path
+from typing import List, Optional
+
+import yaml
+
+from fashionseg.report.labels import MAIN_IOU
+
+PAPER_FIGURES = Path(__file__).with_name('paper_figures.yaml')
+
+
+def load_section(params_path: Path, section: Optional[str] = None) -> dict:
+    """The pipeline parameters of the paper's run (top level) or of a
+    section (``demo``)."""
+    params = yaml.safe_load(Path(params_path).read_text())
+    if section:
+        if section not in params:
+            raise KeyError(f'{params_path}: no section {section!r}')
+        params = params[section]
+    for key in ('datasets', 'models', 'seeds'):
+        if key not in params:
+            raise KeyError(f'{params_path}: {section or "top level"} has no '
+                           f'{key!r}')
+    return params
+
+
+def load_paper_figures(path: Path = PAPER_FIGURES) -> dict:
+    return yaml.safe_load(Path(path).read_text())
+
+
+def paper_records(paper: dict) -> List[dict]:
+    """The paper's figures as records like :func:`measured_records`'."""
+    records = []
+    for table, methods in paper['tables'].items():
+        for method, by_dataset in methods.items():
+            for dataset, figures in by_dataset.items():
+                for metric, key in (('aAcc', 'acc'), (MAIN_IOU, 'iou')):
+                    records.append(dict(
+                        source='paper', dataset=dataset, method=method,
+                        table=table, seed=None, metric=metric,
+                        value=float(figures[key])))
+    return records

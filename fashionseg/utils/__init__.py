@@ -1,0 +1,1 @@
+"""Small helpers: atomic writes, the environment record, the device choice."""

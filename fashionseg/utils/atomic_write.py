@@ -1,0 +1,62 @@
+"""Atomic writes: a reader never sees a half-written result file or folder.
+
+Every file the harness writes goes through a temporary file beside it and a
+rename (:func:`atomic_write`, :func:`atomic_path`); a dataset or release
+folder is built beside its target and swapped in whole
+(:func:`replace_folder`).
+"""
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+
+@contextmanager
+def atomic_path(path, suffix: str = None):
+    """Yield a temporary path beside ``path`` (with ``path``'s suffix, for
+    writers that choose the format by it) and rename it to ``path`` once
+    the block ends without error; on error the temporary file goes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.stem}.',
+                               suffix=path.suffix if suffix is None
+                               else suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextmanager
+def atomic_write(path, binary: bool = False):
+    """Yield a file object open for writing; its content replaces ``path``
+    in one rename when the block ends without error."""
+    with atomic_path(path) as tmp:
+        with open(tmp, 'wb' if binary else 'w') as f:
+            yield f
+
+
+def write_text_atomic(path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    with atomic_write(path) as f:
+        f.write(text)
+
+
+def replace_folder(new: Path, target: Path) -> None:
+    """Move the finished folder ``new`` to ``target`` (same file system),
+    replacing what was there with two renames, so that ``target`` is at
+    every moment either the old folder or the new one."""
+    new, target = Path(new), Path(target)
+    if not target.exists():
+        os.replace(new, target)
+        return
+    old = Path(tempfile.mkdtemp(dir=target.parent,
+                                prefix=f'.{target.name}.old-'))
+    os.replace(target, old / target.name)
+    os.replace(new, target)
+    shutil.rmtree(old, ignore_errors=True)

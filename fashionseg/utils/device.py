@@ -1,0 +1,58 @@
+"""Choosing the device a pipeline stage runs on (``device`` in
+params.yaml): ``cpu`` hides every GPU, ``cuda`` insists on one, ``auto``
+takes a GPU where there is one (mmengine's default)."""
+import os
+import sys
+
+import torch
+
+DEVICES = ('auto', 'cpu', 'cuda')
+
+
+def select_device(device: str) -> str:
+    """Apply ``device`` before anything touches CUDA; returns the device
+    that will be used (``cpu`` or ``cuda``)."""
+    if device not in DEVICES:
+        raise SystemExit(f'error: device must be one of {DEVICES}, not '
+                         f'{device!r}')
+    if device == 'cpu':
+        # mmengine places models on CUDA whenever it is available; hiding
+        # the GPUs is the one switch it honours everywhere.
+        os.environ['CUDA_VISIBLE_DEVICES'] = ''
+        return 'cpu'
+    if torch.cuda.is_available():
+        return 'cuda'
+    if device == 'cuda':
+        raise SystemExit('error: device cuda was asked for (--device or '
+                         'params.yaml: device) but ' + why_no_cuda())
+    return 'cpu'
+
+
+def why_no_cuda() -> str:
+    """Why torch sees no CUDA GPU: a CPU-only torch build (and how to get
+    a CUDA one), or a CUDA build that finds no usable GPU or driver."""
+    if torch.version.cuda is None:
+        return (f'the torch in {sys.prefix} ({torch.__version__}) is a '
+                'CPU-only build. Install a CUDA build (docs/install.md, '
+                '"GPU machines"): make TORCH_PIP_ARGS="--index-url <PyTorch\'s '
+                'CUDA wheel index>" install; or set device: cpu to run on '
+                'the CPU (slowly).')
+    visible = os.environ.get('CUDA_VISIBLE_DEVICES')
+    hidden = (f' CUDA_VISIBLE_DEVICES={visible!r} hides the GPUs.'
+              if visible is not None and not visible.strip(' ,') else '')
+    return (f'torch {torch.__version__} is a CUDA {torch.version.cuda} '
+            'build but finds no usable GPU: no GPU, no NVIDIA driver, or '
+            'a driver older than that CUDA (check nvidia-smi).' + hidden)
+
+
+def parse_bool(text) -> bool:
+    """``true``/``false`` (as DVC writes params.yaml booleans into a
+    command), also ``1``/``0``, ``yes``/``no``."""
+    if isinstance(text, bool):
+        return text
+    value = str(text).strip().lower()
+    if value in ('true', '1', 'yes'):
+        return True
+    if value in ('false', '0', 'no'):
+        return False
+    raise ValueError(f'not a boolean: {text!r}')
