@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from fashionseg import bootstrap
+from fashionseg.evaluation import bootstrap
 from fashionseg.evaluation.metrics import (foreground_iou, mean_iou,
                                            pixel_accuracy)
 
