@@ -7,7 +7,7 @@ class FashionParsingDataset(BaseSegDataset):
     and PNG label maps.
 
     Background (index 0) is a class and counts in pixel accuracy, as in the
-    paper (section 5), so ``reduce_zero_label`` is False. Subclasses set
+    paper (section 4.1), so ``reduce_zero_label`` is False. Subclasses set
     ``METAINFO``.
     """
 

@@ -1,5 +1,5 @@
 """Clothing Co-Parsing (CCP), 59 classes: the third, openly available
-dataset of the harness (the paper uses Fashionista and CFPD, section 3).
+dataset of the harness (the paper uses Fashionista and CFPD, section 4.1).
 
 The release is the repository layout of bearpaw/clothing-co-parsing:
 ``label_list.mat`` (``label_list``, 59 names, 0 = null), ``photos/NNNN.jpg``

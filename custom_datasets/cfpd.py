@@ -1,5 +1,5 @@
 """CFPD (Colorful Fashion Parsing Data), 23 classes, as used in the paper
-(section 3).
+(section 4.1).
 
 The release is ``fashon_parsing_data.mat`` (sic; MATLAB v7.3, i.e. HDF5)
 beside a folder ``image/`` of 600 x 400 JPEG photos. ``fashion_dataset`` is a

@@ -1,4 +1,4 @@
-"""Refined Fashionista (v1.0), 25 classes, as used in the paper (section 3).
+"""Refined Fashionista (v1.0), 25 classes, as used in the paper (section 4.1).
 
 The release is one MATLAB file, ``fashionista-v1.0.mat``: ``truths`` is a
 1 x N struct array whose ``image`` field holds each photo's JPEG bytes and

@@ -1,7 +1,7 @@
 """Train / validation / test splits of the paper's datasets.
 
 Fashionista and CFPD follow Tangseng et al., "Looking at outfit to parse
-clothing" (2017), whose splits the paper uses (its section 4). All positions
+clothing" (2017), whose splits the paper uses (its section 4.1). All positions
 are 1-based, in file order.
 """
 import math

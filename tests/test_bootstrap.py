@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from fashionseg.evaluation import bootstrap
-from fashionseg.evaluation.metrics import (foreground_iou, mean_iou,
-                                           pixel_accuracy)
+from fashionseg.evaluation.metrics import (foreground_iou, mean_image_iou,
+                                           mean_iou, pixel_accuracy)
 
 
 def _images(rng, count=40, classes=4, pixels=400):
@@ -62,7 +62,7 @@ def test_a_constant_per_image_advantage_excludes_zero():
     assert _compare([worse], [better])['aAcc']['verdict'] == 'no'
 
 
-def test_a_resample_recomputes_mean_iou_from_summed_matrices():
+def test_a_resample_recomputes_each_figure_as_defined():
     rng = np.random.default_rng(2)
     images = _images(rng, count=12)
     counts = bootstrap.resample_counts(len(images), resamples=5, seed=3)
@@ -78,6 +78,9 @@ def test_a_resample_recomputes_mean_iou_from_summed_matrices():
         # Not the mean of per-image IoUs.
         per_image = np.mean([mean_iou(images[i]) for i in drawn])
         assert resampled['mIoU'][row] != pytest.approx(per_image, abs=1e-6)
+        # The main IoU (Tangseng et al.'s) is the mean over drawn images.
+        assert resampled['imgIoU'][row] == pytest.approx(
+            mean_image_iou(images[drawn]))
 
 
 def test_resamples_are_reproducible():

@@ -95,3 +95,79 @@ def test_configs_follow_the_paper_recipe(model, dataset):
                   'fcn_r101': 'open-mmlab://resnet101_v1c'}[model]
     assert cfg.model.pretrained == pretrained
     assert cfg.model.backbone.depth == 101
+
+
+def _build(config):
+    init_default_scope('mmseg')
+    from mmseg.registry import MODELS as REGISTRY
+    cfg = Config.fromfile(str(config))
+    cfg.model.pretrained = None
+    cfg.model.backbone.init_cfg = None
+    cfg.model.backbone.norm_cfg = dict(type='BN', requires_grad=True)
+    cfg.model.decode_head.norm_cfg = dict(type='BN', requires_grad=True)
+    if 'auxiliary_head' in cfg.model:
+        cfg.model.auxiliary_head.norm_cfg = dict(type='BN',
+                                                 requires_grad=True)
+    return REGISTRY.build(cfg.model).eval()
+
+
+def test_paper_neck_follows_equation_one():
+    """P5 = L5(C5), P_i = nearest-upsampled P_{i+1} + L_i(C_i): no 3x3
+    output convolution (MMSegmentation's FPN has one per level)."""
+    init_default_scope('mmseg')
+    from mmseg.registry import MODELS as REGISTRY
+    neck = REGISTRY.build(dict(type='PaperFPN', in_channels=[4, 6, 8, 10],
+                               out_channels=5, num_outs=4,
+                               upsample_cfg=dict(mode='nearest'))).eval()
+    assert not hasattr(neck, 'fpn_convs')
+    inputs = [torch.rand(1, c, 32 // 2**i, 24 // 2**i)
+              for i, c in enumerate([4, 6, 8, 10])]
+    with torch.no_grad():
+        outputs = neck(inputs)
+        lateral = [conv(x) for conv, x in zip(neck.lateral_convs, inputs)]
+    expected = lateral[3]
+    torch.testing.assert_close(outputs[3], expected)
+    for i in (2, 1, 0):
+        expected = lateral[i] + expected.repeat_interleave(
+            2, 2).repeat_interleave(2, 3)
+        torch.testing.assert_close(outputs[i], expected)
+
+
+def test_paper_model_has_the_paper_neck_and_semantic_fpn_keeps_its_own():
+    paper = Config.fromfile(str(CONFIG_DIR / 'fpn_x101_cfpd.py')).model.neck
+    semantic = Config.fromfile(
+        str(CONFIG_DIR / 'semfpn_x101_cfpd.py')).model.neck
+    assert paper.type == 'PaperFPN' and semantic.type == 'FPN'
+    paper_neck = _build(CONFIG_DIR / 'fpn_x101_cfpd.py').neck
+    semantic_neck = _build(CONFIG_DIR / 'semfpn_x101_cfpd.py').neck
+    assert not hasattr(paper_neck, 'fpn_convs')
+    assert [c.conv.kernel_size for c in semantic_neck.fpn_convs] == \
+        [(3, 3)] * 4
+
+
+@pytest.mark.parametrize('model', MODELS)
+def test_test_time_geometry_is_training_geometry(model):
+    """At test time a 600 x 400 photo is padded to 608 x 416 as in
+    training, every top-down step of the FPN models is an exact doubling,
+    and the prediction is cropped back to the photo."""
+    from mmseg.structures import SegDataSample
+    net = _build(CONFIG_DIR / 'demo' / f'{model}_ccp.py')
+    shapes = {}
+    net.backbone.register_forward_hook(
+        lambda module, args, output: shapes.update(
+            input=tuple(args[0].shape[2:]),
+            levels=[tuple(x.shape[2:]) for x in output]))
+    height, width = 400, 600
+    sample = SegDataSample(metainfo=dict(
+        ori_shape=(height, width), img_shape=(height, width)))
+    data = dict(inputs=[torch.randint(0, 255, (3, height, width),
+                                      dtype=torch.uint8)],
+                data_samples=[sample])
+    with torch.no_grad():
+        (result,) = net.test_step(data)
+    assert shapes['input'] == (416, 608)
+    assert result.pred_sem_seg.shape == (height, width)
+    if model in ('fpn_x101', 'semfpn_x101'):
+        levels = shapes['levels']
+        for finer, coarser in zip(levels, levels[1:]):
+            assert finer == (2 * coarser[0], 2 * coarser[1]), levels

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -134,8 +135,21 @@ def test_demo_writes_the_report_offline(demo_clone):
     assert benchmark['images_per_s_with_crf'] < benchmark['images_per_s']
     records = pd.read_csv(results / 'tables.csv')
     measured = records[records.source == 'measured']
-    # Every model, with and without CRF, three figures, each seed.
-    assert len(measured) == len(DEMO['models']) * 2 * 3 * len(DEMO['seeds'])
+    # Every model, with and without CRF, four figures, each seed.
+    assert len(measured) == len(DEMO['models']) * 2 * 4 * len(DEMO['seeds'])
+    # The main IoU is Tangseng et al.'s per-image mean, from each run's
+    # saved per-image confusion matrices.
+    for row in measured[measured.metric == 'imgIoU'].itertuples():
+        stage = 'test' if row.table == 'without_crf' else 'crf'
+        saved = np.load(results / 'runs' / row.dataset / row.method /
+                        f'seed{row.seed}' / f'{stage}.confusion.npz')
+        direct = []
+        for matrix in saved['matrices']:
+            inter = np.diag(matrix)[1:].sum()
+            union = (matrix.sum(0) + matrix.sum(1))[1:].sum() - inter
+            if union:
+                direct.append(100 * inter / union)
+        assert row.value == pytest.approx(np.mean(direct)), row
     assert sorted(measured.seed.unique()) == DEMO['seeds']
     for seed in DEMO['seeds']:
         record = json.loads((demo_clone / DEMO['work_dirs'] / 'ccp' /

@@ -10,8 +10,8 @@ import yaml
 from custom_datasets.cfpd import CFPD_CLASSES
 from fashionseg.evaluation.confusion import save_confusions
 from fashionseg.evaluation.metrics import (background_accuracy, class_iou,
-                                           foreground_iou, mean_iou,
-                                           pixel_accuracy)
+                                           foreground_iou, mean_image_iou,
+                                           mean_iou, pixel_accuracy)
 from fashionseg.report.labels import NOT_RUN
 from fashionseg.report.paper import load_paper_figures, load_section
 from fashionseg.report.render import build_report, write_report
@@ -86,6 +86,8 @@ def test_report_renders_measured_and_paper_figures(results):
     # FPN without CRF: per seed, accuracy over both images.
     acc = [pixel_accuracy(sum(fpn[(s, 'test')])) for s in (0, 1)]
     fg = [foreground_iou(sum(fpn[(s, 'test')])) for s in (0, 1)]
+    # The main IoU: Tangseng et al.'s, per image, then the mean.
+    img = [mean_image_iou(np.stack(fpn[(s, 'test')])) for s in (0, 1)]
     assert acc == [pytest.approx(185 / 200 * 100), pytest.approx(188 / 2)]
     cell = f'{np.mean(acc):.2f} ± {np.std(acc, ddof=1):.2f}'
     table1 = text.split('## Table 1')[1].split('## Table 2')[0]
@@ -93,19 +95,22 @@ def test_report_renders_measured_and_paper_figures(results):
                    if line.startswith('| FPN (ResNeXt-101), the paper'))
     assert cell in fpn_row
     assert f'{np.mean(fg):.2f} ± {np.std(fg, ddof=1):.2f}' in fpn_row
+    assert f'{np.mean(img):.2f} ± {np.std(img, ddof=1):.2f}' in fpn_row
+    assert fpn_row.index(f'{np.mean(img):.2f} ±') < fpn_row.index(
+        f'{np.mean(fg):.2f} ±')
     # Fashionista has not been run: its measured cells say so.
-    assert fpn_row.count(NOT_RUN) == 3
+    assert fpn_row.count(NOT_RUN) == 4
     # The paper's figures, and the measured FPN's difference from them.
     assert '93.26' in table1 and '93.52' in table1 and '91.50' in table1
     diff_row = next(line for line in table1.splitlines()
                     if 'difference' in line)
     assert f'{np.mean(acc) - 93.52:+.2f}' in diff_row
-    assert f'{np.mean(fg) - 53.00:+.2f}' in diff_row
+    assert f'{np.mean(img) - 53.00:+.2f}' in diff_row
     # FCN has test results but no CRF results yet.
     table2 = text.split('## Table 2')[1].split('## Throughput')[0]
     fcn_row = next(line for line in table2.splitlines()
                    if line.startswith('| FCN'))
-    assert fcn_row.count(NOT_RUN) == 6
+    assert fcn_row.count(NOT_RUN) == 8
     fcn_row1 = next(line for line in table1.splitlines()
                     if line.startswith('| FCN'))
     assert f'{pixel_accuracy(2 * _confusion(80, 5, 15, 23)):.2f}' in fcn_row1
@@ -120,7 +125,7 @@ def test_report_renders_measured_and_paper_figures(results):
                    (records.metric == 'aAcc')].sort_values('seed')
     np.testing.assert_allclose(mine.value, acc)
     data = json.loads((out / 'tables.json').read_text())
-    assert data['main_iou'] == 'fgIoU'
+    assert data['main_iou'] == 'imgIoU'
     assert any(r['source'] == 'paper' and r['value'] == 93.62
                for r in data['records'])
     per_class = pd.DataFrame(data['per_class'])

@@ -95,6 +95,13 @@ def test_ddp_two_processes_gloo(datasets, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((tmp_path / 'run_record.json').read_text())
     assert record['world_size'] == 2 and record['launcher'] == 'pytorch'
+    # Two processes at batch 1: two images per step, not the paper's five,
+    # which the record and the log say.
+    assert record['global_batch_size'] == 2
+    assert record['paper_global_batch_size'] == 5
+    log_text = next(tmp_path.glob('*/*.log')).read_text()
+    assert "global batch size 2 (1 per process x 2 processes) differs " \
+        "from the paper's 5" in log_text
     # 4 images over 2 processes at batch 1: two iterations each.
     log = next(tmp_path.glob('*/*.log')).read_text()
     assert 'Epoch(train) [1][2/2]' in log

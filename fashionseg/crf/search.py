@@ -99,7 +99,7 @@ def apply(scores_dir: Path, data_root: Path, split: str, params: CRFParams,
     per_image = list(stats)
     total = sum(matrix for _, matrix in per_image)
     record = dict(metrics_record(iou_metric_results(total, classes),
-                                 classes),
+                                 classes, [m for _, m in per_image]),
                   crf=params.as_dict(), scores=str(scores_dir), split=split,
                   crf_backend=backend.describe())
     metrics_out = Path(metrics_out or out / 'metrics.json')

@@ -1,7 +1,7 @@
 """The dense CRF of :mod:`fashionseg.crf.energy` in PyTorch: the same model as
 pydensecrf, for a batch of images at once, on the CPU or a GPU.
 
-Same energy as :func:`fashionseg.crf.pydensecrf_backend.dense_crf` (paper section 3.3): unary
+Same energy as :func:`fashionseg.crf.pydensecrf_backend.dense_crf` (paper sections 2 and 4.2): unary
 -log softmax of the scores, a smoothness kernel on (x, y) / 3 with Potts
 weight 3, an appearance kernel on (x, y) / theta_alpha and (r, g, b) /
 theta_beta with Potts weight w1, each kernel normalised symmetrically,

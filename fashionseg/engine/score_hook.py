@@ -1,5 +1,5 @@
 """Saving the decode head's class scores of every test image, the input of
-the dense-CRF stage (paper section 3.3).
+the dense-CRF stage (paper sections 2 and 4.2).
 
 Each image gets ``STEM.npz`` with ``scores`` (the decode head's output
 before upsampling: num_classes x h x w, float16), ``stem``, ``height`` and
@@ -60,8 +60,12 @@ class SaveDecodeScoresHook(Hook):
         for sample, image_scores in zip(outputs, scores):
             stem = Path(sample.img_path).stem
             height, width = sample.ori_shape
+            # The network input the scores cover: the image padded at the
+            # bottom and right to the model's size divisor (``pad_shape``,
+            # set by the data preprocessor when it pads at test time).
             input_height, input_width = sample.metainfo.get(
-                'batch_input_shape', sample.img_shape)
+                'pad_shape', sample.metainfo.get('batch_input_shape',
+                                                 sample.img_shape))[:2]
             save_scores(self.out_dir / f'{stem}.npz', image_scores, stem,
                         height, width, input_height, input_width)
         self._captured = None

@@ -77,6 +77,8 @@ def run_test(cfg: Config, config: str, checkpoint: str) -> dict:
         metric = next(m for m in runner.test_loop.evaluator.metrics
                       if isinstance(m, ClassIoUMetric))
         stems, matrices = zip(*metric.per_image)
+        record = dict(metrics_record(metrics, classes, matrices),
+                      config=config, checkpoint=checkpoint)
         save_confusions(confusion_path(cfg.metrics_out), stems, matrices,
                         classes)
         write_text_atomic(cfg.metrics_out,

@@ -22,6 +22,8 @@ from fashionseg.utils.atomic_write import write_text_atomic
 from fashionseg.utils.environment import collect_environment
 
 RUN_RECORD = 'run_record.json'
+# Images per optimiser step in the paper (section 4).
+PAPER_BATCH_SIZE = 5
 
 
 def load_config(config: str, work_dir: Optional[str] = None,
@@ -147,6 +149,11 @@ def configure_training(config: str, work_dir: Optional[str] = None,
     return cfg
 
 
+def global_batch_size(cfg: Config, world_size: int) -> int:
+    """Images per optimiser step: the loader's batch on every process."""
+    return int(cfg.train_dataloader.batch_size) * int(world_size)
+
+
 def run_record(runner: Runner, cfg: Config, config: str,
                weight_files: List[str]) -> dict:
     """What a run was: config, commit, versions, device, seed, weights."""
@@ -158,6 +165,10 @@ def run_record(runner: Runner, cfg: Config, config: str,
         'seed': runner.seed,
         'launcher': cfg.launcher,
         'world_size': runner.world_size,
+        # With N processes (torchrun) each step sees N batches.
+        'batch_size_per_process': cfg.train_dataloader.batch_size,
+        'global_batch_size': global_batch_size(cfg, runner.world_size),
+        'paper_global_batch_size': PAPER_BATCH_SIZE,
         'amp_dtype': cfg.amp_dtype,
         'resumed': bool(cfg.resume),
         'pretrained': {
@@ -187,6 +198,13 @@ def train(cfg: Config, config: str,
     runner = Runner.from_cfg(cfg)
     if get_rank() == 0:
         record = run_record(runner, cfg, config, weight_files)
+        if record['global_batch_size'] != PAPER_BATCH_SIZE:
+            print_log(
+                f'global batch size {record["global_batch_size"]} '
+                f'({record["batch_size_per_process"]} per process x '
+                f'{record["world_size"]} processes) differs from the '
+                f"paper's {PAPER_BATCH_SIZE}; recorded in {RUN_RECORD}",
+                logger='current', level=logging.WARNING)
         write_text_atomic(
             osp.join(cfg.work_dir, RUN_RECORD),
             json.dumps(record, indent=2) + '\n')

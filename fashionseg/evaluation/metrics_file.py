@@ -1,12 +1,14 @@
-"""The metrics JSON that ``tools/test.py`` and ``tools/crf.py apply`` write:
-pixel accuracy, mean IoU, mean accuracy and per-class IoU and accuracy, in
-percent, MMSegmentation's definitions (paper section 5)."""
-from typing import Dict, Sequence
+"""The metrics JSON that ``tools/test.py`` and ``tools/crf.py apply`` write,
+in percent (paper section 5): pixel accuracy, mean IoU, mean accuracy and
+per-class IoU and accuracy, MMSegmentation's definitions; and, from the
+per-image confusion matrices, Tangseng et al.'s per-image mean IoU
+(``imgIoU``, the tables' main IoU) and its pooled form (``fgIoU``)."""
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 
 from fashionseg.evaluation.metrics import (class_accuracy, class_iou, mean_iou,
-                                           pixel_accuracy)
+                                           pixel_accuracy, split_summary)
 
 
 def _percent(value):
@@ -16,10 +18,18 @@ def _percent(value):
     return None if value != value else round(value, 2)
 
 
-def metrics_record(metrics: dict, classes) -> dict:
-    """``ClassIoUMetric``'s flat metrics as the harness's metrics JSON."""
+def metrics_record(metrics: dict, classes,
+                   per_image: Optional[Sequence[np.ndarray]] = None) -> dict:
+    """``ClassIoUMetric``'s flat metrics as the harness's metrics JSON, with
+    ``imgIoU`` and ``fgIoU`` where the per-image matrices are given."""
+    tangseng = {}
+    if per_image is not None and len(per_image):
+        figures = split_summary(np.stack(per_image))
+        tangseng = {'imgIoU': _percent(figures['imgIoU']),
+                    'fgIoU': _percent(figures['fgIoU'])}
     return {
         'aAcc': _percent(metrics['aAcc']),
+        **tangseng,
         'mIoU': _percent(metrics['mIoU']),
         'mAcc': _percent(metrics['mAcc']),
         'per_class': {

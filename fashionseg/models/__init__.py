@@ -1,4 +1,6 @@
-"""Model parts of the paper that MMSegmentation does not have."""
+"""The paper's model (section 2): its feature pyramid (equation 1) and its
+segmentation head."""
 from .concat_fpn_head import ConcatFPNHead
+from .paper_fpn import PaperFPN
 
-__all__ = ['ConcatFPNHead']
+__all__ = ['ConcatFPNHead', 'PaperFPN']

@@ -78,7 +78,7 @@ def claim_records(loaded: Dict[tuple, dict], datasets: Sequence[str],
                             found[s]['matrices'], counts)
                         full[path] = {
                             k: float(v) for k, v in bootstrap.metrics_of(
-                                found[s]['matrices'].sum(0)).items()}
+                                found[s]['matrices']).items()}
                 sides.append(([resampled[found[s]['path']] for s in common],
                               [full[found[s]['path']] for s in common]))
             figures = bootstrap.compare(sides[0][0], sides[1][0],

@@ -1,6 +1,6 @@
 """The paper's own figures (``paper_figures.yaml``: Tables 1 and 2, the
-background-only baseline and the throughput of section 5) and the names the
-report gives the harness's models and datasets."""
+background-only baseline of section 4.1, the throughput of section 5) and
+the parameters of the run they are reported beside."""
 from pathlib import Path
 from typing import List, Optional
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from fashionseg.evaluation.confusion import load_confusions
 from fashionseg.evaluation.metrics import (background_accuracy, class_iou,
-                                           summary)
+                                           split_summary)
 from fashionseg.report.labels import STAGES
 
 
@@ -40,7 +40,7 @@ def measured_records(loaded: Dict[tuple, dict]) -> List[dict]:
     value (percent)."""
     records = []
     for (dataset, model, table, seed), saved in loaded.items():
-        for metric, value in summary(saved['matrices'].sum(0)).items():
+        for metric, value in split_summary(saved['matrices']).items():
             records.append(dict(
                 source='measured', dataset=dataset, method=model,
                 table=table, seed=seed, metric=metric, value=value))

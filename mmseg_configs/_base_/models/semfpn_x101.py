@@ -3,8 +3,11 @@
 _base_ = ['mmseg::_base_/models/fpn_r50.py']
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 model = dict(
-    # Whole images of any size; batches are padded to a multiple of 32.
-    data_preprocessor=dict(size_divisor=32),
+    # Whole images of any size, padded to a multiple of 32 in training and
+    # in testing alike, so that every feature map has the same geometry
+    # (each top-down step an exact doubling); predictions and saved scores
+    # are cropped back to the image.
+    data_preprocessor=dict(size_divisor=32, test_cfg=dict(size_divisor=32)),
     pretrained='open-mmlab://resnext101_32x4d',
     backbone=dict(
         type='ResNeXt',
