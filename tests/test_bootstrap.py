@@ -29,7 +29,7 @@ def _compare(a_runs, b_runs, resamples=2000):
     for runs in (a_runs, b_runs):
         sides.append(([bootstrap.resampled_metrics(r, counts) for r in runs],
                       [{k: float(v) for k, v in bootstrap.metrics_of(
-                          r.sum(0)).items()} for r in runs]))
+                          r).items()} for r in runs]))
     return bootstrap.compare(sides[0][0], sides[1][0], sides[0][1],
                              sides[1][1])
 

@@ -63,7 +63,10 @@ def test_paper_head_is_not_the_semantic_fpn_head():
     assert fpn.model.decode_head.type == 'ConcatFPNHead'
     assert semfpn.model.decode_head.type == 'FPNHead'
     assert fpn.model.backbone == semfpn.model.backbone
-    assert fpn.model.neck == semfpn.model.neck
+    # The same pyramid but for the paper's equation 1 (no output convs).
+    assert fpn.model.neck.type == 'PaperFPN' and semfpn.model.neck.type == \
+        'FPN'
+    assert dict(fpn.model.neck, type='FPN') == semfpn.model.neck
 
 
 @pytest.mark.parametrize('model', MODELS)

@@ -98,6 +98,12 @@ def test_metrics_and_scores(trained, tmp_path):
         assert (scores['height'], scores['width']) == gt.shape
         assert scores['scores'].dtype == np.float16
         assert scores['scores'].shape[0] == 59
+        # Testing pads as training does: the input the scores cover is the
+        # image padded to a multiple of 32 (at the bottom and right).
+        assert scores['input_height'] % 32 == 0
+        assert scores['input_width'] % 32 == 0
+        assert 0 <= scores['input_height'] - gt.shape[0] < 32
+        assert 0 <= scores['input_width'] - gt.shape[1] < 32
         # The head's output before upsampling: a quarter of the input size.
         assert scores['scores'].shape[1:] == (
             -(-scores['input_height'] // 4), -(-scores['input_width'] // 4))
