@@ -8,8 +8,9 @@ in ``custom_datasets.fashionista``, ``.cfpd`` and ``.ccp``) register in
 MMSegmentation, so that the CRF, report and figure tools start quickly.
 """
 from .classes import CCP_CLASSES, CFPD_CLASSES, FASHIONISTA_CLASSES
-from .layout import DatasetFormatError
+from .layout import DatasetFormatError, OutputFolderError
 
 __all__ = [
-    'CCP_CLASSES', 'CFPD_CLASSES', 'FASHIONISTA_CLASSES', 'DatasetFormatError'
+    'CCP_CLASSES', 'CFPD_CLASSES', 'FASHIONISTA_CLASSES', 'DatasetFormatError',
+    'OutputFolderError'
 ]

@@ -7,7 +7,7 @@ from .ccp import CCPRelease
 from .cfpd import CFPDRelease
 from .classes import CCP_CLASSES, CFPD_CLASSES, FASHIONISTA_CLASSES
 from .fashionista import FashionistaRelease
-from .layout import write_dataset
+from .layout import check_output_folder, write_dataset
 
 RELEASES = {
     'fashionista': (FashionistaRelease, FASHIONISTA_CLASSES),
@@ -28,6 +28,7 @@ def convert_release(name: str, src: Path, out: Path,
         The number of images in each split.
     """
     release_cls, classes = RELEASES[name]
+    check_output_folder(out, src)
     release = release_cls(Path(src))
     try:
         split_of = {stem: split

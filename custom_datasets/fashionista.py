@@ -16,7 +16,8 @@ from mmseg.registry import DATASETS
 
 from .base import FashionParsingDataset
 from .classes import FASHIONISTA_CLASSES
-from .layout import DatasetFormatError, Sample, decode_label_png
+from .layout import (DatasetFormatError, Sample, decode_label_png,
+                     integer_positions)
 from .matlab import char_array_to_str, check_names, deref, is_hdf5_mat, require
 from .palette import label_palette
 from .splits import fashionista_splits
@@ -78,14 +79,17 @@ class FashionistaRelease:
             self.num_samples = len(truths)
         check_names(labels, FASHIONISTA_CLASSES, self.path, 'labels',
                     aliases={'null': 'background'})
-        self.test_positions: List[int] = [
-            int(p) for p in np.asarray(test_index, dtype=float).ravel()]
+        self.test_positions: List[int] = integer_positions(
+            test_index, self.path, 'test_index')
 
     def splits(self):
         """Stems of each split (see ``fashionista_splits``)."""
+        try:
+            splits = fashionista_splits(self.num_samples, self.test_positions)
+        except ValueError as error:
+            raise DatasetFormatError(f'{self.path}: {error}') from None
         return {split: [fashionista_stem(p) for p in positions]
-                for split, positions in fashionista_splits(
-                    self.num_samples, self.test_positions).items()}
+                for split, positions in splits.items()}
 
     def _field_bytes(self, index: int, name: str) -> bytes:
         position = index + 1

@@ -59,6 +59,14 @@ SOURCES = {
 }
 
 HTML_STARTS = (b'<!doctype', b'<html', b'<?xml', b'<head', b'<body')
+# What an archive may expand to: the releases are a few GB at most and
+# compress photos (ratio near 1); a member that expands far more, or an
+# archive far larger in total, is not one of them (a "zip bomb").
+MAX_EXTRACTED_BYTES = 20 * 2**30
+MAX_COMPRESSION_RATIO = 200
+# Written into a release folder once every file of the release is in
+# place; a release without it (an interrupted fetch) is fetched again.
+COMPLETE_MARKER = '.fetch-complete'
 
 
 def _source_location(source: ReleaseSource) -> str:
@@ -121,12 +129,34 @@ def check_download(path: Path, source: ReleaseSource) -> None:
     _require_variables(path, names, source)
 
 
-def safe_extract(archive_path: Path, target: Path) -> None:
-    """Extract a zip archive, refusing members that would land outside
-    ``target`` (absolute paths, ``..``) and symbolic links."""
+def safe_extract(archive_path: Path, target: Path,
+                 max_bytes: int = MAX_EXTRACTED_BYTES,
+                 max_ratio: float = MAX_COMPRESSION_RATIO) -> None:
+    """Extract a zip archive, refusing members with absolute paths or that
+    would land outside ``target`` (``..``), symbolic links, and archives
+    that would expand to more than ``max_bytes`` in all or whose members
+    expand more than ``max_ratio`` times."""
     target = target.resolve()
     with zipfile.ZipFile(archive_path) as archive:
+        total = 0
         for member in archive.infolist():
+            name = member.filename
+            if name.startswith(('/', '\\')) or (len(name) > 1
+                                                  and name[1] == ':'):
+                raise FetchError(f'{archive_path}: member {name!r} has an '
+                                 'absolute path; refusing the archive')
+            total += member.file_size
+            if total > max_bytes:
+                raise FetchError(
+                    f'{archive_path}: expands to more than {max_bytes:,} '
+                    f'bytes (the limit, MAX_EXTRACTED_BYTES); refusing the '
+                    'archive')
+            if member.file_size > max_ratio * max(member.compress_size, 1):
+                raise FetchError(
+                    f'{archive_path}: member {name!r} expands '
+                    f'{member.file_size / max(member.compress_size, 1):.0f} '
+                    f'times (the limit, MAX_COMPRESSION_RATIO, is '
+                    f'{max_ratio:g}); refusing the archive')
             destination = (target / member.filename).resolve()
             if destination != target and target not in destination.parents:
                 raise FetchError(f'{archive_path}: member {member.filename!r}'
@@ -151,7 +181,10 @@ def _find_release_root(folder: Path, marker: str) -> Path:
 
 
 def _move_contents(staged: Path, out: Path) -> None:
-    """Move a fully staged release into ``out``, replacing what was there."""
+    """Move a fully staged release into ``out``, replacing what was there.
+    The completion marker goes first and comes back last, so that a fetch
+    interrupted half-way is never taken for a complete release."""
+    (out / COMPLETE_MARKER).unlink(missing_ok=True)
     for entry in sorted(staged.iterdir()):
         destination = out / entry.name
         if destination.is_dir():
@@ -159,6 +192,7 @@ def _move_contents(staged: Path, out: Path) -> None:
         elif destination.exists():
             destination.unlink()
         os.replace(entry, destination)
+    (out / COMPLETE_MARKER).write_text('complete\n')
 
 
 def _install_release(source: ReleaseSource, download: Path,
@@ -193,6 +227,7 @@ def _copy_folder_release(source: ReleaseSource, folder: Path,
         check_download(root / source.filename, source)
         return _install_release(source, root / source.filename, out)
     if root.resolve() == out.resolve():
+        (out / COMPLETE_MARKER).write_text('complete\n')
         return out
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out, prefix='.copy-'))
@@ -206,7 +241,8 @@ def _copy_folder_release(source: ReleaseSource, folder: Path,
 
 def release_present(name: str, out: Path) -> bool:
     """Whether ``out`` already holds dataset ``name``'s complete release
-    (what ``fetch_release`` leaves there)."""
+    (what ``fetch_release`` leaves there; an archive's release only once
+    every file of it is in place, :data:`COMPLETE_MARKER`)."""
     source = SOURCES[name]
     out = Path(out)
     if source.kind == 'mat':
@@ -218,6 +254,8 @@ def release_present(name: str, out: Path) -> bool:
         except FetchError:
             return False
         return True
+    if not (out / COMPLETE_MARKER).is_file():
+        return False
     if not (out / source.marker).exists():
         return False
     return source.name != 'cfpd' or (out / CFPD_IMAGES).is_dir()

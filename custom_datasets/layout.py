@@ -32,6 +32,33 @@ class DatasetFormatError(ValueError):
     """A raw release that does not have the expected content."""
 
 
+class OutputFolderError(ValueError):
+    """An output folder the converter must not replace."""
+
+
+def check_output_folder(out: Path, src: Optional[Path] = None) -> None:
+    """Refuse an ``out`` that is ``src`` or holds it (replacing it would
+    delete the release), and an existing ``out`` that is not a dataset this
+    converter wrote (its ``dataset.json``): only those are replaced."""
+    out = Path(out).resolve()
+    if src is not None:
+        src = Path(src).resolve()
+        if out == src or out in src.parents:
+            raise OutputFolderError(
+                f'--out {out} is or holds --src {src}: converting would '
+                'replace the raw release; choose an --out outside it')
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise OutputFolderError(f'--out {out} exists and is not a folder')
+    if (out / 'dataset.json').is_file() or not any(out.iterdir()):
+        return
+    raise OutputFolderError(
+        f'--out {out} exists and is not a dataset written by '
+        'tools/convert_data.py (it has no dataset.json); it is left as it '
+        'is. Choose another --out, or move that folder away yourself')
+
+
 @dataclass
 class Sample:
     """One photo and its label map as read from a raw release."""
@@ -69,10 +96,38 @@ def jpeg_size(sample: Sample):
     return height, width
 
 
+def integer_values(values, what) -> np.ndarray:
+    """``values`` as int64 if every one is a whole number; otherwise the
+    first value that is not (NaN, infinite or fractional), as
+    ``ValueError`` naming ``what``."""
+    values = np.asarray(values)
+    if values.dtype == bool or np.issubdtype(values.dtype, np.integer):
+        return values.astype(np.int64)
+    if not np.issubdtype(values.dtype, np.floating):
+        raise ValueError(f'{what} has type {values.dtype}, expected numbers')
+    bad = ~np.isfinite(values) | (values != np.round(values))
+    if bad.any():
+        first = values[bad].ravel()[0].item()
+        raise ValueError(f'{what} holds {first!r}, which is not a whole '
+                         'number')
+    return values.astype(np.int64)
+
+
+def integer_positions(values, path, name) -> list:
+    """A MATLAB index list (``test_index``) as Python ints, checked."""
+    try:
+        return integer_values(values, f'{name}').ravel().tolist()
+    except ValueError as error:
+        raise DatasetFormatError(f'{path}: {error}') from None
+
+
 def check_sample(sample: Sample, num_classes: int) -> np.ndarray:
     """The sample's label map as uint8, after the format checks."""
     height, width = jpeg_size(sample)
-    label = np.asarray(sample.label)
+    try:
+        label = integer_values(sample.label, 'label map')
+    except ValueError as error:
+        raise sample.error(str(error)) from None
     if label.ndim != 2:
         raise sample.error(f'label map has shape {label.shape}, expected '
                            'a 2-D map')
@@ -131,6 +186,7 @@ def write_dataset(samples: Iterable[Sample], split_of: Dict[str, str],
         The number of samples written to each split.
     """
     out = Path(out).resolve()
+    check_output_folder(out)
     num_classes = len(classes)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f'.{out.name}.tmp-'))

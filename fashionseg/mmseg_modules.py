@@ -1,7 +1,8 @@
 """Everything the harness adds to MMSegmentation's registries: importing
 this module registers the datasets (:mod:`custom_datasets`), the paper's
-FPN head, the test metric, the score-saving and checkpoint hooks, the
-weights-only checkpoint loader and the DVCLive backend. Configs do it with
+FPN neck and head, the test metric, the score-saving and checkpoint
+hooks, the weights-only checkpoint loaders (local files and URLs) and the
+DVCLive backend. Configs do it with
 ``custom_imports = dict(imports=['fashionseg.mmseg_modules'])``
 (``mmseg_configs/_base_/default_runtime.py``)."""
 from custom_datasets.ccp import CCPDataset
@@ -10,13 +11,15 @@ from custom_datasets.fashionista import FashionistaDataset
 from fashionseg.engine.checkpoint import (PlainCheckpointHook,
                                           UnsafeCheckpointError,
                                           load_local_checkpoint)
+from fashionseg.engine.checkpoint_urls import load_url_checkpoint
 from fashionseg.engine.dvclive_backend import SafeDVCLiveVisBackend
 from fashionseg.engine.score_hook import SaveDecodeScoresHook
 from fashionseg.evaluation.iou_metric import ClassIoUMetric
-from fashionseg.models import ConcatFPNHead
+from fashionseg.models import ConcatFPNHead, PaperFPN
 
 __all__ = [
     'CCPDataset', 'CFPDDataset', 'ClassIoUMetric', 'ConcatFPNHead',
     'FashionistaDataset', 'PlainCheckpointHook', 'SafeDVCLiveVisBackend',
-    'SaveDecodeScoresHook', 'UnsafeCheckpointError', 'load_local_checkpoint'
+    'SaveDecodeScoresHook', 'UnsafeCheckpointError', 'load_local_checkpoint',
+    'load_url_checkpoint', 'PaperFPN'
 ]

@@ -255,3 +255,97 @@ def test_failed_conversion_keeps_previous_dataset(tmp_path):
     with pytest.raises(DatasetFormatError):
         convert_release('fashionista', src, out)
     assert tree_digest(out) == before
+
+
+def _convert_cli(src, out):
+    return subprocess.run(
+        [sys.executable, 'tools/convert_data.py', 'ccp', '--src', str(src),
+         '--out', str(out)], cwd=REPO, capture_output=True, text=True)
+
+
+def _files(root):
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob('*'))
+
+
+@pytest.mark.parametrize('where', ['parent', 'same'])
+def test_convert_refuses_an_out_that_holds_the_release(tmp_path, where):
+    import shutil
+    src = tmp_path / 'data' / 'raw' / 'ccp'
+    shutil.copytree(BUNDLED_CCP, src)
+    before = _files(tmp_path / 'data')
+    out = tmp_path / 'data' if where == 'parent' else src
+    result = _convert_cli(src, out)
+    assert result.returncode == 1
+    assert result.stderr.startswith('error: --out')
+    assert 'is or holds --src' in result.stderr
+    assert _files(tmp_path / 'data') == before
+
+
+def test_convert_leaves_a_folder_it_did_not_write(tmp_path):
+    out = tmp_path / 'results'
+    out.mkdir()
+    (out / 'notes.txt').write_text('mine')
+    result = _convert_cli(BUNDLED_CCP, out)
+    assert result.returncode == 1
+    assert 'not a dataset written by tools/convert_data.py' in result.stderr
+    assert _files(out) == ['notes.txt']
+    assert (out / 'notes.txt').read_text() == 'mine'
+    # A dataset this tool wrote is replaced, as a rerun expects.
+    converted = tmp_path / 'ccp'
+    assert _convert_cli(BUNDLED_CCP, converted).returncode == 0
+    (converted / 'img_dir' / 'train' / 'stray.jpg').write_bytes(b'x')
+    assert _convert_cli(BUNDLED_CCP, converted).returncode == 0
+    assert not (converted / 'img_dir' / 'train' / 'stray.jpg').exists()
+
+
+def _ccp_copy_with_groundtruth(tmp_path, stem, groundtruth):
+    """The bundled CCP subset with one annotation's ``groundtruth``
+    replaced."""
+    import shutil
+    src = tmp_path / 'ccp'
+    shutil.copytree(BUNDLED_CCP, src)
+    path = src / 'annotations' / 'pixel-level' / f'{stem}.mat'
+    scipy.io.savemat(str(path), {'groundtruth': groundtruth})
+    return src
+
+
+@pytest.mark.parametrize('bad, shown', [(np.nan, 'nan'), (2.7, '2.7')])
+def test_non_integer_labels_are_named_not_cast(tmp_path, bad, shown):
+    label = scipy.io.loadmat(str(BUNDLED_CCP / 'annotations' /
+                                 'pixel-level' / '0001.mat'))['groundtruth']
+    label = label.astype(float)
+    label[3, 4] = bad
+    src = _ccp_copy_with_groundtruth(tmp_path, '0001', label)
+    result = _convert_cli(src, tmp_path / 'out')
+    assert result.returncode == 1
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith('error: ') and '0001.mat' in message
+    assert '(0001)' in message and shown in message
+    assert 'not a whole number' in message
+    assert not (tmp_path / 'out').exists()
+
+
+def test_text_labels_are_refused(tmp_path):
+    src = _ccp_copy_with_groundtruth(tmp_path, '0002',
+                                     np.array(['ab', 'cd']))
+    result = _convert_cli(src, tmp_path / 'out')
+    assert result.returncode == 1
+    assert '(0002)' in result.stderr and 'expected numbers' in result.stderr
+
+
+@pytest.mark.parametrize('test_index, shown', [([2.5], '2.5'),
+                                               ([2, 99], '99')])
+def test_bad_fashionista_test_index_is_named(tmp_path, test_index, shown):
+    raw = tmp_path / 'raw'
+    raw.mkdir()
+    write_fashionista_v7(raw / 'fashionista-v1.0.mat',
+                         fashionista_samples(4), test_index)
+    result = subprocess.run(
+        [sys.executable, 'tools/convert_data.py', 'fashionista', '--src',
+         str(raw), '--out', str(tmp_path / 'out')], cwd=REPO,
+        capture_output=True, text=True)
+    assert result.returncode == 1
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith('error: ') and 'test_index' in message
+    assert 'fashionista-v1.0.mat' in message and shown in message
+    assert 'Traceback' not in result.stderr

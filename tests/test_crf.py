@@ -255,3 +255,62 @@ def test_out_of_range_parameters(values, tmp_path):
     path.write_text(json.dumps({'best': values}))
     with pytest.raises(CRFInputError, match=str(path)):
         read_best_params(path)
+
+
+def _params_file(folder):
+    path = folder / 'params.json'
+    path.write_text(json.dumps(
+        {'best': {'theta_alpha': 40, 'theta_beta': 13, 'w1': 10}}))
+    return path
+
+
+def test_scores_beyond_float16_are_kept_finite_through_the_crf(
+        small_dataset, tmp_path):
+    """A score above 65504 would be inf in float16 and NaN in the CRF: the
+    file keeps it in float32, and the refined labels follow the scores."""
+    import shutil
+
+    from fashionseg.evaluation.score_files import load_scores, save_scores
+    data = (small_dataset / 'data')
+    scores_dir = tmp_path / 'scores'
+    shutil.copytree(small_dataset / 'noisy_test', scores_dir)
+    first = sorted(scores_dir.glob('*.npz'))[0]
+    record = load_scores(first)
+    huge = record['scores'].astype(np.float32) * 1e5
+    save_scores(first, huge, record['stem'], record['height'],
+                record['width'], record['input_height'],
+                record['input_width'])
+    assert load_scores(first)['scores'].dtype == np.float32
+    assert np.isfinite(load_scores(first)['scores']).all()
+    result = subprocess.run(
+        [sys.executable, 'tools/crf.py', 'apply', '--scores',
+         str(scores_dir), '--data', str(data), '--split', 'test', '--out',
+         str(tmp_path / 'crf'), '--params', str(_params_file(tmp_path)),
+         '--backend', 'pydensecrf', '--workers', '1'],
+        cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((tmp_path / 'crf' / 'metrics.json').read_text())
+    assert metrics['aAcc'] is not None and metrics['aAcc'] > 50
+    with pytest.raises(ValueError, match='NaN or infinite'):
+        save_scores(tmp_path / 'nan.npz', np.full((2, 2, 2), np.nan), 'x',
+                    8, 8)
+
+
+def test_the_crf_refuses_more_classes_than_a_label_png_holds(
+        small_dataset, tmp_path):
+    import shutil
+    data = tmp_path / 'data'
+    shutil.copytree((small_dataset / 'data'), data)
+    meta = json.loads((data / 'dataset.json').read_text())
+    meta['classes'] = [f'c{i}' for i in range(300)]
+    (data / 'dataset.json').write_text(json.dumps(meta))
+    result = subprocess.run(
+        [sys.executable, 'tools/crf.py', 'apply', '--scores',
+         str(small_dataset / 'noisy_test'), '--data', str(data),
+         '--split', 'test', '--out', str(tmp_path / 'crf'), '--params',
+         str(_params_file(tmp_path))], cwd=REPO, capture_output=True,
+        text=True)
+    assert result.returncode == 1
+    assert '300 classes' in result.stderr and 'at most 255' in \
+        result.stderr
+    assert not (tmp_path / 'crf').exists()

@@ -103,7 +103,8 @@ def test_fetch_extracts_archive_to_release_layout(tmp_path, server):
     fetch_release('ccp', out, url=f'{base}/ccp.zip', quiet=True)
     assert (out / 'label_list.mat').is_file()
     assert len(list((out / 'photos').glob('*.jpg'))) == 30
-    assert not list(out.glob('.*'))  # no temporary download left
+    # No temporary download left; the release is marked complete.
+    assert [p.name for p in out.glob('.*')] == ['.fetch-complete']
     # The fetched release converts.
     from custom_datasets.convert import convert_release
     assert convert_release('ccp', out, tmp_path / 'ccp')['test'] == 6
@@ -148,7 +149,7 @@ def test_from_local_file_and_folder(tmp_path):
             '0030.mat').is_file()
     fetch_release('ccp', tmp_path / 'b', from_path=BUNDLED_CCP)
     assert sorted(p.name for p in (tmp_path / 'b').iterdir()) == sorted(
-        p.name for p in BUNDLED_CCP.iterdir())
+        [p.name for p in BUNDLED_CCP.iterdir()] + ['.fetch-complete'])
 
 
 def test_archive_member_outside_target_is_refused(tmp_path):
@@ -216,3 +217,82 @@ def test_missing_release_names_what_to_fetch_and_how(tmp_path, server):
     assert 'Downloading cfpd' in message
     assert '--from' in message and f'{downloads}/' in message
     assert not any(p for p in out.rglob('*') if p.is_file())
+
+
+def _archive(path, members):
+    """A zip of (ZipInfo or name, bytes) members, deflated."""
+    with zipfile.ZipFile(path, 'w', zipfile.ZIP_DEFLATED) as archive:
+        for member, data in members:
+            archive.writestr(member, data)
+    return path
+
+
+def test_an_archive_that_expands_too_much_is_refused(tmp_path):
+    # 64 MB of zeros deflate to about 64 KB: a member no release has.
+    archive = _archive(tmp_path / 'bomb.zip', [
+        ('release/label_list.mat', b'x'),
+        ('release/zeros.bin', bytes(64 * 2**20))])
+    result = _fetch_cli('ccp', '--out', str(tmp_path / 'raw'), '--from',
+                        str(archive))
+    assert result.returncode == 1
+    assert 'MAX_COMPRESSION_RATIO' in result.stderr
+    assert 'zeros.bin' in result.stderr
+    assert not (tmp_path / 'raw' / 'zeros.bin').exists()
+    # The total is limited too.
+    small = _archive(tmp_path / 'big.zip', [('a.bin', bytes(range(256)) * 8),
+                                            ('b.bin', bytes(range(256)) * 8)])
+    target = tmp_path / 'target'
+    target.mkdir()
+    with pytest.raises(FetchError, match='MAX_EXTRACTED_BYTES'):
+        safe_extract(small, target, max_bytes=3000)
+    assert not list(target.iterdir())
+
+
+def test_absolute_paths_and_links_in_an_archive_are_refused(tmp_path):
+    absolute = _archive(tmp_path / 'absolute.zip', [
+        ('release/label_list.mat', b'x'),
+        (zipfile.ZipInfo('/tmp/planted.txt'), b'x')])
+    link = zipfile.ZipInfo('release/photos')
+    link.external_attr = (0o120777 << 16)
+    linked = _archive(tmp_path / 'link.zip', [
+        ('release/label_list.mat', b'x'), (link, b'/etc')])
+    for archive, words in ((absolute, 'absolute path'),
+                           (linked, 'symbolic link')):
+        out = tmp_path / f'raw-{archive.stem}'
+        result = _fetch_cli('ccp', '--out', str(out), '--from', str(archive))
+        assert result.returncode == 1, result.stderr
+        assert words in result.stderr
+        assert not (out / 'label_list.mat').exists()
+
+
+def test_an_interrupted_install_is_not_taken_for_a_release(tmp_path,
+                                                           monkeypatch):
+    archive = tmp_path / 'ccp.zip'
+    archive.write_bytes(_ccp_archive_bytes())
+    out = tmp_path / 'raw'
+    fetch_release('ccp', out, from_path=archive)
+    first = _fetch_cli('ccp', '--out', str(out), '--skip-existing')
+    assert first.returncode == 0, first.stderr
+    # Installing again, interrupted after the first entry was moved in.
+    import custom_datasets.fetch as fetch
+    moves = []
+    real_replace = fetch.os.replace
+
+    def replace_once(src, dst):
+        if moves:
+            raise KeyboardInterrupt
+        moves.append(dst)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(fetch.os, 'replace', replace_once)
+    with pytest.raises(KeyboardInterrupt):
+        fetch_release('ccp', out, from_path=archive)
+    monkeypatch.setattr(fetch.os, 'replace', real_replace)
+    assert not fetch.release_present('ccp', out)
+    # --skip-existing does not accept it; fetching again completes it.
+    again = _fetch_cli('ccp', '--out', str(out), '--skip-existing',
+                       '--from', str(archive))
+    assert again.returncode == 0, again.stderr
+    assert fetch.release_present('ccp', out)
+    assert (out / 'photos' / '0001.jpg').read_bytes() == \
+        (BUNDLED_CCP / 'photos' / '0001.jpg').read_bytes()

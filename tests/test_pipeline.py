@@ -143,7 +143,7 @@ def test_demo_writes_the_report_offline(demo_clone):
     for row in measured[measured.metric == 'imgIoU'].itertuples():
         stage = 'test' if row.table == 'without_crf' else 'crf'
         saved = np.load(results / 'runs' / row.dataset / row.method /
-                        f'seed{row.seed}' / f'{stage}.confusion.npz')
+                        f'seed{int(row.seed)}' / f'{stage}.confusion.npz')
         direct = []
         for matrix in saved['matrices']:
             inter = np.diag(matrix)[1:].sum()
@@ -274,6 +274,9 @@ def test_a_changed_run_does_not_resume_a_stale_work_dir(data_root, tmp_path):
     assert cfg.resume is False
     assert not (work / 'epoch_7.pth').exists()
     assert not (work / 'last_checkpoint').exists()
+    # Moved aside, not deleted: the other run's files are the user's.
+    assert (work / 'stale-1' / 'epoch_7.pth').read_bytes() == b'old run'
+    assert (work / 'stale-1' / 'last_checkpoint').is_file()
     # The same run again: now it would resume.
     (work / 'last_checkpoint').write_text('x')
     assert _configure(data_root, work).resume is True
@@ -309,3 +312,16 @@ def test_a_code_change_marks_the_stages_that_run_it(demo_clone):
     assert {'demo-crf-search', 'demo-crf-apply'} <= changed
     assert not changed & {'demo-train', 'demo-test', 'demo-convert',
                           'demo-report'}
+
+
+def test_auto_resume_moves_aside_checkpoints_of_a_run_without_fingerprint(
+        data_root, tmp_path):
+    """A work dir trained without --auto-resume has no fingerprint: its
+    checkpoints are moved aside, never deleted."""
+    work = tmp_path / 'train'
+    work.mkdir()
+    (work / 'epoch_3.pth').write_bytes(b'by hand')
+    (work / 'stale-1').mkdir()  # an earlier move stays as it is
+    assert _configure(data_root, work).resume is False
+    assert (work / 'stale-2' / 'epoch_3.pth').read_bytes() == b'by hand'
+    assert list((work / 'stale-1').iterdir()) == []

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from custom_datasets import DatasetFormatError
+from custom_datasets import DatasetFormatError, OutputFolderError
 from custom_datasets.convert import RELEASES, convert_release
 
 
@@ -16,7 +16,8 @@ def parse_args():
     parser.add_argument('--src', type=Path, required=True,
                         help='folder holding the raw release')
     parser.add_argument('--out', type=Path, required=True,
-                        help='dataset folder to write (replaced if present)')
+                        help='dataset folder to write; an existing one is '
+                        'replaced only if this tool wrote it')
     parser.add_argument('--max-size', type=int,
                         help='scale photos and label maps down to this '
                         'longer side (quick runs such as `make demo`); by '
@@ -29,7 +30,7 @@ def main():
     try:
         counts = convert_release(args.dataset, args.src, args.out,
                                  args.max_size or None)
-    except DatasetFormatError as error:
+    except (DatasetFormatError, OutputFolderError) as error:
         sys.exit(f'error: {error}')
     print(f'{args.dataset}: wrote {args.out} '
           f'(train {counts["train"]}, val {counts["val"]}, '

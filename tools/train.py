@@ -21,8 +21,8 @@ def parse_args():
     parser.add_argument(
         '--auto-resume', action='store_true',
         help='resume when the work dir holds an unfinished run of the same '
-        'config and seed; otherwise clear its checkpoints and start afresh '
-        '(what the pipeline uses)')
+        'config and seed; otherwise move its checkpoints aside (WORK_DIR/'
+        'stale-N/) and start afresh (what the pipeline uses)')
     parser.add_argument(
         '--amp', nargs='?', const=True, default=False, type=parse_bool,
         help='mixed-precision training (bf16 where the GPU supports it); '

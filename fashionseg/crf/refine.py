@@ -27,6 +27,10 @@ from fashionseg.evaluation.metrics import pixel_accuracy
 from fashionseg.evaluation.score_files import load_scores
 
 
+# Label maps are 8-bit PNGs and 255 marks ignored pixels.
+MAX_CLASSES = IGNORE_INDEX
+
+
 class CRFInputError(ValueError):
     """Scores, images and labels that do not belong together."""
 
@@ -47,6 +51,11 @@ def split_items(scores_dir: Path, data_root: Path, split: str
     image: nothing is silently skipped."""
     scores_dir, data_root = Path(scores_dir), Path(data_root)
     classes = tuple(read_dataset_meta(data_root)['classes'])
+    if len(classes) > MAX_CLASSES:
+        raise CRFInputError(
+            f'{data_root}: {len(classes)} classes; the CRF writes label maps '
+            f'as 8-bit PNGs with {IGNORE_INDEX} for ignored pixels, so at most '
+            f'{MAX_CLASSES} classes')
     split_file = data_root / 'splits' / f'{split}.txt'
     if not split_file.is_file():
         raise CRFInputError(f'{split_file}: split not found')

@@ -6,15 +6,14 @@ run at once with what to do, rather than deep inside model initialisation;
 training from scratch is only ever the explicit ``--no-pretrained``.
 """
 import os.path as osp
-from pathlib import Path
 from typing import List
 
-import torch
 from mmengine.config import Config
-from mmengine.runner.checkpoint import (get_deprecated_model_names,
-                                        get_external_models)
 
-OPENMMLAB_PREFIXES = ('open-mmlab://', 'openmmlab://')
+from fashionseg.engine.checkpoint_urls import (URL_PREFIXES,
+                                               CheckpointDigestError,
+                                               cache_path, download,
+                                               resolve_url)
 
 
 class PretrainedWeightsMissing(RuntimeError):
@@ -33,22 +32,6 @@ def pretrained_sources(cfg: Config) -> List[str]:
     return sources
 
 
-def resolve_url(source: str) -> str:
-    """An ``open-mmlab://name`` alias as its download URL; other sources as
-    they are."""
-    for prefix in OPENMMLAB_PREFIXES:
-        if source.startswith(prefix):
-            name = source[len(prefix):]
-            name = get_deprecated_model_names().get(name, name)
-            return get_external_models()[name]
-    return source
-
-
-def cache_path(url: str) -> Path:
-    """Where mmengine's loader looks for a downloaded checkpoint."""
-    return Path(torch.hub.get_dir()) / 'checkpoints' / osp.basename(url)
-
-
 def ensure_pretrained_weights(cfg: Config) -> List[str]:
     """Make every pretrained checkpoint of ``cfg`` available locally.
 
@@ -62,7 +45,7 @@ def ensure_pretrained_weights(cfg: Config) -> List[str]:
     files = []
     for source in pretrained_sources(cfg):
         url = resolve_url(source)
-        if not url.startswith(('http://', 'https://')):
+        if not url.startswith(URL_PREFIXES):
             if not osp.isfile(url):
                 raise PretrainedWeightsMissing(
                     f'pretrained weights {source} not found. Pass '
@@ -70,18 +53,19 @@ def ensure_pretrained_weights(cfg: Config) -> List[str]:
             files.append(url)
             continue
         path = cache_path(url)
-        if not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                torch.hub.download_url_to_file(url, str(path), progress=True)
-            except Exception as error:  # urllib raises many kinds
-                raise PretrainedWeightsMissing(
-                    f'The ImageNet weights {source} are not in {path} and '
-                    f'could not be downloaded from {url} '
-                    f'({type(error).__name__}: {error}). Download that file '
-                    f'to {path} on a machine with internet access, or pass '
-                    '--no-pretrained to train from scratch (the run records '
-                    'it).') from None
+        try:
+            download(url)
+        except CheckpointDigestError as error:
+            raise PretrainedWeightsMissing(str(error)) from None
+        except Exception as error:  # urllib raises many kinds
+            raise PretrainedWeightsMissing(
+                f'The ImageNet weights {source} are not in {path} and '
+                f'could not be downloaded from {url} '
+                f'({type(error).__name__}: {error}). Download that file '
+                f'to {path} on a machine with internet access (its name '
+                'carries the start of its SHA-256, which is checked), or '
+                'pass --no-pretrained to train from scratch (the run '
+                'records it).') from None
         files.append(str(path))
     return files
 

@@ -5,16 +5,20 @@ dvc.yaml) so that an interrupted ``dvc repro`` resumes training from the
 last checkpoint instead of starting over. A kept work dir must only be
 resumed by the same run: ``--auto-resume`` compares the run's fingerprint
 (its resolved config and seed) with the one stored in the work dir, resumes
-when they agree and otherwise clears the old checkpoints, so that a changed
-parameter never continues someone else's training.
+when they agree and otherwise moves the old checkpoints aside (into
+``WORK_DIR/stale-N/``, nothing is deleted), so that a changed parameter never
+continues someone else's training.
 """
 import hashlib
 import json
+import logging
+import os
 import os.path as osp
 from pathlib import Path
 
 import torch
 from mmengine.config import Config
+from mmengine.logging import print_log
 
 from fashionseg.engine.checkpoint import load_local_checkpoint
 from fashionseg.utils.atomic_write import atomic_write
@@ -32,9 +36,30 @@ def run_fingerprint(cfg: Config) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def move_aside(work_dir: Path) -> None:
+    """Move the checkpoints (``*.pth``, ``last_checkpoint``) of a run
+    that is not this one into a new ``WORK_DIR/stale-N/``, and say so; they
+    are the user's to keep or delete."""
+    stale = sorted(work_dir.glob('*.pth')) + [
+        p for p in [work_dir / LAST_CHECKPOINT] if p.is_file()]
+    if not stale:
+        return
+    number = 1
+    while (work_dir / f'stale-{number}').exists():
+        number += 1
+    aside = work_dir / f'stale-{number}'
+    aside.mkdir()
+    for path in stale:
+        os.replace(path, aside / path.name)
+    print_log(f'{work_dir} held checkpoints of another run (another config, '
+              f'seed or parameters); moved {len(stale)} file(s) to {aside} '
+              'and starting afresh', logger='current', level=logging.WARNING)
+
+
 def prepare_auto_resume(cfg: Config, is_main_process: bool = True) -> bool:
     """Set ``cfg.resume`` when the work dir holds an unfinished run of this
-    very config; clear stale checkpoints otherwise. Returns ``cfg.resume``."""
+    very config; otherwise move the checkpoints of whatever run was there
+    aside (:func:`move_aside`). Returns ``cfg.resume``."""
     work_dir = Path(cfg.work_dir)
     fingerprint = run_fingerprint(cfg)
     stored = work_dir / FINGERPRINT_FILE
@@ -42,9 +67,7 @@ def prepare_auto_resume(cfg: Config, is_main_process: bool = True) -> bool:
     cfg.resume = same_run and (work_dir / LAST_CHECKPOINT).is_file()
     if is_main_process:
         if not same_run and work_dir.is_dir():
-            for stale in list(work_dir.glob('*.pth')) + [
-                    work_dir / LAST_CHECKPOINT]:
-                stale.unlink(missing_ok=True)
+            move_aside(work_dir)
         work_dir.mkdir(parents=True, exist_ok=True)
         stored.write_text(fingerprint + '\n')
     return cfg.resume

@@ -8,14 +8,24 @@ import numpy as np
 
 from fashionseg.utils.atomic_write import atomic_write
 
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+
 
 def save_scores(path: Path, scores: np.ndarray, stem: str, height: int,
                 width: int, input_height: int = None,
                 input_width: int = None) -> None:
-    """Write one score file atomically."""
+    """Write one score file atomically: float16, or float32 where a score
+    lies beyond float16's range (it would become infinite). Scores that
+    are NaN or infinite already are refused."""
+    scores = np.asarray(scores, dtype=np.float32)
+    if not np.isfinite(scores).all():
+        raise ValueError(f'{path}: the class scores of {stem} hold NaN or '
+                         'infinite values; the model is broken')
+    fits = scores.size == 0 or np.abs(scores).max() <= FLOAT16_MAX
     with atomic_write(path, binary=True) as f:
         np.savez_compressed(
-            f, scores=scores.astype(np.float16), stem=stem,
+            f, scores=scores.astype(np.float16 if fits else np.float32),
+            stem=stem,
             height=np.int32(height), width=np.int32(width),
             input_height=np.int32(input_height or height),
             input_width=np.int32(input_width or width))
