@@ -89,7 +89,8 @@ def test_batch_input_is_checked(photos):
         dense_crf_batch([image[:-1]], [log_probs], [CRFParams(3, 3, 3)])
 
 
-def test_cli_backends_give_the_same_result(small_dataset, tmp_path):  # noqa: F811
+def test_cli_backends_give_the_same_result(small_dataset,  # noqa: F811
+                                           tmp_path):
     """tools/crf.py search and apply with --backend torch against the
     default pydensecrf backend."""
     results = {}

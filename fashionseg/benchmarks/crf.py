@@ -3,7 +3,8 @@
 
 Speed: images per second at 600 x 400 with 23 classes and 10 mean-field
 iterations; pydensecrf on one core and on all cores in a process pool, the
-torch backend (:mod:`fashionseg.crf.torch_backend`) on the CPU or a GPU at several
+torch backend (:mod:`fashionseg.crf.torch_backend`) on the CPU or a GPU at
+several
 batch sizes. Agreement: both backends on the same real images and
 parameter sets, the fraction of pixels with the same label and the
 difference in pixel accuracy.

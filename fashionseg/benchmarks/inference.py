@@ -4,7 +4,8 @@ section 5: 1.95 images/s without, 0.20 with, on a V100).
 Each test image goes through MMSegmentation's ``inference_model`` (reading
 the photo, the test pipeline, the forward pass and upsampling to the image)
 at batch size 1; with the CRF, the searched parameters then refine the
-labelling (:func:`fashionseg.crf.pydensecrf_backend.dense_crf`, one core, as pydensecrf runs).
+labelling (:func:`fashionseg.crf.pydensecrf_backend.dense_crf`, one core,
+as pydensecrf runs).
 The first images warm up and are not timed.
 """
 import platform

@@ -2,9 +2,11 @@
 
 Pairs every image of a converted dataset's split with the score file that
 ``tools/test.py --out`` wrote for it, checks that they agree, and runs
-:func:`fashionseg.crf.pydensecrf_backend.dense_crf` in a process pool. Each image is refined on
-its own and the per-image results are combined in split order, so the result
-is the same whatever the number of processes.
+:func:`fashionseg.crf.pydensecrf_backend.dense_crf` in a process pool (or
+the PyTorch backend in batches). Each image is refined on its own and the
+per-image results are combined in split order, so the result is the same
+whatever the number of processes. (About 270 lines: the input checks and the
+dispatch to either backend are one path that every CRF tool shares.)
 """
 import multiprocessing
 import os
@@ -54,7 +56,8 @@ def split_items(scores_dir: Path, data_root: Path, split: str
     if len(classes) > MAX_CLASSES:
         raise CRFInputError(
             f'{data_root}: {len(classes)} classes; the CRF writes label maps '
-            f'as 8-bit PNGs with {IGNORE_INDEX} for ignored pixels, so at most '
+            f'as 8-bit PNGs with {IGNORE_INDEX} for ignored pixels, so at '
+            'most '
             f'{MAX_CLASSES} classes')
     split_file = data_root / 'splits' / f'{split}.txt'
     if not split_file.is_file():
@@ -142,7 +145,8 @@ def _init_worker():
 class CRFBackend:
     """Where the CRF runs: ``pydensecrf`` in a pool of ``workers``
     processes (all cores by default), or ``torch``
-    (:mod:`fashionseg.crf.torch_backend`) on ``device``, ``batch_size`` images per
+    (:mod:`fashionseg.crf.torch_backend`) on ``device``, ``batch_size``
+    images per
     call. Both give the same labels (to floating-point summation order)."""
     name: str = 'pydensecrf'
     workers: Optional[int] = None
@@ -263,7 +267,8 @@ def refine_split(items: Sequence[CRFItem], classes: tuple,
                  params: Optional[CRFParams], workers: Optional[int] = None,
                  keep_labels: bool = False,
                  backend: Optional[CRFBackend] = None):
-    """Refine every item; returns each image's (stem, confusion matrix) (and label
+    """Refine every item; returns each image's (stem, confusion matrix)
+    (and label
     maps with ``keep_labels``), in split order."""
     tasks = [(item, params, len(classes), keep_labels) for item in items]
     results = list(run_tasks(tasks, workers, backend=backend))

@@ -1,7 +1,8 @@
 """The dense CRF of :mod:`fashionseg.crf.energy` in PyTorch: the same model as
 pydensecrf, for a batch of images at once, on the CPU or a GPU.
 
-Same energy as :func:`fashionseg.crf.pydensecrf_backend.dense_crf` (paper sections 2 and 4.2): unary
+Same energy as :func:`fashionseg.crf.pydensecrf_backend.dense_crf` (paper
+sections 2 and 4.2): unary
 -log softmax of the scores, a smoothness kernel on (x, y) / 3 with Potts
 weight 3, an appearance kernel on (x, y) / theta_alpha and (r, g, b) /
 theta_beta with Potts weight w1, each kernel normalised symmetrically,
@@ -15,6 +16,10 @@ A batch is the concatenation of its images' pixels: one lattice holds all
 of them, with the image index as an extra lattice coordinate so that no two
 images share a vertex. Images of any sizes, and a different parameter set
 per image, go in one call.
+
+The module is longer than most (about 320 lines) because the lattice and
+the mean-field loop that uses it are one algorithm, kept beside each other
+so that each step can be read against Krähenbühl's code.
 """
 import functools
 import math
@@ -316,6 +321,7 @@ def dense_crf_batch(images: Sequence[np.ndarray],
 def dense_crf_torch(image: np.ndarray, log_probs, params: CRFParams,
                     device: str = 'cpu',
                     iterations: int = MEAN_FIELD_ITERATIONS) -> np.ndarray:
-    """One image; the same result as :func:`fashionseg.crf.pydensecrf_backend.dense_crf`."""
+    """One image; the same result as
+    :func:`fashionseg.crf.pydensecrf_backend.dense_crf`."""
     return dense_crf_batch([image], [log_probs], [params], device,
                            iterations)[0]

@@ -3,8 +3,9 @@
 Writes ``metrics.json`` (pixel accuracy, mean IoU, mean accuracy, per-class
 IoU and accuracy, in percent, MMSegmentation's definitions; paper section 5)
 and, with an output folder, the class scores of every test image for the CRF
-stage (:mod:`fashionseg.engine.score_hook`). Beside ``metrics.json`` go the per-image
-confusion matrices (``metrics.confusion.npz``, :mod:`fashionseg.evaluation.confusion`)
+stage (:mod:`fashionseg.engine.score_hook`). Beside ``metrics.json`` go the
+per-image confusion matrices (``metrics.confusion.npz``,
+:mod:`fashionseg.evaluation.confusion`)
 from which the report recomputes every figure.
 """
 import json

@@ -1,5 +1,6 @@
-"""Building the report from the runs and writing it: ``tables.md`` (pandas and tabulate), ``tables.csv``
-and ``tables.json`` (one record per figure), each atomically."""
+"""Building the report from the runs and writing it: ``tables.md``
+(pandas and tabulate), ``tables.csv`` and ``tables.json`` (one record per
+figure), each atomically."""
 import json
 from pathlib import Path
 

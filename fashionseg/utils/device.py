@@ -34,9 +34,9 @@ def why_no_cuda() -> str:
     if torch.version.cuda is None:
         return (f'the torch in {sys.prefix} ({torch.__version__}) is a '
                 'CPU-only build. Install a CUDA build (docs/install.md, '
-                '"GPU machines"): make TORCH_PIP_ARGS="--index-url <PyTorch\'s '
-                'CUDA wheel index>" install; or set device: cpu to run on '
-                'the CPU (slowly).')
+                '"GPU machines"): make TORCH_PIP_ARGS="--index-url '
+                '<PyTorch\'s CUDA wheel index>" install; or set device: cpu '
+                'to run on the CPU (slowly).')
     visible = os.environ.get('CUDA_VISIBLE_DEVICES')
     hidden = (f' CUDA_VISIBLE_DEVICES={visible!r} hides the GPUs.'
               if visible is not None and not visible.strip(' ,') else '')
