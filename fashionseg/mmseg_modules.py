@@ -11,6 +11,7 @@ from custom_datasets.fashionista import FashionistaDataset
 from fashionseg.engine.checkpoint import (PlainCheckpointHook,
                                           UnsafeCheckpointError,
                                           load_local_checkpoint)
+from fashionseg.engine.checkpoint_saving import SafeCheckpointHook
 from fashionseg.engine.checkpoint_urls import load_url_checkpoint
 from fashionseg.engine.dvclive_backend import SafeDVCLiveVisBackend
 from fashionseg.engine.score_hook import SaveDecodeScoresHook
@@ -21,5 +22,5 @@ __all__ = [
     'CCPDataset', 'CFPDDataset', 'ClassIoUMetric', 'ConcatFPNHead',
     'FashionistaDataset', 'PlainCheckpointHook', 'SafeDVCLiveVisBackend',
     'SaveDecodeScoresHook', 'UnsafeCheckpointError', 'load_local_checkpoint',
-    'load_url_checkpoint', 'PaperFPN'
+    'load_url_checkpoint', 'PaperFPN', 'SafeCheckpointHook'
 ]

@@ -8,6 +8,7 @@ import pytest
 import torch
 from mmengine.logging import HistoryBuffer
 from mmengine.runner import Runner
+from PIL import Image
 
 from conftest import tiny_runner_cfg
 from fashionseg.engine.checkpoint import (UnsafeCheckpointError, from_plain,
@@ -65,7 +66,6 @@ def test_trained_checkpoint_loads_for_testing(synthetic_dataset, tmp_path):
                           max_epochs=1)
     cfg.load_from = ckpt
     metrics = Runner.from_cfg(cfg).test()
-    assert 0.0 <= metrics['aAcc'] <= 100.0
 
     from mmseg.apis import inference_model, init_model
     model = init_model(cfg, ckpt, device='cpu')
@@ -73,6 +73,17 @@ def test_trained_checkpoint_loads_for_testing(synthetic_dataset, tmp_path):
     image = str(synthetic_dataset / 'img_dir' / 'val' / '0000.png')
     result = inference_model(model, image)
     assert result.pred_sem_seg.data.shape == (1, 48, 40)
+    # The test's accuracy is the loaded weights' own: counted here from
+    # init_model's predictions on the same images.
+    loader = cfg.test_dataloader.dataset.data_prefix
+    correct = total = 0
+    for path in sorted((synthetic_dataset / loader.img_path).iterdir()):
+        pred = inference_model(model, str(path)).pred_sem_seg.data[0].numpy()
+        label = np.asarray(Image.open(
+            synthetic_dataset / loader.seg_map_path / path.name))
+        correct += int((pred == label).sum())
+        total += label.size
+    assert metrics['aAcc'] == pytest.approx(100 * correct / total, abs=0.01)
 
 
 class _RunsCode:
@@ -86,7 +97,8 @@ class _RunsCode:
 
 
 @pytest.mark.parametrize('legacy', [False, True])
-def test_checkpoint_that_would_run_code_is_refused(tmp_path, legacy):
+def test_checkpoint_that_would_run_code_is_refused(synthetic_dataset,
+                                                   tmp_path, legacy):
     marker = tmp_path / 'pwned'
     path = tmp_path / 'evil.pth'
     payload = {'meta': {}, 'state_dict': OrderedDict(),
@@ -99,11 +111,20 @@ def test_checkpoint_that_would_run_code_is_refused(tmp_path, legacy):
     assert 'system' in str(info.value)
     assert not marker.exists()
 
-    # The same refusal on mmengine's own loading paths (load_from, resume,
-    # init_model all call it).
-    from mmengine.runner import CheckpointLoader
+    # The same refusal on mmengine's own loading paths, as a user reaches
+    # them: Runner.resume, load_from and init_model.
+    from mmseg.apis import init_model
+    for resume in (True, False):
+        cfg = tiny_runner_cfg(synthetic_dataset, tmp_path / f'r{resume}',
+                              max_epochs=1)
+        cfg.resume, cfg.load_from = resume, str(path)
+        runner = Runner.from_cfg(cfg)
+        with pytest.raises(UnsafeCheckpointError):
+            runner.train() if resume else runner.test()
+        assert not marker.exists()
     with pytest.raises(UnsafeCheckpointError):
-        CheckpointLoader.load_checkpoint(str(path), map_location='cpu')
+        init_model(tiny_runner_cfg(synthetic_dataset, tmp_path / 'i',
+                                   max_epochs=1), str(path), device='cpu')
     assert not marker.exists()
 
 

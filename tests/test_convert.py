@@ -255,6 +255,20 @@ def test_failed_conversion_keeps_previous_dataset(tmp_path):
     with pytest.raises(DatasetFormatError):
         convert_release('fashionista', src, out)
     assert tree_digest(out) == before
+    # A release that fails on its last record, after every other image
+    # has been written: the previous dataset is still whole, and nothing
+    # half-written is left beside it.
+    stems = sorted(p.stem for p in
+                   (BUNDLED_CCP / 'annotations' / 'pixel-level').glob('*'))
+    last = stems[-1]
+    label = scipy.io.loadmat(str(BUNDLED_CCP / 'annotations' /
+                                 'pixel-level' / f'{last}.mat'))['groundtruth']
+    bad = _ccp_copy_with_groundtruth(tmp_path, last, label + 100)
+    result = _convert_cli(bad, out)
+    assert result.returncode == 1 and f'({last})' in result.stderr
+    assert tree_digest(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()
+                  if p.name.startswith('.')) == []
 
 
 def _convert_cli(src, out):

@@ -137,8 +137,13 @@ def test_truncated_zip_is_refused(tmp_path):
     data = _ccp_archive_bytes()
     cut = tmp_path / 'ccp.zip'
     cut.write_bytes(data[:len(data) - 5000])
-    with pytest.raises(FetchError, match='zip'):
+    with pytest.raises(FetchError,
+                       match='is not a zip archive .or is truncated.'):
         fetch_release('ccp', tmp_path / 'raw', from_path=cut)
+    # Nothing was installed, and --skip-existing would not take it.
+    from custom_datasets.fetch import release_present
+    assert not release_present('ccp', tmp_path / 'raw')
+    assert list((tmp_path / 'raw').iterdir()) == []
 
 
 def test_from_local_file_and_folder(tmp_path):
@@ -214,7 +219,9 @@ def test_missing_release_names_what_to_fetch_and_how(tmp_path, server):
                         '--retries', '0')
     assert result.returncode != 0
     message = result.stderr
-    assert 'Downloading cfpd' in message
+    assert 'error: Downloading cfpd' in message
+    # The real cause, not only the catch-all's words.
+    assert 'HTTPError: 404' in message and f'{base}/cfpd.zip' in message
     assert '--from' in message and f'{downloads}/' in message
     assert not any(p for p in out.rglob('*') if p.is_file())
 

@@ -277,9 +277,15 @@ def test_a_changed_run_does_not_resume_a_stale_work_dir(data_root, tmp_path):
     # Moved aside, not deleted: the other run's files are the user's.
     assert (work / 'stale-1' / 'epoch_7.pth').read_bytes() == b'old run'
     assert (work / 'stale-1' / 'last_checkpoint').is_file()
-    # The same run again: now it would resume.
-    (work / 'last_checkpoint').write_text('x')
-    assert _configure(data_root, work).resume is True
+    # The same run again: it resumes from its newest whole checkpoint, and
+    # skips one that an interrupted save left truncated.
+    import torch
+    torch.save({'state_dict': {}}, work / 'epoch_1.pth')
+    (work / 'epoch_2.pth').write_bytes(b'PK\x03\x04 truncated')
+    (work / 'last_checkpoint').write_text(str(work / 'epoch_2.pth'))
+    cfg = _configure(data_root, work)
+    assert cfg.resume is True
+    assert cfg.load_from == str(work / 'epoch_1.pth')
 
 
 def test_demo_learning_rate_decays_over_the_demo_schedule():

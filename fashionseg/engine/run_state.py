@@ -5,15 +5,17 @@ dvc.yaml) so that an interrupted ``dvc repro`` resumes training from the
 last checkpoint instead of starting over. A kept work dir must only be
 resumed by the same run: ``--auto-resume`` compares the run's fingerprint
 (its resolved config and seed) with the one stored in the work dir, resumes
-when they agree and otherwise moves the old checkpoints aside (into
-``WORK_DIR/stale-N/``, nothing is deleted), so that a changed parameter never
-continues someone else's training.
+when they agree (from the newest checkpoint that is whole, skipping one
+that an interrupted save left behind) and otherwise moves the old
+checkpoints aside (into ``WORK_DIR/stale-N/``, nothing is deleted), so that
+a changed parameter never continues someone else's training.
 """
 import hashlib
 import json
 import logging
 import os
 import os.path as osp
+import zipfile
 from pathlib import Path
 
 import torch
@@ -21,6 +23,7 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 
 from fashionseg.engine.checkpoint import load_local_checkpoint
+from fashionseg.engine.checkpoint_saving import PARTIAL_SUFFIX
 from fashionseg.utils.atomic_write import atomic_write
 
 FINGERPRINT_FILE = 'run_fingerprint.txt'
@@ -56,6 +59,27 @@ def move_aside(work_dir: Path) -> None:
               'and starting afresh', logger='current', level=logging.WARNING)
 
 
+def _step_of(path: Path) -> int:
+    return int(path.stem.rsplit('_', 1)[1])
+
+
+def newest_whole_checkpoint(work_dir: Path):
+    """The newest ``epoch_N.pth`` / ``iter_N.pth`` in ``work_dir`` that is
+    a complete file (a whole zip archive, as torch saves), and the newer
+    ones skipped because they are not."""
+    candidates = sorted(
+        (p for pattern in ('epoch_*.pth', 'iter_*.pth')
+         for p in work_dir.glob(pattern)
+         if p.stem.rsplit('_', 1)[1].isdigit()),
+        key=_step_of, reverse=True)
+    skipped = []
+    for path in candidates:
+        if zipfile.is_zipfile(path):
+            return path, skipped
+        skipped.append(str(path))
+    return None, skipped
+
+
 def prepare_auto_resume(cfg: Config, is_main_process: bool = True) -> bool:
     """Set ``cfg.resume`` when the work dir holds an unfinished run of this
     very config; otherwise move the checkpoints of whatever run was there
@@ -64,8 +88,21 @@ def prepare_auto_resume(cfg: Config, is_main_process: bool = True) -> bool:
     fingerprint = run_fingerprint(cfg)
     stored = work_dir / FINGERPRINT_FILE
     same_run = stored.is_file() and stored.read_text().strip() == fingerprint
-    cfg.resume = same_run and (work_dir / LAST_CHECKPOINT).is_file()
+    cfg.resume = False
+    if same_run:
+        newest, skipped = newest_whole_checkpoint(work_dir)
+        if skipped:
+            print_log(f'skipping incomplete checkpoint(s) {skipped} in '
+                      f'{work_dir} (an interrupted save)', logger='current',
+                      level=logging.WARNING)
+        if newest is not None:
+            # Resume from that file, whatever last_checkpoint says.
+            cfg.resume, cfg.load_from = True, str(newest)
+            print_log(f'resuming from {newest}', logger='current')
     if is_main_process:
+        # What an interrupted save of SafeCheckpointHook left half-written.
+        for partial in work_dir.glob(f'.*{PARTIAL_SUFFIX}'):
+            partial.unlink()
         if not same_run and work_dir.is_dir():
             move_aside(work_dir)
         work_dir.mkdir(parents=True, exist_ok=True)
