@@ -192,8 +192,8 @@ def write_dataset(samples: Iterable[Sample], split_of: Dict[str, str],
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f'.{out.name}.tmp-'))
     try:
         for split in SPLITS:
-            (tmp / 'img_dir' / split).mkdir(parents=True)
-            (tmp / 'ann_dir' / split).mkdir(parents=True)
+            image_path(tmp, split, 'x').parent.mkdir(parents=True)
+            label_path(tmp, split, 'x').parent.mkdir(parents=True)
         stems = {split: [] for split in SPLITS}
         seen = set()
         for sample in tqdm(samples, total=total, desc=f'converting {name}',
@@ -208,9 +208,9 @@ def write_dataset(samples: Iterable[Sample], split_of: Dict[str, str],
             image_bytes = sample.image_bytes
             if max_size:
                 image_bytes, label = downscale(image_bytes, label, max_size)
-            (tmp / 'img_dir' / split / f'{sample.stem}.jpg').write_bytes(
+            image_path(tmp, split, sample.stem).write_bytes(
                 image_bytes)
-            (tmp / 'ann_dir' / split / f'{sample.stem}.png').write_bytes(
+            label_path(tmp, split, sample.stem).write_bytes(
                 encode_label_png(label))
             stems[split].append(sample.stem)
         missing = sorted(set(split_of) - seen)
@@ -232,6 +232,16 @@ def write_dataset(samples: Iterable[Sample], split_of: Dict[str, str],
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return counts
+
+
+def image_path(root: Path, split: str, stem: str) -> Path:
+    """Where a converted dataset keeps a photo."""
+    return Path(root) / 'img_dir' / split / f'{stem}.jpg'
+
+
+def label_path(root: Path, split: str, stem: str) -> Path:
+    """Where a converted dataset keeps a label map."""
+    return Path(root) / 'ann_dir' / split / f'{stem}.png'
 
 
 def read_dataset_meta(root: Path) -> dict:

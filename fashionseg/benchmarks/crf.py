@@ -23,6 +23,7 @@ from fashionseg.crf.energy import CRFParams, upsampled_log_probs
 from fashionseg.crf.pydensecrf_backend import dense_crf
 from fashionseg.crf.refine import load_item
 from fashionseg.crf.torch_backend import dense_crf_batch
+from fashionseg.utils.device import device_name, processor_name, synchronize
 
 HEIGHT, WIDTH, NUM_CLASSES = 600, 400, 23
 PARAMS = CRFParams(theta_alpha=40, theta_beta=13, w1=10)
@@ -74,8 +75,7 @@ def torch_images_per_second(image, log_probs, device: str, batch_size: int,
 
     def one_batch():
         dense_crf_batch(images, probs, params, device)
-        if device == 'cuda':
-            torch.cuda.synchronize()
+        synchronize(device)
 
     one_batch()
     start = time.perf_counter()
@@ -96,7 +96,7 @@ def run_benchmark(photo_path=None, images: int = 8,
         'iterations': 10,
         'params': PARAMS.as_dict(),
         'cores': cores,
-        'machine': platform.processor() or platform.machine(),
+        'machine': processor_name(),
         'platform': platform.platform(),
         'torch': torch.__version__,
     }
@@ -121,8 +121,7 @@ def run_benchmark(photo_path=None, images: int = 8,
                 image, log_probs, device, b, max(1, images // b)), 3)
             for b in batch_sizes}
         record['torch'] = dict(
-            device=device if device == 'cpu'
-            else torch.cuda.get_device_name(0),
+            device=device if device == 'cpu' else device_name(device),
             images_per_second_by_batch_size=rates)
     if 'pydensecrf' in backends and 'torch' in backends and device == 'cpu':
         record['torch_one_thread_time_over_pydensecrf_one_core'] = round(

@@ -8,7 +8,6 @@ labelling (:func:`fashionseg.crf.pydensecrf_backend.dense_crf`, one core,
 as pydensecrf runs).
 The first images warm up and are not timed.
 """
-import platform
 import resource
 import time
 from pathlib import Path
@@ -19,17 +18,13 @@ import torch
 from mmengine.model.utils import revert_sync_batchnorm
 from mmseg.apis import inference_model, init_model
 
-from custom_datasets.layout import read_dataset_meta
+from custom_datasets.layout import image_path, read_dataset_meta
 from fashionseg.crf.energy import CRFParams
 from fashionseg.crf.pydensecrf_backend import dense_crf
+from fashionseg.utils.device import device_name, synchronize
 from fashionseg.utils.environment import collect_environment
 
 WARMUP_IMAGES = 2
-
-
-def _sync(device: str) -> None:
-    if device.startswith('cuda'):
-        torch.cuda.synchronize()
 
 
 def benchmark_inference(config: str, checkpoint: str, data_root: Path,
@@ -40,7 +35,7 @@ def benchmark_inference(config: str, checkpoint: str, data_root: Path,
     data_root = Path(data_root)
     read_dataset_meta(data_root)  # a clear error for a missing dataset
     stems = (data_root / 'splits' / f'{split}.txt').read_text().split()
-    paths = [data_root / 'img_dir' / split / f'{stem}.jpg' for stem in stems]
+    paths = [image_path(data_root, split, stem) for stem in stems]
     if not paths:
         raise ValueError(f'{data_root}: the {split} split has no images')
     torch_device = 'cuda:0' if device == 'cuda' else 'cpu'
@@ -53,10 +48,10 @@ def benchmark_inference(config: str, checkpoint: str, data_root: Path,
     order = [paths[i % len(paths)] for i in range(WARMUP_IMAGES + images)]
     model_seconds = crf_seconds = 0.0
     for index, path in enumerate(order):
-        _sync(torch_device)
+        synchronize(torch_device)
         start = time.perf_counter()
         result = inference_model(model, str(path))
-        _sync(torch_device)
+        synchronize(torch_device)
         elapsed = time.perf_counter() - start
         crf_elapsed = 0.0
         if crf_params is not None:
@@ -72,16 +67,14 @@ def benchmark_inference(config: str, checkpoint: str, data_root: Path,
     if torch_device.startswith('cuda'):
         peak = torch.cuda.max_memory_allocated() / 2**20
         peak_kind = 'GPU memory allocated by torch'
-        device_name = torch.cuda.get_device_name(0)
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         peak_kind = 'process resident memory'
-        device_name = f'CPU ({platform.processor() or platform.machine()}, ' \
-                      f'{torch.get_num_threads()} threads)'
     record = dict(
         config=config, checkpoint=checkpoint, data_root=str(data_root),
         split=split, images=images, warmup_images=WARMUP_IMAGES,
-        model=Path(config).stem, device=torch_device, device_name=device_name,
+        model=Path(config).stem, device=torch_device,
+        device_name=device_name(torch_device),
         parameters=int(sum(p.numel() for p in model.parameters())),
         images_per_s=images / model_seconds,
         seconds_per_image=model_seconds / images,

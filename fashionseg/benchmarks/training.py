@@ -5,7 +5,6 @@
 The paper trains at batch 5 (section 4); issue bar: the full loop reaches at
 least 90 % of the model-only rate on a GPU.
 """
-import platform
 import time
 from typing import Optional
 
@@ -14,6 +13,7 @@ from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 from fashionseg.engine.training import configure_training
+from fashionseg.utils.device import device_name, synchronize
 
 
 class _IterClock(Hook):
@@ -26,8 +26,7 @@ class _IterClock(Hook):
 
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        synchronize()
         if runner.iter + 1 == self.warmup:
             self.start = time.perf_counter()
         elif runner.iter + 1 > self.warmup:
@@ -71,16 +70,12 @@ def benchmark_training(config: str, work_dir: str, iters: int = 50,
     model.train()
     for i in range(warmup + iters):
         if i == warmup:
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
+            synchronize()
             start = time.perf_counter()
         model.train_step(batch, optim_wrapper)
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
+    synchronize()
     model_only = iters * batch_size / (time.perf_counter() - start)
-    device = (torch.cuda.get_device_name(0) if torch.cuda.is_available()
-              else f'CPU ({platform.machine()}, '
-              f'{torch.get_num_threads()} threads)')
+    device = device_name()
     return {
         'config': config,
         'batch_size': batch_size,

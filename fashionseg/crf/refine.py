@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from custom_datasets.layout import read_dataset_meta
+from custom_datasets.layout import image_path, label_path, read_dataset_meta
 from fashionseg.crf.energy import CRFParams, upsampled_log_probs
 from fashionseg.crf.pydensecrf_backend import dense_crf
 from fashionseg.crf.torch_backend import dense_crf_batch
@@ -27,7 +27,6 @@ from fashionseg.evaluation.confusion import (CONFUSION_SUFFIX, IGNORE_INDEX,
                                              confusion_matrix)
 from fashionseg.evaluation.metrics import pixel_accuracy
 from fashionseg.evaluation.score_files import load_scores
-
 
 # Label maps are 8-bit PNGs and 255 marks ignored pixels.
 MAX_CLASSES = IGNORE_INDEX
@@ -66,8 +65,8 @@ def split_items(scores_dir: Path, data_root: Path, split: str
     items = []
     for stem in stems:
         item = CRFItem(stem, scores_dir / f'{stem}.npz',
-                       data_root / 'img_dir' / split / f'{stem}.jpg',
-                       data_root / 'ann_dir' / split / f'{stem}.png')
+                       image_path(data_root, split, stem),
+                       label_path(data_root, split, stem))
         if not item.scores.is_file():
             raise CRFInputError(
                 f'{item.scores}: no scores for image {item.image} of the '

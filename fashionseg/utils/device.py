@@ -2,6 +2,7 @@
 params.yaml): ``cpu`` hides every GPU, ``cuda`` insists on one, ``auto``
 takes a GPU where there is one (mmengine's default)."""
 import os
+import platform
 import sys
 
 import torch
@@ -43,6 +44,28 @@ def why_no_cuda() -> str:
     return (f'torch {torch.__version__} is a CUDA {torch.version.cuda} '
             'build but finds no usable GPU: no GPU, no NVIDIA driver, or '
             'a driver older than that CUDA (check nvidia-smi).' + hidden)
+
+
+def processor_name() -> str:
+    """The CPU's name as the platform reports it."""
+    return platform.processor() or platform.machine()
+
+
+def device_name(device: str = None) -> str:
+    """What a measurement ran on, for benchmark records: the GPU's name on
+    CUDA, else ``CPU (processor, N threads)``."""
+    if device is None:
+        device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    if str(device).startswith('cuda'):
+        return torch.cuda.get_device_name(0)
+    return f'CPU ({processor_name()}, {torch.get_num_threads()} threads)'
+
+
+def synchronize(device: str = None) -> None:
+    """Wait for the GPU's queued work (for timing); nothing on the CPU."""
+    if (device is None and torch.cuda.is_available()) or \
+            str(device).startswith('cuda'):
+        torch.cuda.synchronize()
 
 
 def parse_bool(text) -> bool:

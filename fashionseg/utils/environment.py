@@ -11,6 +11,8 @@ from pathlib import Path
 import torch
 from mmseg.utils import collect_env as collect_mmseg_env
 
+from fashionseg.utils.device import device_name, processor_name
+
 PACKAGES = ('torch', 'mmcv', 'mmengine', 'mmsegmentation', 'pydensecrf2',
             'numpy', 'dvc', 'dvclive', 'fashionseg')
 
@@ -47,10 +49,9 @@ def mmcv_ops_compiled() -> bool:
 
 def collect_environment() -> dict:
     """A JSON-serialisable description of this machine and stack."""
-    device = {'type': 'cpu',
-              'name': platform.processor() or platform.machine()}
+    device = {'type': 'cpu', 'name': processor_name()}
     if torch.cuda.is_available():
-        device = {'type': 'cuda', 'name': torch.cuda.get_device_name(0),
+        device = {'type': 'cuda', 'name': device_name('cuda'),
                   'count': torch.cuda.device_count()}
     return {
         'platform': platform.platform(),
