@@ -37,7 +37,7 @@ class SafeCheckpointHook(CheckpointHook):
             yield
             return
         backend = self.file_backend
-        removals = []
+        removals, saved = [], set()
         save = runner.save_checkpoint
 
         def save_atomically(out_dir, filename, *args, **kwargs):
@@ -46,6 +46,7 @@ class SafeCheckpointHook(CheckpointHook):
             if is_main_process():
                 os.replace(osp.join(out_dir, partial),
                            osp.join(out_dir, filename))
+            saved.add(osp.abspath(osp.join(out_dir, filename)))
 
         backend.remove = lambda path: removals.append(('remove', path))
         backend.rmtree = lambda path: removals.append(('rmtree', path))
@@ -58,7 +59,10 @@ class SafeCheckpointHook(CheckpointHook):
             del backend.remove, backend.rmtree
             runner.save_checkpoint = save
         for how, path in removals:
-            getattr(backend, how)(path)
+            # Never the file just written (a best checkpoint saved again
+            # under its old name).
+            if osp.abspath(path) not in saved:
+                getattr(backend, how)(path)
 
     def _save_checkpoint_with_step(self, runner, step, meta):
         with self._safely(runner):

@@ -14,6 +14,7 @@ loads it with :func:`fashionseg.engine.checkpoint.load_local_checkpoint`
 (weights only).
 """
 import hashlib
+import os
 import os.path as osp
 import re
 from pathlib import Path
@@ -37,6 +38,10 @@ MMCLS_PREFIX = 'mmcls://'
 ZOO_PREFIXES = OPENMMLAB_PREFIXES + TORCHVISION_PREFIXES + (MMCLS_PREFIX,)
 # torch hub's convention: the digest prefix after the last '-' of the name.
 DIGEST_IN_NAME = re.compile(r'-([a-f0-9]{6,64})\.')
+# Files whose digest was checked, by path, size and modification time:
+# training checks the backbone's file before building the model, which then
+# loads it.
+_VERIFIED = set()
 
 
 class CheckpointDigestError(RuntimeError):
@@ -88,12 +93,17 @@ def verify_digest(path, name: str = None) -> None:
     match = DIGEST_IN_NAME.search(osp.basename(name or str(path)))
     if match is None:
         return
+    stat = os.stat(path)
+    key = (osp.abspath(path), stat.st_size, stat.st_mtime_ns)
+    if key in _VERIFIED:  # the same file, checked earlier in this process
+        return
     expected, found = match.group(1), sha256_of(path)
     if not found.startswith(expected):
         raise CheckpointDigestError(
             f'{path}: SHA-256 {found} does not start with {expected}, the '
             'digest its published name carries; the file is corrupt or not '
             'the published one. Delete it to download it again.')
+    _VERIFIED.add(key)
 
 
 def download(url: str) -> Path:
