@@ -63,24 +63,26 @@ $(STAMP): pyproject.toml Makefile constraints.txt $(REQUEST)
 MMCV_BUILT_FOR := $(VENV)/.mmcv-built-for
 MMCV_PIP := $(MMCV_BUILD_ENV) MMCV_WITH_OPS=1 CFLAGS="$(MMCV_CFLAGS)" CXXFLAGS="$(MMCV_CFLAGS)" \
 	$(BIN)/python -m pip install --no-build-isolation -c constraints.txt
+MMCV_REBUILD := $(MMCV_PIP) --no-cache-dir --force-reinstall --no-deps mmcv==2.1.0
+MMCV_OPS_LOAD := $(BIN)/python -c "import mmcv._ext" 2>/dev/null
 .PHONY: build-mmcv
 build-mmcv:
 	@echo ">>> building mmcv 2.1.0 ($(MMCV_OPS) ops) against the installed torch (about 6 min on 2 cores the first time; pip caches the wheel)"
 	@if $(BIN)/python -m pip show -q mmcv 2>/dev/null && \
 		[ "$$(cat $(MMCV_BUILT_FOR) 2>/dev/null)" != '$(REQUEST_TEXT)' ]; then \
 		echo ">>> mmcv in $(VENV) was built for another request: rebuilding it"; \
-		set -x; $(MMCV_PIP) --no-cache-dir --force-reinstall --no-deps mmcv==2.1.0; \
+		set -x; $(MMCV_REBUILD); \
 	else set -x; $(MMCV_PIP) mmcv==2.1.0; fi
-	@$(BIN)/python -c "import mmcv._ext" 2>/dev/null || { \
+	@$(MMCV_OPS_LOAD) || { \
 		echo ">>> mmcv's compiled ops do not load against this torch (built for another one): rebuilding without pip's cache"; \
-		set -x; $(MMCV_PIP) --no-cache-dir --force-reinstall --no-deps mmcv==2.1.0; }
+		set -x; $(MMCV_REBUILD); }
 	@echo '$(REQUEST_TEXT)' > $(MMCV_BUILT_FOR)
 
 # Every entry point checks, in about a second, that mmcv's ops still load
 # against the torch in .venv (a torch changed by hand breaks them with an
 # undefined symbol) and rebuilds mmcv if not.
 check-stack: $(STAMP)
-	@$(BIN)/python -c "import mmcv._ext" 2>/dev/null || { \
+	@$(MMCV_OPS_LOAD) || { \
 		echo ">>> mmcv's compiled ops in $(VENV) do not load against its torch ($$($(BIN)/python -c 'import torch; print(torch.__version__)')): rebuilding mmcv"; \
 		$(MAKE) --no-print-directory build-mmcv; }
 

@@ -7,8 +7,9 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from fashionseg.evaluation.metrics import (class_accuracy, class_iou, mean_iou,
-                                           pixel_accuracy, split_summary)
+from fashionseg.evaluation.metrics import (class_accuracy, class_iou,
+                                           foreground_iou, mean_image_iou,
+                                           mean_iou, pixel_accuracy)
 
 
 def _percent(value):
@@ -24,9 +25,9 @@ def metrics_record(metrics: dict, classes,
     ``imgIoU`` and ``fgIoU`` where the per-image matrices are given."""
     tangseng = {}
     if per_image is not None and len(per_image):
-        figures = split_summary(np.stack(per_image))
-        tangseng = {'imgIoU': _percent(figures['imgIoU']),
-                    'fgIoU': _percent(figures['fgIoU'])}
+        per_image = np.stack(per_image)
+        tangseng = {'imgIoU': _percent(mean_image_iou(per_image)),
+                    'fgIoU': _percent(foreground_iou(per_image.sum(0)))}
     return {
         'aAcc': _percent(metrics['aAcc']),
         **tangseng,
