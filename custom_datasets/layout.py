@@ -116,7 +116,7 @@ def integer_values(values, what) -> np.ndarray:
 def integer_positions(values, path, name) -> list:
     """A MATLAB index list (``test_index``) as Python ints, checked."""
     try:
-        return integer_values(values, f'{name}').ravel().tolist()
+        return integer_values(values, name).ravel().tolist()
     except ValueError as error:
         raise DatasetFormatError(f'{path}: {error}') from None
 
