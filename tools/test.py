@@ -1,7 +1,11 @@
 """Test a trained checkpoint: metrics JSON and, with --out, the class scores
 of every test image for the CRF stage.
 
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out DIR]
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out DIR] \
+        [--batch-size 8] [--precision fp32|tf32|bf16|fp16] [--compile MODE]
+
+Images go through the fast inference engine; the defaults (eager fp32,
+TF32 off) give MMSegmentation's own labels, the metrics of record.
 """
 import argparse
 import json
@@ -9,7 +13,8 @@ import sys
 
 from fashionseg.engine.testing import configure_testing, run_test
 from fashionseg.engine.training import set_local_rank_env
-from fashionseg.utils.cli import add_runner_arguments
+from fashionseg.utils.cli import (add_inference_arguments,
+                                  add_runner_arguments, inference_settings)
 from fashionseg.utils.device import select_device
 
 
@@ -32,6 +37,7 @@ def parse_args():
                         'val scores); with several splits, one after the '
                         'other in this process, --out and --metrics must '
                         'hold {split}')
+    add_inference_arguments(parser)
     add_runner_arguments(parser)
     return parser.parse_args()
 
@@ -50,7 +56,8 @@ def main():
                         for t in (args.out, args.metrics))
         cfg = configure_testing(args.config, args.checkpoint, args.work_dir,
                                 out, args.cfg_options, args.launcher,
-                                split, metrics, args.data_root)
+                                split, metrics, args.data_root,
+                                inference_settings(args))
         record = run_test(cfg, args.config, args.checkpoint)
         print(json.dumps({k: record[k] for k in ('aAcc', 'mIoU', 'mAcc')}))
         print(f'metrics written to {cfg.metrics_out}')

@@ -148,3 +148,60 @@ def load_local_checkpoint(filename: str, map_location=None) -> Any:
 
 CheckpointLoader.register_scheme(
     prefixes='', loader=load_local_checkpoint, force=True)
+
+
+class CheckpointMismatchError(RuntimeError):
+    """A checkpoint whose weights are not the model's (another config or
+    another class count)."""
+
+
+def _first(names, count: int = 3) -> str:
+    names = sorted(names)
+    shown = ', '.join(names[:count])
+    return shown + (f' and {len(names) - count} more'
+                    if len(names) > count else '')
+
+
+def load_weights_strictly(model: torch.nn.Module, checkpoint: str,
+                          config: str = None) -> dict:
+    """Load ``checkpoint``'s weights into ``model``, refusing any missing,
+    unexpected or differently shaped weight with the config, the
+    checkpoint and the first differing names (mmengine's loading only
+    warns, and a model tested with half its weights would score quietly
+    wrong). Returns the checkpoint's ``meta``."""
+    from mmengine.runner.checkpoint import _load_checkpoint
+
+    if '://' not in str(checkpoint) and not osp.isfile(checkpoint):
+        raise FileNotFoundError(f'checkpoint {checkpoint} does not exist')
+    loaded = _load_checkpoint(str(checkpoint), map_location='cpu')
+    state = loaded.get('state_dict', loaded) if isinstance(loaded,
+                                                           dict) else None
+    if not isinstance(state, dict):
+        raise CheckpointMismatchError(f'{checkpoint} holds no state dict')
+    state = OrderedDict(
+        (k[len('module.'):] if k.startswith('module.') else k, v)
+        for k, v in state.items())
+    expected = model.state_dict()
+    missing = set(expected) - set(state)
+    unexpected = set(state) - set(expected)
+    reshaped = {k for k in set(expected) & set(state)
+                if tuple(expected[k].shape) != tuple(state[k].shape)}
+    if missing or unexpected or reshaped:
+        problems = []
+        if reshaped:
+            k = sorted(reshaped)[0]
+            problems.append(
+                f'{len(reshaped)} of different shape ({_first(reshaped)}; '
+                f'{k} is {tuple(state[k].shape)} in the checkpoint, '
+                f'{tuple(expected[k].shape)} in the model)')
+        if missing:
+            problems.append(f'{len(missing)} missing ({_first(missing)})')
+        if unexpected:
+            problems.append(f'{len(unexpected)} unexpected '
+                            f'({_first(unexpected)})')
+        raise CheckpointMismatchError(
+            f'checkpoint {checkpoint} does not fit the model of '
+            f'{config or "the config"}: weights ' + '; '.join(problems)
+            + '. Is it a checkpoint of this config?')
+    model.load_state_dict(state, strict=True)
+    return loaded.get('meta', {}) or {}

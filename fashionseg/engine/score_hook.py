@@ -7,6 +7,7 @@ before upsampling: num_classes x h x w, float16), ``stem``, ``height`` and
 ``input_height`` / ``input_width`` (the network input the scores cover; larger
 than the image only where a batch was padded, at the bottom and right).
 """
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -21,24 +22,36 @@ __all__ = ['SaveDecodeScoresHook', 'load_scores', 'save_scores']
 
 @HOOKS.register_module()
 class SaveDecodeScoresHook(Hook):
-    """Capture the decode head's output during testing and save it per image.
+    """Save the decode head's output of every test image.
 
-    A forward hook on the decode head's classifier (``conv_seg``, the last
+    Under :class:`fashionseg.engine.segmenter_loops.SegmenterTestLoop` the
+    scores come with each data sample (``decode_scores``). Under another
+    loop, a forward hook on the decode head's classifier (``conv_seg``, the last
     layer of every MMSegmentation decode head; the head's ``predict`` calls
     its ``forward`` directly, which module hooks do not see) keeps the raw
     scores before the segmentor upsamples them; ``after_test_iter`` pairs
     them with the batch's images.
+
+    The files are compressed and written by background threads (at most
+    ``MAX_PENDING`` images queued), so that compression does not hold the
+    device; ``after_test`` waits for them and raises the first error.
     """
 
     priority = 'LOW'
+    MAX_PENDING = 32
 
-    def __init__(self, out_dir: str):
+    def __init__(self, out_dir: str, writers: int = 2):
         self.out_dir = Path(out_dir)
+        self.writers = writers
         self._captured = None
         self._handle = None
+        self._executor = None
+        self._pending = []
 
     def before_test(self, runner) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._executor = ThreadPoolExecutor(self.writers)
+        self._pending = []
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
 
@@ -50,9 +63,12 @@ class SaveDecodeScoresHook(Hook):
 
     def after_test_iter(self, runner, batch_idx: int, data_batch=None,
                         outputs: Optional[Sequence] = None) -> None:
-        if self._captured is None:
+        if all(s.get('decode_scores') is not None for s in outputs):
+            scores = [s.decode_scores.float().cpu().numpy() for s in outputs]
+        elif self._captured is None:
             raise RuntimeError('the decode head produced no output to save')
-        scores = self._captured.float().cpu().numpy()
+        else:
+            scores = self._captured.float().cpu().numpy()
         if len(scores) != len(outputs):
             raise RuntimeError(
                 f'captured {len(scores)} score maps for {len(outputs)} images;'
@@ -66,11 +82,22 @@ class SaveDecodeScoresHook(Hook):
             input_height, input_width = sample.metainfo.get(
                 'pad_shape', sample.metainfo.get('batch_input_shape',
                                                  sample.img_shape))[:2]
-            save_scores(self.out_dir / f'{stem}.npz', image_scores, stem,
-                        height, width, input_height, input_width)
+            self._pending.append(self._executor.submit(
+                save_scores, self.out_dir / f'{stem}.npz', image_scores,
+                stem, height, width, input_height, input_width))
         self._captured = None
+        while len(self._pending) > self.MAX_PENDING:
+            self._pending.pop(0).result()
 
     def after_test(self, runner) -> None:
         if self._handle is not None:
             self._handle.remove()
             self._handle = None
+        if self._executor is not None:
+            try:
+                for future in self._pending:
+                    future.result()
+            finally:
+                self._pending = []
+                self._executor.shutdown()
+                self._executor = None

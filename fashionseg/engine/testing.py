@@ -3,7 +3,12 @@
 Writes ``metrics.json`` (pixel accuracy, mean IoU, mean accuracy, per-class
 IoU and accuracy, in percent, MMSegmentation's definitions; paper section 5)
 and, with an output folder, the class scores of every test image for the CRF
-stage (:mod:`fashionseg.engine.score_hook`). Beside ``metrics.json`` go the
+stage (:mod:`fashionseg.engine.score_hook`). Images go through the fast
+inference engine (:class:`fashionseg.engine.segmenter_loops.
+SegmenterTestLoop`), eager fp32 unless asked otherwise, so the metrics of
+record are computed as MMSegmentation computes them; the weights are
+loaded strictly (:func:`fashionseg.engine.checkpoint.
+load_weights_strictly`). Beside ``metrics.json`` go the
 per-image confusion matrices (``metrics.confusion.npz``,
 :mod:`fashionseg.evaluation.confusion`)
 from which the report recomputes every figure.
@@ -15,8 +20,11 @@ from typing import Optional
 import torch
 from mmengine.config import Config
 from mmengine.dist import get_rank
+from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
+from fashionseg.engine.checkpoint import load_weights_strictly
+from fashionseg.engine.segmenter import InferenceSettings
 from fashionseg.engine.training import (configure_cpu_ddp,
                                         init_cpu_distributed, load_config,
                                         set_data_root)
@@ -35,10 +43,14 @@ def configure_testing(config: str, checkpoint: str,
                       launcher: str = 'none',
                       split: Optional[str] = None,
                       metrics_out: Optional[str] = None,
-                      data_root: Optional[str] = None) -> Config:
+                      data_root: Optional[str] = None,
+                      settings: InferenceSettings = InferenceSettings()
+                      ) -> Config:
     """The config of a test run; ``split`` tests on another split of the
     converted dataset (``val`` for the CRF search); ``metrics_out`` is the
-    metrics file (default: ``metrics.json`` in ``out`` or the work dir)."""
+    metrics file (default: ``metrics.json`` in ``out`` or the work dir);
+    ``settings`` the inference engine's (precision, layout, compile,
+    batch size)."""
     cfg = load_config(config, work_dir, cfg_options, launcher)
     set_data_root(cfg, data_root)
     if split is not None:
@@ -49,7 +61,16 @@ def configure_testing(config: str, checkpoint: str,
         cfg.experiment_name = f'{osp.splitext(osp.basename(config))[0]}_' \
                               f'{split}'
 
-    cfg.load_from = checkpoint
+    # Loaded strictly by run_test, not by the Runner (which only warns).
+    cfg.load_from = None
+    cfg.checkpoint = checkpoint
+    cfg.test_cfg = dict(type='SegmenterTestLoop',
+                        precision=settings.precision,
+                        channels_last=settings.channels_last,
+                        compile=settings.compile,
+                        keep_scores=out is not None)
+    cfg.test_dataloader.batch_size = settings.batch_size
+    cfg.test_dataloader.pin_memory = torch.cuda.is_available()
     if launcher != 'none' and not torch.cuda.is_available():
         configure_cpu_ddp(cfg)
     # Testing logs no training curves: leave DVCLive (about 2 s to start)
@@ -70,6 +91,9 @@ def configure_testing(config: str, checkpoint: str,
 def run_test(cfg: Config, config: str, checkpoint: str) -> dict:
     init_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg)
+    model = runner.model.module if is_model_wrapper(runner.model) \
+        else runner.model
+    load_weights_strictly(model, checkpoint, config)
     metrics = runner.test()
     classes = runner.test_dataloader.dataset.metainfo['classes']
     record = dict(metrics_record(metrics, classes), config=config,
