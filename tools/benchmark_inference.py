@@ -1,18 +1,23 @@
 """Throughput of a trained model on real test images, without and with the
-dense CRF (paper section 5), with its parameter count and peak memory.
+dense CRF: the paper's protocol (section 5; one image at a time through
+MMSegmentation's inference_model), then the fast inference engine in each
+setting asked for, with its agreement with eager fp32.
 
     python tools/benchmark_inference.py CONFIG CHECKPOINT --data-root DIR \\
         [--images 50] [--device cuda] [--crf-params crf_search.json] \\
-        [--out benchmark.json]
+        [--engine fp32,batch=16 bf16,channels-last,compile=max-autotune,\\
+batch=32] [--batches 100] [--out benchmark.json]
 """
 import argparse
 import json
 import sys
 from pathlib import Path
 
+from fashionseg.benchmarks.engine_throughput import benchmark_engine
 from fashionseg.benchmarks.inference import benchmark_inference
 from fashionseg.crf.refine import CRFInputError
 from fashionseg.crf.search import read_best_params
+from fashionseg.engine.segmenter import InferenceSettings
 from fashionseg.utils.atomic_write import write_text_atomic
 from fashionseg.utils.cli import add_device_argument
 from fashionseg.utils.device import select_device
@@ -29,6 +34,12 @@ def parse_args():
     add_device_argument(parser)
     parser.add_argument('--crf-params', type=Path,
                         help='a CRF search result; also time the CRF')
+    parser.add_argument('--engine', nargs='*', default=[], metavar='SETTING',
+                        help='engine settings to time: PRECISION[,channels-'
+                        'last][,compile=MODE][,batch=N]')
+    parser.add_argument('--batches', type=int, default=100,
+                        help='timed batches per engine setting (after 3 '
+                        'warm-up batches)')
     parser.add_argument('--out', type=Path, help='JSON file to write')
     return parser.parse_args()
 
@@ -39,17 +50,28 @@ def main():
     try:
         params = read_best_params(args.crf_params) \
             if args.crf_params else None
-    except CRFInputError as error:
+        settings = [InferenceSettings.parse(text) for text in args.engine]
+    except (CRFInputError, ValueError) as error:
         sys.exit(f'error: {error}')
     record = benchmark_inference(args.config, args.checkpoint,
                                  args.data_root, args.split, args.images,
                                  device, params)
+    if settings:
+        record['engine'] = benchmark_engine(
+            args.config, args.checkpoint, args.data_root, settings,
+            args.split, device, args.batches, crf_params=params)
     text = json.dumps(record, indent=2) + '\n'
     if args.out:
         write_text_atomic(args.out, text)
     print(f'{record["images_per_s"]:.2f} images/s without CRF'
           + (f', {record["images_per_s_with_crf"]:.2f} with CRF'
-             if params else '') + f' on {record["device_name"]}')
+             if params else '') + f' on {record["device_name"]} (the '
+          'paper\'s protocol)')
+    for row in record.get('engine', {}).get('settings', []):
+        print(f'engine {row["name"]}: {row["model_images_per_s"]:.2f} '
+              f'images/s model only, {row["end_to_end_images_per_s"]:.2f} '
+              f'end to end, agreement {100 * row["agreement"]:.3f} %'
+              + ('' if row['agrees'] else ' (below the bar: not used)'))
 
 
 if __name__ == '__main__':

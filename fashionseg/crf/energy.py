@@ -43,15 +43,29 @@ class CRFParams:
 
 def upsampled_log_probs(scores: np.ndarray, height: int, width: int,
                         input_height: int, input_width: int) -> np.ndarray:
-    """log softmax of the class scores at image size (classes x H x W).
+    """log softmax of the class scores at image size (classes x H x W);
+    :func:`image_log_probs` on numpy arrays."""
+    scores = torch.from_numpy(np.asarray(scores, np.float32))
+    return image_log_probs(scores, (height, width),
+                           (input_height, input_width)).numpy()
 
-    The scores cover the network input (``input_height`` x
-    ``input_width``, the image padded at the bottom and right); they are
-    upsampled as MMSegmentation does (bilinear, ``align_corners=False``) and
-    cropped to the image.
+
+def image_log_probs(scores: torch.Tensor, image_shape: tuple,
+                    input_shape: tuple, ori_shape: tuple = None
+                    ) -> torch.Tensor:
+    """log softmax of the class scores at image size, on the scores'
+    device.
+
+    The scores cover the network input (``input_shape``, the image of
+    ``image_shape`` padded at the bottom and right); they are upsampled as
+    MMSegmentation does (bilinear, ``align_corners=False``), cropped to the
+    image and, where the test pipeline resized the photo, resized to its
+    ``ori_shape``.
     """
-    logits = torch.from_numpy(np.asarray(scores, np.float32))[None]
-    logits = F.interpolate(logits, size=(input_height, input_width),
+    logits = F.interpolate(scores[None].float(), size=tuple(input_shape),
                            mode='bilinear', align_corners=False)
-    logits = logits[0, :, :height, :width]
-    return torch.log_softmax(logits, dim=0).numpy()
+    logits = logits[:, :, :image_shape[0], :image_shape[1]]
+    if ori_shape is not None and tuple(ori_shape) != tuple(image_shape):
+        logits = F.interpolate(logits, size=tuple(ori_shape),
+                               mode='bilinear', align_corners=False)
+    return torch.log_softmax(logits[0], dim=0)

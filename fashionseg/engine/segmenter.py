@@ -26,7 +26,7 @@ from mmengine.config import Config
 from mmengine.dataset import Compose
 from mmengine.model.utils import revert_sync_batchnorm
 from mmengine.registry import init_default_scope
-from mmseg.registry import MODELS
+from mmseg.registry import DATASETS, MODELS
 
 from fashionseg.engine.checkpoint import load_weights_strictly
 
@@ -78,6 +78,29 @@ class InferenceSettings:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def parse(cls, text: str) -> 'InferenceSettings':
+        """A setting written as ``PRECISION[,channels-last][,compile=MODE]
+        [,batch=N]``, e.g. ``bf16,channels-last,compile=max-autotune,
+        batch=32``."""
+        parts = [part.strip() for part in text.split(',') if part.strip()]
+        if not parts:
+            raise ValueError('an empty inference setting')
+        values = dict(precision=parts[0])
+        for part in parts[1:]:
+            key, _, value = part.partition('=')
+            if part == 'channels-last':
+                values['channels_last'] = True
+            elif key == 'compile' and value:
+                values['compile'] = value
+            elif key == 'batch' and value.isdigit():
+                values['batch_size'] = int(value)
+            else:
+                raise ValueError(
+                    f'{part!r} in the inference setting {text!r}: expected '
+                    'channels-last, compile=MODE or batch=N')
+        return cls(**values)
+
 
 @dataclass
 class Prediction:
@@ -102,11 +125,19 @@ def build_model(cfg: Config, checkpoint: Optional[str],
     model_cfg.setdefault('backbone', {}).pop('init_cfg', None)
     model = MODELS.build(model_cfg)
     model.cfg = cfg
-    if checkpoint is not None:
-        meta = load_weights_strictly(model, checkpoint, cfg.filename)
-        model.dataset_meta = meta.get('dataset_meta')
+    meta = {} if checkpoint is None else load_weights_strictly(
+        model, checkpoint, cfg.filename)
+    model.dataset_meta = meta.get('dataset_meta') or _dataset_metainfo(cfg)
     model = revert_sync_batchnorm(model)
     return model.to(device).eval()
+
+
+def _dataset_metainfo(cfg: Config) -> Optional[dict]:
+    """Classes and palette of the config's test dataset class."""
+    dataset_type = cfg.get('test_dataloader', {}).get('dataset', {}).get(
+        'type')
+    dataset_class = DATASETS.get(dataset_type) if dataset_type else None
+    return dict(dataset_class.METAINFO) if dataset_class else None
 
 
 class Segmenter:

@@ -1,0 +1,200 @@
+"""Throughput of the fast inference engine (:mod:`fashionseg.engine.
+segmenter`), the harness's own path beside the paper's protocol
+(:mod:`fashionseg.benchmarks.inference`).
+
+For each setting (precision, memory layout, compile mode, batch size):
+
+* agreement: the fraction of the split's pixels labelled as eager fp32
+  (TF32 off) labels them; a setting under
+  :data:`~fashionseg.engine.segmenter.AGREEMENT_BAR` is reported but not
+  chosen as the best;
+* model only: batches already decoded and on the device, to labels on
+  the device;
+* end to end: JPEG bytes in memory, decoded by threads, to labels on the
+  host; and, for the best setting with CRF parameters, to CRF-refined
+  labels (the PyTorch CRF in memory on the same device).
+
+Each is timed over ``batches`` batches after ``warmup`` untimed ones,
+with device events on a GPU.
+"""
+import resource
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence
+
+import mmcv
+import torch
+from mmengine.config import Config
+
+from custom_datasets.layout import image_path, read_dataset_meta
+from fashionseg.crf.energy import CRFParams, image_log_probs
+from fashionseg.crf.torch_backend import dense_crf_batch
+from fashionseg.engine.segmenter import (AGREEMENT_BAR, InferenceSettings,
+                                         Segmenter, build_model,
+                                         label_agreement)
+from fashionseg.utils.device import device_name, synchronize
+
+DECODE_THREADS = 8
+
+
+def time_batches(step: Callable[[int], int], batches: int, warmup: int,
+                 device: str) -> float:
+    """Images per second of ``step(i)`` (which returns how many images it
+    handled) over ``batches`` calls after ``warmup`` ones."""
+    for index in range(warmup):
+        step(index)
+    cuda = torch.device(device).type == 'cuda'
+    synchronize(device)
+    if cuda:
+        start, end = (torch.cuda.Event(enable_timing=True) for _ in range(2))
+        start.record()
+    else:
+        began = time.perf_counter()
+    images = sum(step(warmup + index) for index in range(batches))
+    if cuda:
+        end.record()
+        end.synchronize()
+        seconds = start.elapsed_time(end) / 1000
+    else:
+        seconds = time.perf_counter() - began
+    return images / seconds
+
+
+def _peak_memory(device: str) -> float:
+    if torch.device(device).type == 'cuda':
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _labels(segmenter: Segmenter, images: Sequence) -> List[torch.Tensor]:
+    step = segmenter.settings.batch_size
+    labels = []
+    for start in range(0, len(images), step):
+        labels += [p.labels.cpu() for p in
+                   segmenter.segment(images[start:start + step])]
+    return labels
+
+
+def benchmark_engine(config: str, checkpoint: str, data_root: Path,
+                     settings: Sequence[InferenceSettings],
+                     split: str = 'test', device: str = 'cpu',
+                     batches: int = 100, warmup: int = 3,
+                     crf_params: Optional[CRFParams] = None) -> dict:
+    """The engine's rows of the throughput table (see the module
+    docstring)."""
+    data_root = Path(data_root)
+    read_dataset_meta(data_root)
+    stems = (data_root / 'splits' / f'{split}.txt').read_text().split()
+    if not stems:
+        raise ValueError(f'{data_root}: the {split} split has no images')
+    jpegs = [image_path(data_root, split, stem).read_bytes()
+             for stem in stems]
+    images = [mmcv.imfrombytes(data) for data in jpegs]
+    cfg = Config.fromfile(config)
+    torch_device = 'cuda:0' if device == 'cuda' else 'cpu'
+    reference = Segmenter(build_model(cfg, checkpoint, torch_device), cfg,
+                          InferenceSettings(), torch_device)
+    reference_labels = _labels(reference, images)
+    rows = []
+    pool = ThreadPoolExecutor(DECODE_THREADS)
+    for setting in settings:
+        if torch_device.startswith('cuda'):
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        segmenter = Segmenter(build_model(cfg, checkpoint, torch_device),
+                              cfg, setting, torch_device)
+        agreement = label_agreement(reference_labels,
+                                    _labels(segmenter, images))
+        rows.append(dict(
+            setting.as_dict(), name=setting.name(), agreement=agreement,
+            agrees=agreement >= AGREEMENT_BAR,
+            model_images_per_s=_model_only(segmenter, images, batches,
+                                           warmup, torch_device),
+            end_to_end_images_per_s=_end_to_end(
+                segmenter, jpegs, pool, batches, warmup, torch_device),
+            peak_memory_mib=_peak_memory(torch_device)))
+    record = dict(config=config, checkpoint=checkpoint, split=split,
+                  device=torch_device,
+                  device_name=device_name(torch_device),
+                  batches=batches, warmup_batches=warmup,
+                  agreement_bar=AGREEMENT_BAR, settings=rows, best=None)
+    passing = [row for row in rows if row['agrees']]
+    if passing:
+        best = max(passing, key=lambda row: row['model_images_per_s'])
+        record['best'] = best['name']
+        if crf_params is not None:
+            setting = InferenceSettings(
+                best['precision'], best['channels_last'], best['compile'],
+                best['batch_size'])
+            segmenter = Segmenter(build_model(cfg, checkpoint, torch_device),
+                                  cfg, setting, torch_device)
+            record.update(crf=crf_params.as_dict(),
+                          end_to_end_with_crf_images_per_s=_end_to_end(
+                              segmenter, jpegs, pool, batches, warmup,
+                              torch_device, crf_params))
+    pool.shutdown()
+    return record
+
+
+def _model_only(segmenter: Segmenter, images: Sequence, batches: int,
+                warmup: int, device: str) -> float:
+    prepared = [segmenter.prepare(image) for image in images]
+    # One batch of the split's most common size, resident on the device.
+    shapes = [tuple(p['inputs'].shape) for p in prepared]
+    common = max(set(shapes), key=shapes.count)
+    same = [p for p in prepared if tuple(p['inputs'].shape) == common]
+    chosen = [same[i % len(same)] for i in range(
+        segmenter.settings.batch_size)]
+    inputs = [p['inputs'].to(device) for p in chosen]
+    metas = [p['data_samples'].metainfo for p in chosen]
+
+    def step(index: int) -> int:
+        segmenter.predict(inputs, metas)
+        return len(inputs)
+
+    return time_batches(step, batches, warmup, device)
+
+
+def _end_to_end(segmenter: Segmenter, jpegs: Sequence[bytes],
+                pool: ThreadPoolExecutor, batches: int, warmup: int,
+                device: str, crf_params: Optional[CRFParams] = None
+                ) -> float:
+    size = segmenter.settings.batch_size
+    pin = torch.device(device).type == 'cuda'
+
+    def load(data: bytes):
+        image = mmcv.imfrombytes(data)
+        prepared = segmenter.prepare(image)
+        if pin:
+            prepared['inputs'] = prepared['inputs'].pin_memory()
+        rgb = image[:, :, ::-1].copy() if crf_params is not None else None
+        return prepared, rgb
+
+    def batch_of(index: int):
+        start = index * size
+        return [jpegs[(start + i) % len(jpegs)] for i in range(size)]
+
+    # Decode the next batch while the device works on this one.
+    pending = pool.map(load, batch_of(0))
+
+    def step(index: int) -> int:
+        nonlocal pending
+        loaded = list(pending)
+        pending = pool.map(load, batch_of(index + 1))
+        prepared = [p for p, _ in loaded]
+        metas = [p['data_samples'].metainfo for p in prepared]
+        predictions = segmenter.predict([p['inputs'] for p in prepared],
+                                        metas, crf_params is not None)
+        if crf_params is None:
+            for prediction in predictions:
+                prediction.labels.cpu()
+        else:
+            log_probs = [image_log_probs(p.decode_scores, m['img_shape'][:2],
+                                         p.input_shape, m['ori_shape'][:2])
+                         for p, m in zip(predictions, metas)]
+            dense_crf_batch([rgb for _, rgb in loaded], log_probs,
+                            [crf_params] * len(loaded), device)
+        return len(prepared)
+
+    return time_batches(step, batches, warmup, device)
