@@ -147,7 +147,7 @@ def benchmark_section(benchmark: Optional[dict], paper: dict) -> str:
         f'{benchmark["images_per_s"]:.2f}',
         (f'{benchmark["images_per_s_with_crf"]:.2f}'
          if 'images_per_s_with_crf' in benchmark else NOT_RUN),
-        NOT_RUN, parameters, f'{benchmark["peak_memory_mib"]:.0f}'))))
+        NOT_REPORTED, parameters, f'{benchmark["peak_memory_mib"]:.0f}'))))
     engine = benchmark.get('engine')
     best = next((row for row in (engine or {}).get('settings', [])
                  if row['name'] == engine.get('best')), None)

@@ -16,6 +16,7 @@ from mmseg.registry import HOOKS
 
 from conftest import REPO
 from fashionseg.engine.run_state import FINGERPRINT_FILE
+from fashionseg.engine.segmenter import InferenceSettings
 from fashionseg.engine.training import configure_training, train
 from fashionseg.report.claims import paper_claims
 from fashionseg.report.labels import NOT_RUN
@@ -134,6 +135,19 @@ def test_demo_writes_the_report_offline(demo_clone):
     benchmark = json.loads((results / 'benchmark.json').read_text())
     assert benchmark['images_per_s'] > 0
     assert benchmark['images_per_s_with_crf'] < benchmark['images_per_s']
+    # The engine's rows: each setting asked for, its agreement with eager
+    # fp32 (eager fp32 itself agrees fully), and the best one in the table.
+    engine = benchmark['engine']
+    assert [row['name'] for row in engine['settings']] == [
+        InferenceSettings.parse(text).name()
+        for text in DEMO['benchmark']['engine'].split()]
+    assert engine['settings'][0]['agreement'] == 1.0
+    assert all(row['model_images_per_s'] > 0
+               and row['end_to_end_images_per_s'] > 0
+               for row in engine['settings'])
+    assert engine['end_to_end_with_crf_images_per_s'] > 0
+    throughput = text.split('measured, engine (')[1].splitlines()[0]
+    assert throughput.startswith(engine['best'])
     records = pd.read_csv(results / 'tables.csv')
     measured = records[records.source == 'measured']
     # Every model, with and without CRF, four figures, each seed.
