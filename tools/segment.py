@@ -16,8 +16,7 @@ from fashionseg.engine.checkpoint import CheckpointMismatchError
 from fashionseg.engine.segment_photos import (CRF_BACKENDS, PhotoInputError,
                                               collect_photos, segment_photos)
 from fashionseg.engine.segmenter import Segmenter
-from fashionseg.utils.cli import (add_device_argument,
-                                  add_inference_arguments,
+from fashionseg.utils.cli import (add_device_argument, add_inference_arguments,
                                   inference_settings)
 from fashionseg.utils.device import select_device
 

@@ -26,9 +26,10 @@ class SaveDecodeScoresHook(Hook):
 
     Under :class:`fashionseg.engine.segmenter_loops.SegmenterTestLoop` the
     scores come with each data sample (``decode_scores``). Under another
-    loop, a forward hook on the decode head's classifier (``conv_seg``, the last
-    layer of every MMSegmentation decode head; the head's ``predict`` calls
-    its ``forward`` directly, which module hooks do not see) keeps the raw
+    loop, a forward hook on the decode head's classifier (``conv_seg``,
+    the last layer of every MMSegmentation decode head; the head's
+    ``predict`` calls its ``forward`` directly, which module hooks do not
+    see) keeps the raw
     scores before the segmentor upsamples them; ``after_test_iter`` pairs
     them with the batch's images.
 
