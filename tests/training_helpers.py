@@ -51,6 +51,8 @@ def small_run_options(model, data_root, max_epochs=1, **data_kwargs):
     options.update(data_options(data_root, **data_kwargs))
     options['train_cfg.max_epochs'] = max_epochs
     options['default_hooks.logger.interval'] = 1
+    # A resumable checkpoint after every epoch of these short runs.
+    options['default_hooks.checkpoint.interval'] = 1
     return options
 
 

@@ -19,7 +19,8 @@ import cv2
 import numpy as np
 import torch
 
-from fashionseg.crf.energy import CRFParams, upsampled_log_probs
+from fashionseg.crf.energy import (CRFParams, image_log_probs,
+                                   upsampled_log_probs)
 from fashionseg.crf.pydensecrf_backend import dense_crf
 from fashionseg.crf.refine import load_item
 from fashionseg.crf.torch_backend import dense_crf_batch
@@ -30,8 +31,9 @@ PARAMS = CRFParams(theta_alpha=40, theta_beta=13, w1=10)
 
 
 def benchmark_inputs(photo_path=None, seed: int = 0):
-    """A 600 x 400 photo (a real one if given) and random 23-class scores at
-    a quarter of its size, as the network would give them."""
+    """A 600 x 400 photo (a real one if given), random 23-class scores at
+    a quarter of its size as a score file holds them (float16), and their
+    log probabilities at the photo's size."""
     rng = np.random.default_rng(seed)
     if photo_path is not None:
         image = cv2.cvtColor(cv2.imread(str(photo_path)), cv2.COLOR_BGR2RGB)
@@ -39,8 +41,10 @@ def benchmark_inputs(photo_path=None, seed: int = 0):
                            interpolation=cv2.INTER_AREA)
     else:
         image = rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
-    scores = rng.normal(0, 2, (NUM_CLASSES, HEIGHT // 4, WIDTH // 4))
-    return image, upsampled_log_probs(scores, HEIGHT, WIDTH, HEIGHT, WIDTH)
+    scores = rng.normal(0, 2, (NUM_CLASSES, HEIGHT // 4, WIDTH // 4)).astype(
+        np.float16)
+    return image, scores, upsampled_log_probs(scores, HEIGHT, WIDTH, HEIGHT,
+                                              WIDTH)
 
 
 def _one(args):
@@ -66,21 +70,32 @@ def images_per_second(image, log_probs, workers: int, images: int) -> float:
         return images / (time.perf_counter() - start)
 
 
-def torch_images_per_second(image, log_probs, device: str, batch_size: int,
+def torch_images_per_second(image, scores, device: str, batch_size: int,
                             batches: int) -> float:
-    """The torch backend's rate on ``device``, after one warm-up batch."""
+    """The torch backend's rate on ``device`` over whole batches, after one
+    warm-up batch: inputs start on the host (the photo, and float16 scores
+    at a quarter of its size), are uploaded, upsampled and turned into log
+    probabilities on the device, refined, and the labels come back; the
+    device is synchronised only at the end."""
     images = [image] * batch_size
-    probs = [torch.as_tensor(log_probs).to(device)] * batch_size
     params = [PARAMS] * batch_size
 
     def one_batch():
-        dense_crf_batch(images, probs, params, device)
-        synchronize(device)
+        log_probs = [image_log_probs(
+            torch.from_numpy(scores).to(device), (HEIGHT, WIDTH),
+            (HEIGHT, WIDTH)) for _ in range(batch_size)]
+        return dense_crf_batch(images, log_probs, params, device,
+                               as_tensors=True)
 
-    one_batch()
+    [labels.cpu() for labels in one_batch()]
+    synchronize(device)
     start = time.perf_counter()
+    pending = []
     for _ in range(batches):
-        one_batch()
+        pending = [labels.to('cpu', non_blocking=True)
+                   for labels in one_batch()]
+    synchronize(device)
+    del pending
     return batches * batch_size / (time.perf_counter() - start)
 
 
@@ -88,7 +103,7 @@ def run_benchmark(photo_path=None, images: int = 8,
                   backends: Sequence[str] = ('pydensecrf', 'torch'),
                   device: str = 'cpu',
                   batch_sizes: Sequence[int] = (1,)) -> dict:
-    image, log_probs = benchmark_inputs(photo_path)
+    image, scores, log_probs = benchmark_inputs(photo_path)
     cores = os.cpu_count() or 1
     record = {
         'image': f'{HEIGHT} x {WIDTH}',
@@ -113,12 +128,12 @@ def run_benchmark(photo_path=None, images: int = 8,
             torch.set_num_threads(1)
             rates['one_thread'] = {
                 str(b): round(torch_images_per_second(
-                    image, log_probs, 'cpu', b, max(1, images // (4 * b))),
+                    image, scores, 'cpu', b, max(1, images // (4 * b))),
                     3) for b in batch_sizes}
             torch.set_num_threads(threads)
         rates[f'{threads}_threads' if device == 'cpu' else 'device'] = {
             str(b): round(torch_images_per_second(
-                image, log_probs, device, b, max(1, images // b)), 3)
+                image, scores, device, b, max(1, images // b)), 3)
             for b in batch_sizes}
         record['torch'] = dict(
             device=device if device == 'cpu' else device_name(device),

@@ -17,23 +17,28 @@ from fashionseg.utils.device import device_name, synchronize
 
 
 class _IterClock(Hook):
-    """Timestamps of the training iterations after ``warmup``."""
+    """Time of the training iterations after ``warmup``: the device is
+    synchronised only where the clock starts and where it stops (after the
+    last iteration, not when the runner has finished tearing down), so
+    that timing does not stall the loop it measures."""
 
-    def __init__(self, warmup: int):
+    def __init__(self, warmup: int, iters: int):
         self.warmup = warmup
-        self.start = None
-        self.iters = 0
+        self.iters = iters
+        self.start = self.end = None
 
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None):
-        synchronize()
-        if runner.iter + 1 == self.warmup:
+        done = runner.iter + 1
+        if done == self.warmup:
+            synchronize()
             self.start = time.perf_counter()
-        elif runner.iter + 1 > self.warmup:
-            self.iters += 1
+        elif done == self.warmup + self.iters:
+            synchronize()
+            self.end = time.perf_counter()
 
     def rate(self, batch_size: int) -> float:
-        return self.iters * batch_size / (time.perf_counter() - self.start)
+        return self.iters * batch_size / (self.end - self.start)
 
 
 def _iter_based(cfg, iters: int) -> None:
@@ -57,7 +62,7 @@ def benchmark_training(config: str, work_dir: str, iters: int = 50,
     _iter_based(cfg, iters + warmup)
     runner = Runner.from_cfg(cfg)
     batch_size = cfg.train_dataloader.batch_size
-    clock = _IterClock(warmup)
+    clock = _IterClock(warmup, iters)
     runner.register_hook(clock, priority='LOWEST')
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()

@@ -5,8 +5,8 @@ Pairs every image of a converted dataset's split with the score file that
 :func:`fashionseg.crf.pydensecrf_backend.dense_crf` in a process pool (or
 the PyTorch backend in batches). Each image is refined on its own and the
 per-image results are combined in split order, so the result is the same
-whatever the number of processes. (About 270 lines: the input checks and the
-dispatch to either backend are one path that every CRF tool shares.)
+whatever the number of processes. (The torch backend's batched runner is
+:mod:`fashionseg.crf.device_batches`.)
 """
 import multiprocessing
 import os
@@ -22,7 +22,6 @@ from tqdm import tqdm
 from custom_datasets.layout import image_path, label_path, read_dataset_meta
 from fashionseg.crf.energy import CRFParams, upsampled_log_probs
 from fashionseg.crf.pydensecrf_backend import dense_crf
-from fashionseg.crf.torch_backend import dense_crf_batch
 from fashionseg.evaluation.confusion import (CONFUSION_SUFFIX, IGNORE_INDEX,
                                              confusion_matrix)
 from fashionseg.evaluation.metrics import pixel_accuracy
@@ -85,8 +84,9 @@ def split_items(scores_dir: Path, data_root: Path, split: str
     return items, classes
 
 
-def load_item(item: CRFItem, num_classes: int):
-    """(image, ground truth, log probabilities at image size), checked."""
+def read_item(item: CRFItem, num_classes: int):
+    """(RGB image, ground truth, score record) from disk, checked against
+    each other."""
     record = load_scores(item.scores)
     scores = record['scores']
     if scores.ndim != 3 or scores.shape[0] != num_classes:
@@ -109,10 +109,16 @@ def load_item(item: CRFItem, num_classes: int):
         raise CRFInputError(
             f'{item.scores}: score map {scores.shape[1:]} does not cover the '
             f'{size[0]} x {size[1]} image')
-    log_probs = upsampled_log_probs(scores, size[0], size[1],
-                                    record['input_height'],
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), label, record
+
+
+def load_item(item: CRFItem, num_classes: int):
+    """(image, ground truth, log probabilities at image size), checked."""
+    image, label, record = read_item(item, num_classes)
+    log_probs = upsampled_log_probs(record['scores'], record['height'],
+                                    record['width'], record['input_height'],
                                     record['input_width'])
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), label, log_probs
+    return image, label, log_probs
 
 
 def _image_stats(pred: np.ndarray, label: np.ndarray, num_classes: int,
@@ -151,6 +157,9 @@ class CRFBackend:
     workers: Optional[int] = None
     device: str = 'cpu'
     batch_size: int = 1
+    # At most this many pixels per torch-backend call (the lattice's
+    # vertices and memory grow with them), whatever batch_size allows.
+    max_pixels: int = 16 * 600 * 400
 
     @classmethod
     def choose(cls, name: str = 'auto', device: Optional[str] = None,
@@ -186,56 +195,6 @@ class CRFBackend:
         return dict(backend=self.name, device=self.device)
 
 
-def _run_batched(tasks: Sequence, backend: CRFBackend, desc: str) -> list:
-    """The tasks with the torch backend, ``batch_size`` at a time, grouped
-    by image so that an image is loaded once for all its parameter sets;
-    results in task order."""
-    first = _first_use(tasks)
-    order = sorted(range(len(tasks)),
-                   key=lambda i: (first[tasks[i][0].stem], i))
-    uses = {}
-    for task in tasks:
-        uses[task[0].stem] = uses.get(task[0].stem, 0) + 1
-    loaded, results = {}, [None] * len(tasks)
-    with tqdm(total=len(tasks), desc=desc, unit='img') as progress:
-        for start in range(0, len(order), backend.batch_size):
-            batch = order[start:start + backend.batch_size]
-            inputs = []
-            for i in batch:
-                item, _, num_classes, _ = tasks[i]
-                if item.stem not in loaded:
-                    loaded[item.stem] = load_item(item, num_classes)
-                inputs.append(loaded[item.stem])
-            refined = [i for i in range(len(batch))
-                       if tasks[batch[i]][1] is not None]
-            labels = dense_crf_batch(
-                [inputs[i][0] for i in refined],
-                [inputs[i][2] for i in refined],
-                [tasks[batch[i]][1] for i in refined], backend.device)
-            preds = dict(zip(refined, labels))
-            for position, i in enumerate(batch):
-                item, _, num_classes, keep_labels = tasks[i]
-                image, label, log_probs = inputs[position]
-                pred = preds.get(position)
-                if pred is None:
-                    pred = log_probs.argmax(0).astype(np.uint8)
-                results[i] = (_image_stats(pred, label, num_classes,
-                                          item.stem),
-                              pred if keep_labels else None)
-                uses[item.stem] -= 1
-                if uses[item.stem] == 0:
-                    loaded.pop(item.stem, None)
-            progress.update(len(batch))
-    return results
-
-
-def _first_use(tasks: Sequence) -> dict:
-    first = {}
-    for index, task in enumerate(tasks):
-        first.setdefault(task[0].stem, index)
-    return first
-
-
 def run_tasks(tasks: Sequence, workers: Optional[int] = None,
               desc: str = 'dense CRF',
               backend: Optional[CRFBackend] = None) -> Iterable:
@@ -244,7 +203,9 @@ def run_tasks(tasks: Sequence, workers: Optional[int] = None,
     process), with the torch backend in batches on its device."""
     backend = backend or CRFBackend(workers=workers)
     if backend.name == 'torch':
-        yield from _run_batched(tasks, backend, desc)
+        # Imported here: the batched runner builds on this module's items.
+        from fashionseg.crf.device_batches import run_batched
+        yield from run_batched(tasks, backend, desc)
         return
     workers = backend.workers or workers or os.cpu_count() or 1
     progress = dict(total=len(tasks), desc=desc, unit='img')

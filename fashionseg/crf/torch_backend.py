@@ -131,28 +131,40 @@ class PermutohedralLattice:
     def _encode_setup(self, keys: torch.Tensor, segment: torch.Tensor,
                       d: int) -> None:
         """Mixed-radix codes for (segment, key) with room for the blur's
-        neighbours (coordinates move by at most d)."""
+        neighbours (coordinates move by at most d). Each image gets its
+        own key range and block of codes, so that one image's narrow
+        kernel (a wide key range) takes only its own share of the 64 bits,
+        not every image's."""
         flat = keys.reshape(-1, d)
-        self._low = flat.min(0).values - (d + 1)
-        span = (flat.max(0).values - self._low + d + 2)
-        strides, stride = [], 1
-        for size in span.tolist():
-            strides.append(stride)
-            stride *= int(size)
-        self._segment_stride = stride
-        segments = int(segment.max().item()) + 1 if len(segment) else 1
-        if stride * segments >= _CODE_LIMIT:
+        point_segment = segment[:, None].expand(-1, keys.shape[1]).reshape(
+            -1)
+        segments = int(point_segment.max().item()) + 1 if len(flat) else 1
+        index = point_segment[:, None].expand(-1, d)
+        low = torch.zeros(segments, d, dtype=torch.long, device=keys.device)
+        high = torch.zeros_like(low)
+        low.scatter_reduce_(0, index, flat, 'amin', include_self=False)
+        high.scatter_reduce_(0, index, flat, 'amax', include_self=False)
+        self._low = low - (d + 1)
+        span = high - self._low + d + 2  # segments x d
+        strides = torch.cumprod(torch.cat([torch.ones_like(span[:, :1]),
+                                           span[:, :-1]], 1), 1)
+        sizes = [int(v) for v in (strides[:, -1] * span[:, -1]).tolist()]
+        if sum(sizes) >= _CODE_LIMIT:
             raise OverflowError(
                 f'the lattice of {segments} images spans too many vertex '
                 'positions to encode in 64 bits; refine fewer images per '
                 'batch (--batch-size)')
-        self._strides = torch.tensor(strides, dtype=torch.long,
-                                     device=keys.device)
+        bases = [0]
+        for size in sizes[:-1]:
+            bases.append(bases[-1] + size)
+        self._strides = strides
+        self._bases = torch.tensor(bases, dtype=torch.long,
+                                   device=keys.device)
 
     def _encode(self, keys: torch.Tensor, segment: torch.Tensor
                 ) -> torch.Tensor:
-        return ((keys - self._low) * self._strides).sum(-1) + \
-            segment * self._segment_stride
+        return ((keys - self._low[segment]) * self._strides[segment]).sum(
+            -1) + self._bases[segment]
 
     def _build_matrices(self) -> None:
         """Splatting and slicing as CSR matrices (vertex rows are shifted by
@@ -264,11 +276,13 @@ def _pixel_grid(height: int, width: int, device) -> torch.Tensor:
 def dense_crf_batch(images: Sequence[np.ndarray],
                     log_probs: Sequence, params: Sequence[CRFParams],
                     device: str = 'cpu',
-                    iterations: int = MEAN_FIELD_ITERATIONS
-                    ) -> List[np.ndarray]:
-    """Refine a batch of labellings; image ``i`` (H x W x 3 uint8) with its
-    log probabilities (C x H x W, numpy or tensor) and ``params[i]``.
-    Returns H x W uint8 label maps, one per image."""
+                    iterations: int = MEAN_FIELD_ITERATIONS,
+                    as_tensors: bool = False) -> List:
+    """Refine a batch of labellings; image ``i`` (H x W x 3 uint8, numpy
+    or tensor) with its log probabilities (C x H x W, numpy or tensor)
+    and ``params[i]``. Returns H x W uint8 label maps, one per image
+    (numpy, or tensors on ``device`` with ``as_tensors``); inputs already
+    on ``device`` are not copied."""
     if not (len(images) == len(log_probs) == len(params)):
         raise ValueError('images, log_probs and params differ in length')
     if not images:
@@ -288,8 +302,9 @@ def dense_crf_batch(images: Sequence[np.ndarray],
             raise ValueError(f'image {index} is {image.shape[:2]} but its '
                              f'scores are {(height, width)}')
         grid = _pixel_grid(height, width, device)
-        colour = torch.as_tensor(np.ascontiguousarray(image),
-                                 device=device).reshape(-1, 3).float()
+        if not isinstance(image, torch.Tensor):
+            image = torch.from_numpy(np.ascontiguousarray(image))
+        colour = image.to(device).reshape(-1, 3).float()
         unaries.append(probs.reshape(classes, -1).t())
         appear.append(torch.cat([grid / p.theta_alpha,
                                  colour / p.theta_beta], 1))
@@ -309,7 +324,9 @@ def dense_crf_batch(images: Sequence[np.ndarray],
         for kernel in kernels:
             kernel.add_to(message, q)
         q = torch.softmax(message, 1)
-    labels = q.argmax(1).to(torch.uint8).cpu().numpy()
+    labels = q.argmax(1).to(torch.uint8)
+    if not as_tensors:
+        labels = labels.cpu().numpy()
     out, start = [], 0
     for height, width in shapes:
         out.append(labels[start:start + height * width].reshape(height,

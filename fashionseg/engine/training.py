@@ -91,18 +91,36 @@ def init_cpu_distributed(cfg: Config) -> None:
 
 
 def enable_amp(cfg: Config) -> str:
-    """Mixed precision: bf16 where the GPU supports it, else fp16 with
-    dynamic loss scaling. Returns the dtype used."""
+    """Mixed precision: bf16 where the GPU supports it, without a loss
+    scaler (:class:`fashionseg.engine.mixed_precision.BF16OptimWrapper`),
+    else fp16 with dynamic loss scaling (mmengine's ``AmpOptimWrapper``).
+    Returns the dtype used."""
     if not torch.cuda.is_available():
         raise SystemExit('error: --amp needs a CUDA GPU; mmengine has no '
                          'mixed-precision training on the CPU')
-    dtype = 'bfloat16' if torch.cuda.is_bf16_supported() else 'float16'
-    if cfg.optim_wrapper.type != 'AmpOptimWrapper':
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.dtype = dtype
-        if dtype == 'float16':
-            cfg.optim_wrapper.loss_scale = 'dynamic'
-    return cfg.optim_wrapper.get('dtype', dtype)
+    if cfg.optim_wrapper.type in ('AmpOptimWrapper', 'BF16OptimWrapper'):
+        return cfg.optim_wrapper.get(
+            'dtype', 'bfloat16' if cfg.optim_wrapper.type ==
+            'BF16OptimWrapper' else 'float16')
+    if torch.cuda.is_bf16_supported():
+        cfg.optim_wrapper.type = 'BF16OptimWrapper'
+        return 'bfloat16'
+    cfg.optim_wrapper.type = 'AmpOptimWrapper'
+    cfg.optim_wrapper.dtype = 'float16'
+    cfg.optim_wrapper.loss_scale = 'dynamic'
+    return 'float16'
+
+
+def configure_gpu_loading(cfg: Config) -> None:
+    """Data loading for a GPU: pinned host memory (asynchronous copies)
+    and a deeper prefetch queue per worker."""
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(name)
+        if not loader:
+            continue
+        loader.pin_memory = True
+        if loader.get('num_workers', 0) > 0:
+            loader.setdefault('prefetch_factor', 4)
 
 
 def configure_training(config: str, work_dir: Optional[str] = None,
@@ -124,6 +142,8 @@ def configure_training(config: str, work_dir: Optional[str] = None,
     if seed is not None:
         cfg.randomness = dict(cfg.get('randomness') or {}, seed=seed)
     cfg.amp_dtype = enable_amp(cfg) if amp else None
+    if torch.cuda.is_available():
+        configure_gpu_loading(cfg)
 
     if launcher != 'none' and not torch.cuda.is_available():
         configure_cpu_ddp(cfg)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 
 from fashionseg.utils.atomic_write import atomic_write
 
@@ -28,7 +29,16 @@ CONFUSION_SUFFIX = '.confusion.npz'
 
 def confusion_matrix(label: np.ndarray, pred: np.ndarray, num_classes: int,
                      ignore_index: int = IGNORE_INDEX) -> np.ndarray:
-    """Rows: ground truth, columns: prediction; ``ignore_index`` skipped."""
+    """Rows: ground truth, columns: prediction; ``ignore_index`` skipped.
+    Torch tensors are counted on their device (one ``bincount``), and only
+    the matrix comes back to the host."""
+    if isinstance(label, torch.Tensor) or isinstance(pred, torch.Tensor):
+        label = torch.as_tensor(label).reshape(-1).long()
+        pred = torch.as_tensor(pred, device=label.device).reshape(-1).long()
+        keep = label != ignore_index
+        counts = torch.bincount(label[keep] * num_classes + pred[keep],
+                                minlength=num_classes * num_classes)
+        return counts.reshape(num_classes, num_classes).cpu().numpy()
     label = np.asarray(label, dtype=np.int64).ravel()
     pred = np.asarray(pred, dtype=np.int64).ravel()
     keep = label != ignore_index

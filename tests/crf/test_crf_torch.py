@@ -5,6 +5,7 @@ import sys
 
 import cv2
 import numpy as np
+import torch
 import pytest
 from raw_formats import ccp_photos
 from test_crf import small_dataset  # noqa: F401  (fixture)
@@ -126,3 +127,72 @@ def test_cli_backends_give_the_same_result(small_dataset,  # noqa: F811
         labels = cv2.imread(str(tmp_path / 'torch' / 'refined' / path.name),
                             cv2.IMREAD_UNCHANGED)
         assert (reference == labels).mean() >= 0.99
+
+
+def test_each_image_takes_only_its_own_key_range():
+    """One image whose features span three axes widely and another whose
+    span two others fit one lattice: codes are laid out per image, so the
+    batch needs the sum of the images' ranges, not the product of the
+    widest range on every axis (which would overflow 64 bits here)."""
+    from fashionseg.crf.torch_backend import PermutohedralLattice
+    wide = 1e5
+    first = torch.tensor([[0, 0, 0, 0, 0], [wide, wide, wide, 0, 0],
+                          [wide / 2, 3, 7, 0, 0]])
+    second = torch.tensor([[0, 0, 0, 0, 0], [0, 0, 0, wide, wide],
+                           [1, 2, 0, wide / 3, 5]])
+    features = torch.cat([first, second])
+    segment = torch.tensor([0, 0, 0, 1, 1, 1])
+    values = torch.arange(12, dtype=torch.float32).reshape(6, 2)
+    together = PermutohedralLattice(features, segment).compute(values)
+    for rows, part in ((slice(0, 3), first), (slice(3, 6), second)):
+        alone = PermutohedralLattice(
+            part, torch.zeros(3, dtype=torch.long)).compute(values[rows])
+        torch.testing.assert_close(together[rows], alone)
+
+
+def test_batched_runner_equals_image_by_image(small_dataset):  # noqa: F811
+    """The torch backend's split runner (device inputs, read-ahead
+    threads, pixel budget, device confusion matrices) gives, for every
+    task, the labels and confusion matrix of refining that image alone
+    from its score file."""
+    from fashionseg.crf.refine import (CRFBackend, load_item, run_tasks,
+                                       split_items)
+    from fashionseg.evaluation.confusion import confusion_matrix
+    items, classes = split_items(small_dataset / 'noisy_val',
+                                 small_dataset / 'data', 'val')
+    params = [CRFParams(1, 1, 15), CRFParams(40, 13, 10), None]
+    tasks = [(item, p, len(classes), True) for p in params for item in items]
+    pixels = [load_item(item, len(classes))[1].size for item in items]
+    for budget in (max(pixels), 10 * sum(pixels)):
+        backend = CRFBackend('torch', device='cpu', batch_size=8,
+                             max_pixels=budget)
+        results = list(run_tasks(tasks, backend=backend))
+        for (item, p, _, _), ((stem, confusion), labels) in zip(tasks,
+                                                                results):
+            image, label, log_probs = load_item(item, len(classes))
+            alone = log_probs.argmax(0) if p is None else \
+                dense_crf_torch(image, log_probs, p)
+            assert stem == item.stem
+            np.testing.assert_array_equal(labels, alone)
+            np.testing.assert_array_equal(
+                confusion, confusion_matrix(label, alone, len(classes)))
+
+
+def test_batch_out_of_memory_says_what_to_do(small_dataset,  # noqa: F811
+                                             monkeypatch):
+    from fashionseg.crf import device_batches
+    from fashionseg.crf.refine import (CRFBackend, CRFInputError, run_tasks,
+                                       split_items)
+    items, classes = split_items(small_dataset / 'noisy_val',
+                                 small_dataset / 'data', 'val')
+
+    def no_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate '
+                                     '2.00 GiB')
+
+    monkeypatch.setattr(device_batches, 'dense_crf_batch', no_memory)
+    backend = CRFBackend('torch', device='cpu', batch_size=4)
+    with pytest.raises(CRFInputError, match=r'does not fit in cpu memory.*'
+                       r'lower --batch-size \(now 4\)'):
+        list(run_tasks([(item, CRFParams(3, 3, 3), len(classes), False)
+                        for item in items], backend=backend))

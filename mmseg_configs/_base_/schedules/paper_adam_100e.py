@@ -7,7 +7,9 @@ optimizer = dict(type='Adam', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.0)
 optim_wrapper = dict(type='OptimWrapper', optimizer=optimizer, clip_grad=None)
 param_scheduler = []
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=100, val_interval=1)
-val_cfg = dict(type='ValLoop')
+# Validation through the batched inference engine (the labels of one
+# image at a time, eager fp32), in batches of val_dataloader.batch_size.
+val_cfg = dict(type='SegmenterValLoop')
 test_cfg = dict(type='TestLoop')
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
@@ -15,11 +17,14 @@ default_hooks = dict(
     param_scheduler=dict(type='ParamSchedulerHook'),
     # mmengine's CheckpointHook with atomic saves and deferred removals
     # (fashionseg/engine/checkpoint_saving.py): an interrupted save loses
-    # no checkpoint.
+    # no checkpoint. Only what selection and resume need is written: the
+    # best-validation weights whenever they improve (weights only), and
+    # the whole state (with Adam's, about three times the weights) every
+    # 5 epochs and at the end, to resume from.
     checkpoint=dict(
         type='SafeCheckpointHook',
         by_epoch=True,
-        interval=1,
+        interval=5,
         max_keep_ckpts=1,
         save_best='aAcc',
         rule='greater'),
