@@ -37,7 +37,7 @@ else
 $(error MMCV_OPS must be cpu or cuda, not '$(MMCV_OPS)')
 endif
 
-.PHONY: install test test-fast repro demo clean-venv check-stack FORCE
+.PHONY: install test test-fast repro demo gpu-check clean-venv check-stack FORCE
 
 install: check-stack
 
@@ -102,6 +102,11 @@ repro: check-stack
 
 # The same pipeline on CPU, offline, on the CCP photos bundled with the
 # tests (params.yaml, `demo:`); writes results/demo/.
+# Every GPU path checked and timed on this machine's GPU (tools/gpu_check.py;
+# README, "GPU machines"): results/gpu_check/gpu_check.{json,md}.
+gpu-check: check-stack
+	$(BIN)/python tools/gpu_check.py --out results/gpu_check
+
 demo: check-stack
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro demo-report
 

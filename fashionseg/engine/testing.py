@@ -70,6 +70,11 @@ def configure_testing(config: str, checkpoint: str,
                         compile=settings.compile,
                         keep_scores=out is not None)
     cfg.test_dataloader.batch_size = settings.batch_size
+    # One pass over the split: workers kept alive would only outlive the
+    # Runner (with several splits in one process, the first split's
+    # workers were torn down mid-queue and printed a QueueFeederThread
+    # traceback on a GPU machine).
+    cfg.test_dataloader.persistent_workers = False
     cfg.test_dataloader.pin_memory = torch.cuda.is_available()
     if launcher != 'none' and not torch.cuda.is_available():
         configure_cpu_ddp(cfg)
