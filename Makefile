@@ -97,8 +97,8 @@ test-fast: check-stack
 # that a missing release stops the run before any training starts; then the
 # rest of the pipeline (docs/pipeline.md).
 repro: check-stack
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro fetch convert
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro report environment
+	$(BIN)/dvc repro fetch convert
+	$(BIN)/dvc repro report environment
 
 # The same pipeline on CPU, offline, on the CCP photos bundled with the
 # tests (params.yaml, `demo:`); writes results/demo/.
@@ -108,7 +108,7 @@ gpu-check: check-stack
 	$(BIN)/python tools/gpu_check.py --out results/gpu_check
 
 demo: check-stack
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro demo-report
+	$(BIN)/dvc repro demo-report
 
 clean-venv:
 	rm -rf $(VENV)

@@ -17,7 +17,8 @@ def parse_args():
                         '(demo); default: the top level, the paper\'s run')
     parser.add_argument('--out', type=Path, required=True,
                         help='results folder: reads runs/, figures/ and '
-                        'benchmark.json there, writes tables.md, .csv, .json')
+                        'benchmark.json there, writes tables.md, .csv, .json and '
+                        'metrics.json')
     return parser.parse_args()
 
 
@@ -29,7 +30,8 @@ def main():
         sys.exit(f'error: {error}')
     report = build_report(args.out, params, load_paper_figures())
     write_report(report, args.out)
-    print(f'wrote {args.out}/tables.md, tables.csv and tables.json')
+    print(f'wrote {args.out}/tables.md, tables.csv, tables.json and '
+          'metrics.json')
 
 
 if __name__ == '__main__':

@@ -123,9 +123,26 @@ def render_markdown(report: dict) -> str:
     return '\n'.join(lines)
 
 
+def summary_metrics(records: pd.DataFrame) -> dict:
+    """The paper's two figures in DVC's metrics shape, small enough to
+    read in ``dvc metrics show`` and ``dvc exp show``: pixel accuracy and
+    the main IoU (section 5), as DATASET.MODEL.aAcc / imgIoU (and _crf
+    after the CRF), the mean over seeds, rounded to 2 decimals."""
+    measured = records[(records.source == 'measured')
+                       & records.metric.isin(['aAcc', MAIN_IOU])]
+    summary: dict = {}
+    for (dataset, method, table, metric), rows in measured.groupby(
+            ['dataset', 'method', 'table', 'metric'], sort=True):
+        name = metric if table == 'without_crf' else f'{metric}_crf'
+        summary.setdefault(dataset, {}).setdefault(method, {})[name] = \
+            round(float(rows['value'].mean()), 2)
+    return summary
+
+
 def write_report(report: dict, out: Path) -> None:
-    """``tables.md``, ``tables.csv`` (one row per figure) and
-    ``tables.json``, each written atomically."""
+    """``tables.md``, ``tables.csv`` (one row per figure), ``tables.json``
+    and the pipeline's metrics file ``metrics.json``
+    (:func:`summary_metrics`), each written atomically."""
     out = Path(out)
     records = report['records'].copy()
     records['seed'] = records['seed'].astype('Int64')
@@ -139,3 +156,5 @@ def write_report(report: dict, out: Path) -> None:
         background_only=report['background'],
         benchmark=report['benchmark'], claims=report['claims'])
     write_text_atomic(out / 'tables.json', json.dumps(data, indent=2) + '\n')
+    write_text_atomic(out / 'metrics.json', json.dumps(
+        summary_metrics(report['records']), indent=2) + '\n')

@@ -24,7 +24,7 @@ from training_helpers import (CONFIG_DIR, build_converted_datasets,
                               small_run_options)
 
 BIN = Path(sys.executable).parent
-DVC = [sys.executable, '-m', 'dvc']
+DVC = [str(BIN / 'dvc')]  # as the README runs it
 PARAMS = yaml.safe_load((REPO / 'params.yaml').read_text())
 DEMO = PARAMS['demo']
 MODEL_ROWS = {'fpn_x101': '| FPN (ResNeXt-101), the paper',
@@ -77,8 +77,19 @@ def _copy_checkout(dst: Path) -> None:
         subprocess.run(command, cwd=dst, check=True, env=env)
 
 
+def _path_without_the_venv() -> str:
+    """The caller's PATH without any Python environment's bin folder, as a
+    user's shell may have it: the pipeline must not depend on which
+    `python` comes first (tools/python picks dvc's own)."""
+    venvs = {str(BIN.resolve()), os.environ.get('VIRTUAL_ENV', '') + '/bin'}
+    return os.pathsep.join(
+        entry for entry in os.environ['PATH'].split(os.pathsep)
+        if entry and str(Path(entry).resolve()) not in venvs
+        and not (Path(entry) / 'activate').exists())
+
+
 def _run(args, cwd, timeout=900):
-    env = dict(os.environ, PATH=f'{BIN}{os.pathsep}{os.environ["PATH"]}',
+    env = dict(os.environ, PATH=_path_without_the_venv(),
                PYTHONWARNINGS='ignore')
     return subprocess.run(args, cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=env)
@@ -171,13 +182,20 @@ def test_demo_writes_the_report_offline(demo_clone):
                              'fpn_x101' / f'seed{seed}' / 'train' /
                              'run_record.json').read_text())
         assert record['seed'] == seed
-    # DVC sees the metrics and has nothing left to do.
-    shown = _run(DVC + ['metrics', 'show', '--json'], demo_clone)
+    # DVC sees the demo's metrics (the report's summary, the mean of the
+    # runs' own records) and has nothing left to do.
+    metrics = f'{DEMO["results"]}/metrics.json'
+    shown = _run(DVC + ['metrics', 'show', '--json', metrics], demo_clone)
     assert shown.returncode == 0, shown.stderr
-    seed = DEMO['seeds'][0]
-    run = f'{DEMO["results"]}/runs/ccp/fpn_x101/seed{seed}'
-    assert f'{run}/test.json' in shown.stdout
-    assert f'{run}/crf.json' in shown.stdout
+    summary = json.loads(shown.stdout)['']['data'][metrics]['data']
+    for model in DEMO['models']:
+        runs = [json.loads((results / 'runs' / 'ccp' / model / f'seed{seed}'
+                            / 'test.json').read_text())['aAcc']
+                for seed in DEMO['seeds']]
+        assert summary['ccp'][model]['aAcc'] == pytest.approx(
+            np.mean(runs), abs=0.01)
+        assert set(summary['ccp'][model]) == {'aAcc', 'aAcc_crf', 'imgIoU',
+                                              'imgIoU_crf'}
     status = _run(DVC + ['status', '--json', 'demo-report'], demo_clone)
     assert json.loads(status.stdout) == {}
 
@@ -345,3 +363,26 @@ def test_auto_resume_moves_aside_checkpoints_of_a_run_without_fingerprint(
     assert _configure(data_root, work).resume is False
     assert (work / 'stale-2' / 'epoch_3.pth').read_bytes() == b'by hand'
     assert list((work / 'stale-1').iterdir()) == []
+
+
+@pytest.mark.slow
+def test_the_readmes_dvc_commands(demo_clone):
+    """The README's DVC commands, as written, from a shell whose PATH
+    holds no Python environment: an experiment, what would rerun, the
+    metrics and the comparison of experiments."""
+    readme = (REPO / 'README.md').read_text()
+    commands = [line.split('#')[0].strip() for line in readme.splitlines()
+                if line.startswith('.venv/bin/dvc ')]
+    assert len(commands) >= 4, commands
+    outputs = {}
+    for command in commands:
+        args = command.split()
+        result = _run([str(BIN / 'dvc')] + args[1:], demo_clone)
+        assert result.returncode == 0, (command, result.stdout[-3000:],
+                                        result.stderr[-3000:])
+        assert 'failed to load' not in result.stderr + result.stdout
+        outputs[' '.join(args[1:3])] = result.stdout
+    assert 'aAcc' in outputs['metrics show']
+    shown = outputs['exp show']
+    assert 'demo.crf.trials' in shown and 'aAcc' in shown
+    assert max(len(line) for line in shown.splitlines()) < 400

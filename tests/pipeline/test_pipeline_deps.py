@@ -79,3 +79,29 @@ def test_the_import_walk_sees_through_packages(tmp_path):
              for p in project_files(tmp_path, tool)}
     assert found == {'fashionseg/__init__.py', 'fashionseg/sub/__init__.py',
                      'fashionseg/sub/leaf.py', 'fashionseg/other.py'}
+
+
+def test_the_committed_lock_matches_the_committed_files():
+    """dvc.lock records, for each stage it holds, the md5 of every file
+    the stage read and wrote; for the files the repository tracks, those
+    are the files' own, so that a fresh clone's `dvc status` reports only
+    what really differs. (After changing one: `dvc commit -f STAGE`.)"""
+    import hashlib
+    import subprocess
+    lock = yaml.safe_load((REPO / 'dvc.lock').read_text())
+    tracked = set(subprocess.run(
+        ['git', 'ls-files'], cwd=REPO, capture_output=True, text=True,
+        check=True).stdout.split())
+    checked = 0
+    for name, stage in lock['stages'].items():
+        assert stage['cmd'] == STAGES[name]['cmd'].replace(
+            '${results}', 'results'), name
+        for entry in stage.get('deps', []) + stage.get('outs', []):
+            if entry['path'] not in tracked or 'md5' not in entry:
+                continue
+            data = (REPO / entry['path']).read_bytes()
+            assert hashlib.md5(data).hexdigest() == entry['md5'], (
+                f'dvc.lock: {name} records another {entry["path"]}; run '
+                f'`.venv/bin/dvc commit -f {name}`')
+            checked += 1
+    assert checked
