@@ -14,6 +14,7 @@ from custom_datasets import DatasetFormatError
 from fashionseg.crf.refine import CRFBackend, CRFInputError
 from fashionseg.crf.search import (apply, read_best_params, search,  # noqa
                                    write_search)
+from fashionseg.utils.cli import add_max_images_argument
 
 
 def parse_args():
@@ -41,6 +42,7 @@ def parse_args():
         sub.add_argument('--batch-size', type=int,
                          help='images per torch-backend call (default: 16 '
                          'on a GPU, 1 on the CPU)')
+        add_max_images_argument(sub)
         if name == 'search':
             sub.add_argument('--trials', type=int, default=50)
             sub.add_argument('--seed', type=int, default=0)
@@ -61,7 +63,8 @@ def main():
                                     args.batch_size)
         if args.command == 'search':
             result = search(args.scores, args.data, args.split, args.trials,
-                            args.seed, args.workers, backend)
+                            args.seed, args.workers, backend,
+                            args.max_images)
             write_search(result, args.out)
             print(f'best {result["best"]}: pixel accuracy '
                   f'{result["best_accuracy"]:.2f} on {args.split} '
@@ -69,7 +72,8 @@ def main():
         else:
             record = apply(args.scores, args.data, args.split,
                            read_best_params(args.params), args.out,
-                           args.workers, args.metrics, backend)
+                           args.workers, args.metrics, backend,
+                           args.max_images)
             print(f'pixel accuracy {record["aAcc"]:.2f}, mean IoU '
                   f'{record["mIoU"]:.2f}; written to {args.out}')
     except (CRFInputError, DatasetFormatError) as error:

@@ -16,6 +16,7 @@ from fashionseg.crf.refine import CRFInputError
 from fashionseg.evaluation.confusion import load_confusions
 from fashionseg.report.figures import (best_examples, plot_confusion,
                                        plot_examples)
+from fashionseg.utils.cli import add_max_images_argument
 
 
 def parse_args():
@@ -32,6 +33,7 @@ def parse_args():
                         help='how many of the best test images to show')
     parser.add_argument('--out', required=True,
                         help='prefix of the two PNG files')
+    add_max_images_argument(parser)
     return parser.parse_args()
 
 
@@ -40,11 +42,14 @@ def main():
     try:
         name = read_dataset_meta(args.data)['name']
         saved = load_confusions(args.confusion)
+        # Every input is read and checked before either figure is
+        # written, so that a failure leaves neither behind.
+        examples = best_examples(args.run, args.data, args.examples,
+                                 args.max_images)
         plot_confusion(saved['matrices'].sum(0), saved['classes'],
                        Path(f'{args.out}_confusion.png'),
                        f'{name}: {args.run.parent.name}, {args.run.name}, '
                        f'test split, with CRF')
-        examples = best_examples(args.run, args.data, args.examples)
         plot_examples(examples, len(saved['classes']),
                       Path(f'{args.out}_examples.png'))
     except (CRFInputError, DatasetFormatError, OSError) as error:

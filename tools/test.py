@@ -14,6 +14,7 @@ import sys
 from fashionseg.engine.testing import configure_testing, run_test
 from fashionseg.engine.training import set_local_rank_env
 from fashionseg.utils.cli import (add_inference_arguments,
+                                  add_max_images_argument,
                                   add_runner_arguments, inference_settings)
 from fashionseg.utils.device import select_device
 
@@ -38,6 +39,7 @@ def parse_args():
                         'other in this process, --out and --metrics must '
                         'hold {split}')
     add_inference_arguments(parser)
+    add_max_images_argument(parser)
     add_runner_arguments(parser)
     return parser.parse_args()
 
@@ -57,7 +59,7 @@ def main():
         cfg = configure_testing(args.config, args.checkpoint, args.work_dir,
                                 out, args.cfg_options, args.launcher,
                                 split, metrics, args.data_root,
-                                inference_settings(args))
+                                inference_settings(args), args.max_images)
         record = run_test(cfg, args.config, args.checkpoint)
         print(json.dumps({k: record[k] for k in ('aAcc', 'mIoU', 'mAcc')}))
         print(f'metrics written to {cfg.metrics_out}')

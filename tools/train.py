@@ -7,7 +7,7 @@ import argparse
 
 from fashionseg.engine.training import (configure_training, set_local_rank_env,
                                         train)
-from fashionseg.utils.cli import add_runner_arguments
+from fashionseg.utils.cli import add_max_images_argument, add_runner_arguments
 from fashionseg.utils.device import parse_bool, select_device
 
 
@@ -40,6 +40,7 @@ def parse_args():
     parser.add_argument('--dvclive-dir', help='folder for the DVCLive '
                         'training curves (default WORK_DIR/dvclive)')
     parser.add_argument('--seed', type=int, help='random seed')
+    add_max_images_argument(parser)
     add_runner_arguments(parser)
     return parser.parse_args()
 
@@ -54,7 +55,7 @@ def main():
         pretrained=args.pretrained and not args.no_pretrained,
         launcher=args.launcher, seed=args.seed,
         auto_resume=args.auto_resume, dvclive_dir=args.dvclive_dir,
-        data_root=args.data_root)
+        data_root=args.data_root, max_images=args.max_images)
     train(cfg, args.config, export_best=args.export_best)
 
 

@@ -44,11 +44,13 @@ class CRFItem:
     label: Path
 
 
-def split_items(scores_dir: Path, data_root: Path, split: str
+def split_items(scores_dir: Path, data_root: Path, split: str,
+                max_images: Optional[int] = None
                 ) -> Tuple[List[CRFItem], tuple]:
-    """The split's images paired with their score files, and the dataset's
-    class names. Every image must have scores and every score file an
-    image: nothing is silently skipped."""
+    """The split's images (the first ``max_images`` of them, when given)
+    paired with their score files, and the dataset's class names. Every
+    image used must have scores and every score file an image of the
+    split: nothing is silently skipped."""
     scores_dir, data_root = Path(scores_dir), Path(data_root)
     classes = tuple(read_dataset_meta(data_root)['classes'])
     if len(classes) > MAX_CLASSES:
@@ -62,7 +64,7 @@ def split_items(scores_dir: Path, data_root: Path, split: str
         raise CRFInputError(f'{split_file}: split not found')
     stems = split_file.read_text().split()
     items = []
-    for stem in stems:
+    for stem in stems[:max_images]:
         item = CRFItem(stem, scores_dir / f'{stem}.npz',
                        image_path(data_root, split, stem),
                        label_path(data_root, split, stem))

@@ -32,11 +32,12 @@ def sample_params(trials: int, seed: int) -> List[CRFParams]:
 def search(scores_dir: Path, data_root: Path, split: str = 'val',
            trials: int = 50, seed: int = 0,
            workers: Optional[int] = None,
-           backend: Optional[CRFBackend] = None) -> dict:
+           backend: Optional[CRFBackend] = None,
+           max_images: Optional[int] = None) -> dict:
     """Score each sampled parameter set by pixel accuracy on ``split``
     (with the torch backend, the trials run in batches on its device)."""
     backend = backend or CRFBackend(workers=workers)
-    items, classes = split_items(scores_dir, data_root, split)
+    items, classes = split_items(scores_dir, data_root, split, max_images)
     candidates = sample_params(trials, seed)
     baseline, _ = refine_split(items, classes, None, workers,
                                backend=CRFBackend(workers=workers))
@@ -57,6 +58,7 @@ def search(scores_dir: Path, data_root: Path, split: str = 'val',
         'accuracy_without_crf': round(split_accuracy(baseline), 4),
         'split': split,
         'num_images': len(items),
+        'max_images': max_images,
         'seed': seed,
         'ranges': {k: list(v) for k, v in PARAM_RANGES.items()},
         'crf_backend': backend.describe(),
@@ -82,12 +84,13 @@ def read_best_params(path: Path) -> CRFParams:
 def apply(scores_dir: Path, data_root: Path, split: str, params: CRFParams,
           out: Path, workers: Optional[int] = None,
           metrics_out: Optional[Path] = None,
-          backend: Optional[CRFBackend] = None) -> dict:
+          backend: Optional[CRFBackend] = None,
+          max_images: Optional[int] = None) -> dict:
     """Refine every image of ``split``; write ``out/STEM.png`` label maps,
     the metrics (the same record as ``tools/test.py``; ``metrics_out``,
     default ``out/metrics.json``) and the per-image confusion matrices
     beside them."""
-    items, classes = split_items(scores_dir, data_root, split)
+    items, classes = split_items(scores_dir, data_root, split, max_images)
     backend = backend or CRFBackend(workers=workers)
     stats, labels = refine_split(items, classes, params, workers,
                                  keep_labels=True, backend=backend)
@@ -102,6 +105,8 @@ def apply(scores_dir: Path, data_root: Path, split: str, params: CRFParams,
                                  classes, [m for _, m in per_image]),
                   crf=params.as_dict(), scores=str(scores_dir), split=split,
                   crf_backend=backend.describe())
+    if max_images:
+        record['max_images'] = max_images
     metrics_out = Path(metrics_out or out / 'metrics.json')
     stems, matrices = zip(*per_image)
     save_confusions(confusion_path(metrics_out), stems, matrices, classes)

@@ -26,8 +26,8 @@ from mmengine.runner import Runner
 from fashionseg.engine.checkpoint import load_weights_strictly
 from fashionseg.engine.segmenter import InferenceSettings
 from fashionseg.engine.training import (configure_cpu_ddp,
-                                        init_cpu_distributed, load_config,
-                                        set_data_root)
+                                        init_cpu_distributed, limit_images,
+                                        load_config, set_data_root)
 from fashionseg.evaluation.confusion import confusion_path, save_confusions
 from fashionseg.evaluation.iou_metric import ClassIoUMetric
 from fashionseg.evaluation.metrics_file import metrics_record
@@ -44,15 +44,16 @@ def configure_testing(config: str, checkpoint: str,
                       split: Optional[str] = None,
                       metrics_out: Optional[str] = None,
                       data_root: Optional[str] = None,
-                      settings: InferenceSettings = InferenceSettings()
-                      ) -> Config:
+                      settings: InferenceSettings = InferenceSettings(),
+                      max_images: Optional[int] = None) -> Config:
     """The config of a test run; ``split`` tests on another split of the
     converted dataset (``val`` for the CRF search); ``metrics_out`` is the
     metrics file (default: ``metrics.json`` in ``out`` or the work dir);
     ``settings`` the inference engine's (precision, layout, compile,
-    batch size)."""
+    batch size); ``max_images`` tests the first images of the split."""
     cfg = load_config(config, work_dir, cfg_options, launcher)
     set_data_root(cfg, data_root)
+    limit_images(cfg, max_images, ('test_dataloader',))
     if split is not None:
         cfg.test_dataloader.dataset.data_prefix = dict(
             img_path=f'img_dir/{split}', seg_map_path=f'ann_dir/{split}')
@@ -109,6 +110,8 @@ def run_test(cfg: Config, config: str, checkpoint: str) -> dict:
         stems, matrices = zip(*metric.per_image)
         record = dict(metrics_record(metrics, classes, matrices),
                       config=config, checkpoint=checkpoint)
+        if cfg.get('max_images'):
+            record['max_images'] = cfg.max_images
         save_confusions(confusion_path(cfg.metrics_out), stems, matrices,
                         classes)
         write_text_atomic(cfg.metrics_out,

@@ -44,6 +44,19 @@ def load_config(config: str, work_dir: Optional[str] = None,
     return cfg
 
 
+def limit_images(cfg: Config, max_images: Optional[int],
+                 loaders=('train_dataloader', 'val_dataloader',
+                          'test_dataloader')) -> None:
+    """The first ``max_images`` images of each loader's split (mmengine's
+    ``indices``), recorded as ``cfg.max_images``."""
+    cfg.max_images = max_images
+    if max_images is None:
+        return
+    for name in loaders:
+        if cfg.get(name):
+            cfg[name].dataset.indices = int(max_images)
+
+
 def set_data_root(cfg: Config, data_root: Optional[str]) -> None:
     """Point the train, val and test loaders at one converted dataset
     (``tools/*.py --data-root``); ``None`` keeps the config's."""
@@ -129,15 +142,18 @@ def configure_training(config: str, work_dir: Optional[str] = None,
                        pretrained: bool = True, launcher: str = 'none',
                        seed: Optional[int] = None, auto_resume: bool = False,
                        dvclive_dir: Optional[str] = None,
-                       data_root: Optional[str] = None) -> Config:
+                       data_root: Optional[str] = None,
+                       max_images: Optional[int] = None) -> Config:
     """The config of a training run, as ``tools/train.py`` builds it.
 
     ``auto_resume`` resumes only an unfinished run of the same config
     (:mod:`fashionseg.engine.run_state`); ``dvclive_dir`` is where the training
-    curves go (default ``WORK_DIR/dvclive``).
+    curves go (default ``WORK_DIR/dvclive``); ``max_images`` trains and
+    validates on the first images of each split.
     """
     cfg = load_config(config, work_dir, cfg_options, launcher)
     set_data_root(cfg, data_root)
+    limit_images(cfg, max_images, ('train_dataloader', 'val_dataloader'))
     cfg.resume = resume
     if seed is not None:
         cfg.randomness = dict(cfg.get('randomness') or {}, seed=seed)
@@ -190,6 +206,7 @@ def run_record(runner: Runner, cfg: Config, config: str,
         'global_batch_size': global_batch_size(cfg, runner.world_size),
         'paper_global_batch_size': PAPER_BATCH_SIZE,
         'amp_dtype': cfg.amp_dtype,
+        'max_images': cfg.get('max_images'),
         'resumed': bool(cfg.resume),
         'pretrained': {
             'loaded': bool(cfg.pretrained_weights),

@@ -3,7 +3,7 @@ with classes ordered from head to feet (paper Figure 3), and a panel of the
 best-scoring test images (paper Figure 1: input, ground truth, prediction,
 prediction with CRF, wrongly classified pixels in black)."""
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import cv2
 import matplotlib
@@ -55,11 +55,14 @@ def _colour(label: np.ndarray, palette: np.ndarray) -> np.ndarray:
     return palette[np.clip(label, 0, len(palette) - 1)]
 
 
-def best_examples(run: Path, data_root: Path, count: int) -> List[dict]:
-    """The ``count`` test images with the highest pixel accuracy after the
-    CRF, each with its photo, ground truth and both predictions."""
+def best_examples(run: Path, data_root: Path, count: int,
+                  max_images: Optional[int] = None) -> List[dict]:
+    """The ``count`` test images (of the first ``max_images``) with the
+    highest pixel accuracy after the CRF, each with its photo, ground
+    truth and both predictions."""
     run = Path(run)
-    items, classes = split_items(run / 'scores_test', data_root, 'test')
+    items, classes = split_items(run / 'scores_test', data_root, 'test',
+                                 max_images)
     scored = []
     for item in items:
         crf_path = run / 'crf_test' / f'{item.stem}.png'

@@ -14,6 +14,22 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
                         '(default: a GPU if there is one)')
 
 
+def add_max_images_argument(parser: argparse.ArgumentParser) -> None:
+    """``--max-images N``: the first N images of each split (a short real
+    run; ``tools/train.py``, ``test.py``, ``crf.py`` and ``figures.py``
+    take it alike and record it)."""
+    parser.add_argument('--max-images', type=_positive, metavar='N',
+                        help='use only the first N images of each split '
+                        '(a short run; recorded with the results)')
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be at least 1, not {value}')
+    return value
+
+
 def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
     """What every mmengine ``Runner`` tool takes, as MMSegmentation's own
     ``tools/train.py`` and ``tools/test.py`` name them: ``--data-root``,
