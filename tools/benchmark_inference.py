@@ -13,10 +13,13 @@ import json
 import sys
 from pathlib import Path
 
+from custom_datasets import DatasetFormatError
 from fashionseg.benchmarks.engine_throughput import benchmark_engine
 from fashionseg.benchmarks.inference import benchmark_inference
 from fashionseg.crf.refine import CRFInputError
 from fashionseg.crf.search import read_best_params
+from fashionseg.engine.checkpoint import CheckpointMismatchError
+from fashionseg.engine.config_checks import check_checkpoint, check_config_path
 from fashionseg.engine.segmenter import InferenceSettings
 from fashionseg.utils.atomic_write import write_text_atomic
 from fashionseg.utils.cli import add_device_argument
@@ -53,13 +56,18 @@ def main():
         settings = [InferenceSettings.parse(text) for text in args.engine]
     except (CRFInputError, ValueError) as error:
         sys.exit(f'error: {error}')
-    record = benchmark_inference(args.config, args.checkpoint,
-                                 args.data_root, args.split, args.images,
-                                 device, params)
-    if settings:
-        record['engine'] = benchmark_engine(
-            args.config, args.checkpoint, args.data_root, settings,
-            args.split, device, args.batches, crf_params=params)
+    check_config_path(args.config)
+    check_checkpoint(args.checkpoint)
+    try:
+        record = benchmark_inference(args.config, args.checkpoint,
+                                     args.data_root, args.split, args.images,
+                                     device, params)
+        if settings:
+            record['engine'] = benchmark_engine(
+                args.config, args.checkpoint, args.data_root, settings,
+                args.split, device, args.batches, crf_params=params)
+    except (CheckpointMismatchError, DatasetFormatError) as error:
+        sys.exit(f'error: {error}')
     text = json.dumps(record, indent=2) + '\n'
     if args.out:
         write_text_atomic(args.out, text)

@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 
+from fashionseg.engine.checkpoint import CheckpointMismatchError
 from fashionseg.engine.testing import configure_testing, run_test
 from fashionseg.engine.training import set_local_rank_env
 from fashionseg.utils.cli import (add_inference_arguments,
@@ -60,7 +61,10 @@ def main():
                                 out, args.cfg_options, args.launcher,
                                 split, metrics, args.data_root,
                                 inference_settings(args), args.max_images)
-        record = run_test(cfg, args.config, args.checkpoint)
+        try:
+            record = run_test(cfg, args.config, args.checkpoint)
+        except CheckpointMismatchError as error:
+            sys.exit(f'error: {error}')
         print(json.dumps({k: record[k] for k in ('aAcc', 'mIoU', 'mAcc')}))
         print(f'metrics written to {cfg.metrics_out}')
 

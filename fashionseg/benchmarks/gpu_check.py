@@ -28,8 +28,8 @@ import yaml
 
 from custom_datasets.convert import convert_release
 from custom_datasets.layout import image_path, label_path
-from fashionseg.benchmarks.crf import (HEIGHT, NUM_CLASSES, WIDTH,
-                                       agreement, benchmark_inputs,
+from fashionseg.benchmarks.crf import (HEIGHT, NUM_CLASSES, WIDTH, agreement,
+                                       benchmark_inputs,
                                        torch_images_per_second)
 from fashionseg.benchmarks.engine_throughput import benchmark_engine
 from fashionseg.benchmarks.inference import benchmark_inference

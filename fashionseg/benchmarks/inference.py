@@ -15,12 +15,13 @@ from typing import Optional
 
 import cv2
 import torch
-from mmengine.model.utils import revert_sync_batchnorm
-from mmseg.apis import inference_model, init_model
+from mmengine.config import Config
+from mmseg.apis import inference_model
 
 from custom_datasets.layout import image_path, read_dataset_meta
 from fashionseg.crf.energy import CRFParams
 from fashionseg.crf.pydensecrf_backend import dense_crf
+from fashionseg.engine.segmenter import build_model
 from fashionseg.utils.device import device_name, synchronize
 from fashionseg.utils.environment import collect_environment
 
@@ -39,9 +40,9 @@ def benchmark_inference(config: str, checkpoint: str, data_root: Path,
     if not paths:
         raise ValueError(f'{data_root}: the {split} split has no images')
     torch_device = 'cuda:0' if device == 'cuda' else 'cpu'
-    model = init_model(config, checkpoint, device=torch_device)
-    if torch_device == 'cpu':
-        model = revert_sync_batchnorm(model)
+    # The weights loaded strictly (the engine's builder), then
+    # MMSegmentation's own inference path as the paper's protocol.
+    model = build_model(Config.fromfile(config), checkpoint, torch_device)
     if torch_device.startswith('cuda'):
         torch.cuda.reset_peak_memory_stats()
     # Cycle through the split when it has fewer images than asked for.

@@ -33,7 +33,11 @@ class CRFParams:
         for name, (low, high) in PARAM_RANGES.items():
             value = getattr(self, name)
             if (not isinstance(value, (int, np.integer))
-                    or isinstance(value, bool) or not low <= value <= high):
+                    or isinstance(value, bool)):
+                raise ValueError(
+                    f'CRF parameter {name}={value!r} must be an integer '
+                    f'({low}..{high}), not {type(value).__name__}')
+            if not low <= value <= high:
                 raise ValueError(f'CRF parameter {name}={value!r} is outside '
                                  f'the integers {low}..{high}')
 

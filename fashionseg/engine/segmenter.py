@@ -29,6 +29,7 @@ from mmengine.registry import init_default_scope
 from mmseg.registry import DATASETS, MODELS
 
 from fashionseg.engine.checkpoint import load_weights_strictly
+from fashionseg.engine.config_checks import check_checkpoint, check_config_path
 
 PRECISIONS = {'fp32': torch.float32, 'tf32': torch.float32,
               'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -185,6 +186,9 @@ class Segmenter:
                     device: str = 'cpu',
                     settings: InferenceSettings = InferenceSettings()
                     ) -> 'Segmenter':
+        if not isinstance(config, Config):
+            check_config_path(config)
+        check_checkpoint(checkpoint)
         cfg = config if isinstance(config, Config) else Config.fromfile(
             config)
         return cls(build_model(cfg, checkpoint, device), cfg, settings,

@@ -24,6 +24,8 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
 from fashionseg.engine.checkpoint import load_weights_strictly
+from fashionseg.engine.config_checks import (check_checkpoint,
+                                             check_dataset_folders)
 from fashionseg.engine.segmenter import InferenceSettings
 from fashionseg.engine.training import (configure_cpu_ddp,
                                         init_cpu_distributed, limit_images,
@@ -51,6 +53,7 @@ def configure_testing(config: str, checkpoint: str,
     metrics file (default: ``metrics.json`` in ``out`` or the work dir);
     ``settings`` the inference engine's (precision, layout, compile,
     batch size); ``max_images`` tests the first images of the split."""
+    check_checkpoint(checkpoint)
     cfg = load_config(config, work_dir, cfg_options, launcher)
     set_data_root(cfg, data_root)
     limit_images(cfg, max_images, ('test_dataloader',))
@@ -63,6 +66,7 @@ def configure_testing(config: str, checkpoint: str,
                               f'{split}'
 
     # Loaded strictly by run_test, not by the Runner (which only warns).
+    check_dataset_folders(cfg, ('test_dataloader',))
     cfg.load_from = None
     cfg.checkpoint = checkpoint
     cfg.test_cfg = dict(type='SegmenterTestLoop',

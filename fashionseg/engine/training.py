@@ -12,6 +12,9 @@ from mmengine.dist import get_rank
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
+from fashionseg.engine.config_checks import (check_cfg_options,
+                                             check_config_path,
+                                             check_dataset_folders)
 from fashionseg.engine.pretrained import (PretrainedWeightsMissing,
                                           disable_pretrained,
                                           ensure_pretrained_weights,
@@ -31,10 +34,13 @@ def load_config(config: str, work_dir: Optional[str] = None,
                 launcher: str = 'none') -> Config:
     """A config with the command line's overrides, as MMSegmentation's tools
     load it: work_dir from the command line, else the config, else
-    ``work_dirs/CONFIG_NAME``."""
+    ``work_dirs/CONFIG_NAME``. A missing config or an unknown override
+    stops with one line (:mod:`fashionseg.engine.config_checks`)."""
+    check_config_path(config)
     cfg = Config.fromfile(config)
     cfg.launcher = launcher
     if cfg_options:
+        check_cfg_options(cfg, cfg_options)
         cfg.merge_from_dict(cfg_options)
     if work_dir is not None:
         cfg.work_dir = work_dir
@@ -154,6 +160,7 @@ def configure_training(config: str, work_dir: Optional[str] = None,
     cfg = load_config(config, work_dir, cfg_options, launcher)
     set_data_root(cfg, data_root)
     limit_images(cfg, max_images, ('train_dataloader', 'val_dataloader'))
+    check_dataset_folders(cfg, ('train_dataloader', 'val_dataloader'))
     cfg.resume = resume
     if seed is not None:
         cfg.randomness = dict(cfg.get('randomness') or {}, seed=seed)

@@ -6,6 +6,19 @@ from mmengine.config import DictAction
 from fashionseg.utils.device import DEVICES
 
 
+class ConfigOptionsAction(DictAction):
+    """mmengine's ``DictAction`` (KEY=VALUE pairs), with one line for a
+    pair that has no ``=`` instead of a traceback."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        for value in values:
+            if '=' not in value:
+                raise SystemExit(
+                    f'error: {option_string} takes KEY=VALUE pairs; '
+                    f'{value!r} has no "=" (e.g. train_cfg.max_epochs=1)')
+        super().__call__(parser, namespace, values, option_string)
+
+
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
     """``--device auto|cpu|cuda`` (:func:`fashionseg.utils.device.
     select_device`)."""
@@ -38,7 +51,7 @@ def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
                         'use instead of the config\'s data_root')
     add_device_argument(parser)
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
+        '--cfg-options', nargs='+', action=ConfigOptionsAction,
         help='override settings in the config, key=value (mmengine syntax)')
     parser.add_argument(
         '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],

@@ -246,7 +246,6 @@ def test_sizes_that_disagree(small_dataset, tmp_path):
     dict(theta_alpha=41, theta_beta=10, w1=3),
     dict(theta_alpha=10, theta_beta=101, w1=3),
     dict(theta_alpha=10, theta_beta=10, w1=16),
-    dict(theta_alpha=10, theta_beta=10, w1=2.5),
 ])
 def test_out_of_range_parameters(values, tmp_path):
     with pytest.raises(ValueError, match='outside the integers'):
@@ -254,6 +253,19 @@ def test_out_of_range_parameters(values, tmp_path):
     path = tmp_path / 'params.json'
     path.write_text(json.dumps({'best': values}))
     with pytest.raises(CRFInputError, match=str(path)):
+        read_best_params(path)
+
+
+@pytest.mark.parametrize('value', ['13', 2.5, True, None])
+def test_parameters_of_the_wrong_type_are_named_so(value, tmp_path):
+    """theta_beta "13" (a string) is the wrong type, not out of range."""
+    with pytest.raises(ValueError, match=r'theta_beta=.* must be an integer'
+                       r' \(1\.\.100\), not ' + type(value).__name__):
+        CRFParams(theta_alpha=10, theta_beta=value, w1=3)
+    path = tmp_path / 'params.json'
+    path.write_text(json.dumps(
+        {'best': dict(theta_alpha=10, theta_beta=value, w1=3)}))
+    with pytest.raises(CRFInputError, match='must be an integer'):
         read_best_params(path)
 
 
