@@ -62,7 +62,8 @@ def test_run_record(datasets, tmp_path):
     assert (tmp_path / 'dvclive' / 'dvc.yaml').is_file()
 
 
-def test_missing_pretrained_weights_stop_the_run(tmp_path, monkeypatch):
+def test_missing_pretrained_weights_stop_the_run(datasets, tmp_path,
+                                                monkeypatch):
     # An empty torch hub cache and a download that cannot succeed.
     monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
     import torch.hub
@@ -70,7 +71,8 @@ def test_missing_pretrained_weights_stop_the_run(tmp_path, monkeypatch):
                         lambda *a, **k: (_ for _ in ()).throw(
                             OSError('network is unreachable')))
     config = str(CONFIG_DIR / 'pspnet_r101_cfpd.py')
-    cfg = configure_training(config, work_dir=str(tmp_path / 'work'))
+    cfg = configure_training(config, work_dir=str(tmp_path / 'work'),
+                             data_root=str(datasets['cfpd']))
     with pytest.raises(SystemExit) as info:
         train(cfg, config)
     message = str(info.value)
