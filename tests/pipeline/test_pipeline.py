@@ -2,6 +2,7 @@
 a parameter change reruns, and resuming an interrupted training stage."""
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -376,7 +377,7 @@ def test_the_readmes_dvc_commands(demo_clone):
     assert len(commands) >= 4, commands
     outputs = {}
     for command in commands:
-        args = command.split()
+        args = shlex.split(command)
         result = _run([str(BIN / 'dvc')] + args[1:], demo_clone)
         assert result.returncode == 0, (command, result.stdout[-3000:],
                                         result.stderr[-3000:])
@@ -385,4 +386,8 @@ def test_the_readmes_dvc_commands(demo_clone):
     assert 'aAcc' in outputs['metrics show']
     shown = outputs['exp show']
     assert 'demo.crf.trials' in shown and 'aAcc' in shown
+    # The experiment's own figures, not "!" (not found).
+    rows = [line for line in shown.splitlines() if line.startswith('|')]
+    assert not any('| !' in row for row in rows[2:] if 'master' not in row
+                   and 'main' not in row), shown
     assert max(len(line) for line in shown.splitlines()) < 400
