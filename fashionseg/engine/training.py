@@ -1,5 +1,8 @@
 """Training with the paper's recipe (section 4) through mmengine's Runner:
-the logic behind ``tools/train.py``."""
+the logic behind ``tools/train.py`` (about 270 lines: loading and
+overriding the config, the device, precision and data-loading set-up,
+the run record and the run itself, which every training tool and test
+shares)."""
 import json
 import logging
 import os

@@ -67,7 +67,8 @@ def add_inference_arguments(parser: argparse.ArgumentParser,
     parser.add_argument('--batch-size', type=int, default=batch_size,
                         help=f'images per forward pass (default '
                         f'{batch_size}); labels do not depend on it')
-    from fashionseg.engine.segmenter import COMPILE_MODES, PRECISIONS
+    from fashionseg.engine.inference_settings import (COMPILE_MODES,
+                                                      PRECISIONS)
 
     parser.add_argument('--precision', choices=tuple(PRECISIONS),
                         default='fp32', help='fp32 (TF32 off, the '
@@ -83,7 +84,7 @@ def add_inference_arguments(parser: argparse.ArgumentParser,
 def inference_settings(args: argparse.Namespace):
     """The engine settings the arguments of
     :func:`add_inference_arguments` ask for."""
-    from fashionseg.engine.segmenter import InferenceSettings
+    from fashionseg.engine.inference_settings import InferenceSettings
 
     try:
         return InferenceSettings(args.precision, args.channels_last,
