@@ -17,8 +17,8 @@ def parse_args():
                         '(demo); default: the top level, the paper\'s run')
     parser.add_argument('--out', type=Path, required=True,
                         help='results folder: reads runs/, figures/ and '
-                        'benchmark.json there, writes tables.md, .csv, .json and '
-                        'metrics.json')
+                        'benchmark.json there, writes tables.md, .csv, '
+                        '.json and metrics.json')
     return parser.parse_args()
 
 

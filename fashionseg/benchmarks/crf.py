@@ -19,12 +19,13 @@ import cv2
 import numpy as np
 import torch
 
+from fashionseg.benchmarks.timing import time_batches
 from fashionseg.crf.energy import (CRFParams, image_log_probs,
                                    upsampled_log_probs)
 from fashionseg.crf.pydensecrf_backend import dense_crf
 from fashionseg.crf.refine import load_item
 from fashionseg.crf.torch_backend import dense_crf_batch
-from fashionseg.utils.device import device_name, processor_name, synchronize
+from fashionseg.utils.device import device_name, processor_name
 
 HEIGHT, WIDTH, NUM_CLASSES = 600, 400, 23
 PARAMS = CRFParams(theta_alpha=40, theta_beta=13, w1=10)
@@ -87,16 +88,11 @@ def torch_images_per_second(image, scores, device: str, batch_size: int,
         return dense_crf_batch(images, log_probs, params, device,
                                as_tensors=True)
 
-    [labels.cpu() for labels in one_batch()]
-    synchronize(device)
-    start = time.perf_counter()
-    pending = []
-    for _ in range(batches):
-        pending = [labels.to('cpu', non_blocking=True)
-                   for labels in one_batch()]
-    synchronize(device)
-    del pending
-    return batches * batch_size / (time.perf_counter() - start)
+    def step(index: int) -> int:
+        return len([labels.to('cpu', non_blocking=True)
+                    for labels in one_batch()])
+
+    return time_batches(step, batches, 1, device)
 
 
 def run_benchmark(photo_path=None, images: int = 8,

@@ -17,54 +17,24 @@ For each setting (precision, memory layout, compile mode, batch size):
 Each is timed over ``batches`` batches after ``warmup`` untimed ones,
 with device events on a GPU.
 """
-import resource
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import mmcv
 import torch
 from mmengine.config import Config
 
 from custom_datasets.layout import image_path, read_dataset_meta
-from fashionseg.crf.energy import CRFParams, image_log_probs
-from fashionseg.crf.torch_backend import dense_crf_batch
+from fashionseg.benchmarks.timing import peak_memory, time_batches
+from fashionseg.crf.energy import CRFParams
+from fashionseg.engine.segment_photos import refine_predictions
 from fashionseg.engine.segmenter import (AGREEMENT_BAR, InferenceSettings,
                                          Segmenter, build_model,
                                          label_agreement)
-from fashionseg.utils.device import device_name, synchronize
+from fashionseg.utils.device import device_name
 
 DECODE_THREADS = 8
-
-
-def time_batches(step: Callable[[int], int], batches: int, warmup: int,
-                 device: str) -> float:
-    """Images per second of ``step(i)`` (which returns how many images it
-    handled) over ``batches`` calls after ``warmup`` ones."""
-    for index in range(warmup):
-        step(index)
-    cuda = torch.device(device).type == 'cuda'
-    synchronize(device)
-    if cuda:
-        start, end = (torch.cuda.Event(enable_timing=True) for _ in range(2))
-        start.record()
-    else:
-        began = time.perf_counter()
-    images = sum(step(warmup + index) for index in range(batches))
-    if cuda:
-        end.record()
-        end.synchronize()
-        seconds = start.elapsed_time(end) / 1000
-    else:
-        seconds = time.perf_counter() - began
-    return images / seconds
-
-
-def _peak_memory(device: str) -> float:
-    if torch.device(device).type == 'cuda':
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _labels(segmenter: Segmenter, images: Sequence) -> List[torch.Tensor]:
@@ -113,7 +83,7 @@ def benchmark_engine(config: str, checkpoint: str, data_root: Path,
                                            warmup, torch_device),
             end_to_end_images_per_s=_end_to_end(
                 segmenter, jpegs, pool, batches, warmup, torch_device),
-            peak_memory_mib=_peak_memory(torch_device)))
+            peak_memory_mib=peak_memory(torch_device)[0]))
     record = dict(config=config, checkpoint=checkpoint, split=split,
                   device=torch_device,
                   device_name=device_name(torch_device),
@@ -190,11 +160,9 @@ def _end_to_end(segmenter: Segmenter, jpegs: Sequence[bytes],
             for prediction in predictions:
                 prediction.labels.cpu()
         else:
-            log_probs = [image_log_probs(p.decode_scores, m['img_shape'][:2],
-                                         p.input_shape, m['ori_shape'][:2])
-                         for p, m in zip(predictions, metas)]
-            dense_crf_batch([rgb for _, rgb in loaded], log_probs,
-                            [crf_params] * len(loaded), device)
+            refine_predictions(predictions, metas,
+                               [rgb for _, rgb in loaded], crf_params,
+                               device)
         return len(prepared)
 
     return time_batches(step, batches, warmup, device)

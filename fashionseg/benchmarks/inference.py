@@ -8,7 +8,6 @@ labelling (:func:`fashionseg.crf.pydensecrf_backend.dense_crf`, one core,
 as pydensecrf runs).
 The first images warm up and are not timed.
 """
-import resource
 import time
 from pathlib import Path
 from typing import Optional
@@ -19,6 +18,7 @@ from mmengine.config import Config
 from mmseg.apis import inference_model
 
 from custom_datasets.layout import image_path, read_dataset_meta
+from fashionseg.benchmarks.timing import peak_memory
 from fashionseg.crf.energy import CRFParams
 from fashionseg.crf.pydensecrf_backend import dense_crf
 from fashionseg.engine.segmenter import build_model
@@ -65,12 +65,7 @@ def benchmark_inference(config: str, checkpoint: str, data_root: Path,
         if index >= WARMUP_IMAGES:
             model_seconds += elapsed
             crf_seconds += crf_elapsed
-    if torch_device.startswith('cuda'):
-        peak = torch.cuda.max_memory_allocated() / 2**20
-        peak_kind = 'GPU memory allocated by torch'
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        peak_kind = 'process resident memory'
+    peak, peak_kind = peak_memory(torch_device)
     record = dict(
         config=config, checkpoint=checkpoint, data_root=str(data_root),
         split=split, images=images, warmup_images=WARMUP_IMAGES,

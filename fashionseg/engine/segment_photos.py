@@ -20,7 +20,7 @@ from tqdm import tqdm
 from fashionseg.crf.energy import CRFParams, image_log_probs
 from fashionseg.crf.pydensecrf_backend import dense_crf
 from fashionseg.crf.torch_backend import dense_crf_batch
-from fashionseg.engine.segmenter import Segmenter
+from fashionseg.engine.segmenter import Prediction, Segmenter
 from fashionseg.utils.atomic_write import atomic_write
 
 IMAGE_SUFFIXES = ('.bmp', '.jpeg', '.jpg', '.png', '.tif', '.tiff', '.webp')
@@ -99,6 +99,23 @@ def overlay(image_bgr: np.ndarray, labels: np.ndarray,
     return np.concatenate([rgb, blended], axis=1)
 
 
+def refine_predictions(predictions: Sequence[Prediction],
+                       metas: Sequence[dict], images_rgb: Sequence,
+                       params: CRFParams, device: str,
+                       backend: str = 'torch') -> list:
+    """CRF-refined label maps (numpy) of the engine's predictions, kept
+    with their scores, in memory: the torch backend on ``device``, or
+    pydensecrf on one core."""
+    log_probs = [image_log_probs(p.decode_scores, m['img_shape'][:2],
+                                 p.input_shape, m['ori_shape'][:2])
+                 for p, m in zip(predictions, metas)]
+    if backend == 'torch':
+        return dense_crf_batch(images_rgb, log_probs,
+                               [params] * len(images_rgb), str(device))
+    return [dense_crf(image, probs.cpu().numpy(), params)
+            for image, probs in zip(images_rgb, log_probs)]
+
+
 def segment_photos(segmenter: Segmenter, photos: Sequence[Path],
                    out_dir: Path, crf_params: Optional[CRFParams] = None,
                    crf_backend: str = 'torch', workers: int = 4,
@@ -144,16 +161,8 @@ def _segment_batch(segmenter, batch, out_dir, palette, crf_params,
     labels = [p.labels.cpu().numpy() for p in predictions]
     if crf_params is not None:
         rgb = [np.ascontiguousarray(image[:, :, ::-1]) for _, image in batch]
-        log_probs = [image_log_probs(p.decode_scores, m['img_shape'][:2],
-                                     p.input_shape, m['ori_shape'][:2])
-                     for p, m in zip(predictions, metas)]
-        if crf_backend == 'torch':
-            labels = dense_crf_batch(rgb, log_probs,
-                                     [crf_params] * len(rgb),
-                                     str(segmenter.device))
-        else:
-            labels = [dense_crf(image, probs.cpu().numpy(), crf_params)
-                      for image, probs in zip(rgb, log_probs)]
+        labels = refine_predictions(predictions, metas, rgb, crf_params,
+                                    segmenter.device, crf_backend)
     written = []
     for (path, image), label in zip(batch, labels):
         label_path = out_dir / f'{path.stem}.png'

@@ -22,7 +22,11 @@ class _SegmenterIterMixin:
     """One loop iteration through the engine; the data samples get
     ``pred_sem_seg`` as the model's ``test_step`` sets it and, when
     ``keep_scores``, ``decode_scores`` and ``pad_shape`` for
-    :class:`fashionseg.engine.score_hook.SaveDecodeScoresHook`."""
+    :class:`fashionseg.engine.score_hook.SaveDecodeScoresHook`. ``stage``
+    names the iteration hooks (``before_test_iter`` or
+    ``before_val_iter``)."""
+
+    stage = 'test'
 
     def _init_engine(self, precision: str, channels_last: bool,
                      compile: str, keep_scores: bool) -> None:
@@ -54,6 +58,15 @@ class _SegmenterIterMixin:
                 sample.set_metainfo(dict(pad_shape=prediction.input_shape))
         return samples
 
+    @torch.no_grad()
+    def run_iter(self, idx, data_batch: dict) -> None:
+        self.runner.call_hook(f'before_{self.stage}_iter', batch_idx=idx,
+                              data_batch=data_batch)
+        outputs = self._predict(data_batch)
+        self.evaluator.process(data_samples=outputs, data_batch=data_batch)
+        self.runner.call_hook(f'after_{self.stage}_iter', batch_idx=idx,
+                              data_batch=data_batch, outputs=outputs)
+
 
 @LOOPS.register_module()
 class SegmenterTestLoop(_SegmenterIterMixin, TestLoop):
@@ -66,32 +79,16 @@ class SegmenterTestLoop(_SegmenterIterMixin, TestLoop):
         super().__init__(runner, dataloader, evaluator)
         self._init_engine(precision, channels_last, compile, keep_scores)
 
-    @torch.no_grad()
-    def run_iter(self, idx, data_batch: dict) -> None:
-        self.runner.call_hook('before_test_iter', batch_idx=idx,
-                              data_batch=data_batch)
-        outputs = self._predict(data_batch)
-        self.evaluator.process(data_samples=outputs, data_batch=data_batch)
-        self.runner.call_hook('after_test_iter', batch_idx=idx,
-                              data_batch=data_batch, outputs=outputs)
-
 
 @LOOPS.register_module()
 class SegmenterValLoop(_SegmenterIterMixin, ValLoop):
     """``ValLoop`` through the engine: validation in batches of the
     dataloader's size, with the labels of one image at a time."""
 
+    stage = 'val'
+
     def __init__(self, runner, dataloader, evaluator,
                  precision: str = 'fp32', channels_last: bool = False,
                  compile: str = 'none'):
         super().__init__(runner, dataloader, evaluator)
         self._init_engine(precision, channels_last, compile, False)
-
-    @torch.no_grad()
-    def run_iter(self, idx, data_batch: dict) -> None:
-        self.runner.call_hook('before_val_iter', batch_idx=idx,
-                              data_batch=data_batch)
-        outputs = self._predict(data_batch)
-        self.evaluator.process(data_samples=outputs, data_batch=data_batch)
-        self.runner.call_hook('after_val_iter', batch_idx=idx,
-                              data_batch=data_batch, outputs=outputs)

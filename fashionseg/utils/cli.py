@@ -67,8 +67,7 @@ def add_inference_arguments(parser: argparse.ArgumentParser,
     parser.add_argument('--batch-size', type=int, default=batch_size,
                         help=f'images per forward pass (default '
                         f'{batch_size}); labels do not depend on it')
-    from fashionseg.engine.inference_settings import (COMPILE_MODES,
-                                                      PRECISIONS)
+    from fashionseg.engine.inference_settings import COMPILE_MODES, PRECISIONS
 
     parser.add_argument('--precision', choices=tuple(PRECISIONS),
                         default='fp32', help='fp32 (TF32 off, the '
