@@ -4,11 +4,12 @@ raw releases.
 The dataset classes (``FashionistaDataset``, ``CFPDDataset``, ``CCPDataset``
 in ``custom_datasets.fashionista``, ``.cfpd`` and ``.ccp``) register in
 ``mmseg``'s ``DATASETS`` registry when imported, as
-``fashionseg.mmseg_modules`` does; this package itself imports nothing from
-MMSegmentation, so that the CRF, report and figure tools start quickly.
+``custom_datasets.mmseg_datasets`` does; this package itself imports nothing
+from MMSegmentation, so that the CRF, report and figure tools start quickly.
 """
 from .classes import CCP_CLASSES, CFPD_CLASSES, FASHIONISTA_CLASSES
-from .layout import DatasetFormatError, OutputFolderError
+from .records import DatasetFormatError
+from .writer import OutputFolderError
 
 __all__ = [
     'CCP_CLASSES', 'CFPD_CLASSES', 'FASHIONISTA_CLASSES', 'DatasetFormatError',

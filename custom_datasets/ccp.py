@@ -14,11 +14,12 @@ import numpy as np
 import scipy.io
 from mmseg.registry import DATASETS
 
+from fashionseg.palette import label_palette
+
 from .base import FashionParsingDataset
 from .classes import CCP_CLASSES
-from .layout import DatasetFormatError, Sample
 from .matlab import char_array_to_str, check_names, require
-from .palette import label_palette
+from .records import DatasetFormatError, Sample
 from .splits import ccp_splits
 
 

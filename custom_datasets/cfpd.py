@@ -16,11 +16,12 @@ import h5py
 import numpy as np
 from mmseg.registry import DATASETS
 
+from fashionseg.palette import label_palette
+
 from .base import FashionParsingDataset
 from .classes import CFPD_CLASSES
-from .layout import DatasetFormatError, Sample
 from .matlab import char_array_to_str, check_names, deref, require
-from .palette import label_palette
+from .records import DatasetFormatError, Sample
 from .splits import cfpd_splits
 
 CFPD_MAT = 'fashon_parsing_data.mat'

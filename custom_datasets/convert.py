@@ -7,7 +7,7 @@ from .ccp import CCPRelease
 from .cfpd import CFPDRelease
 from .classes import CCP_CLASSES, CFPD_CLASSES, FASHIONISTA_CLASSES
 from .fashionista import FashionistaRelease
-from .layout import check_output_folder, write_dataset
+from .writer import check_output_folder, write_dataset
 
 RELEASES = {
     'fashionista': (FashionistaRelease, FASHIONISTA_CLASSES),
@@ -19,7 +19,7 @@ RELEASES = {
 def convert_release(name: str, src: Path, out: Path,
                     max_size: Optional[int] = None) -> Dict[str, int]:
     """Read the raw release of dataset ``name`` in ``src`` and write it to
-    ``out`` (see :mod:`custom_datasets.layout`). Deterministic: a rerun
+    ``out`` (see :mod:`custom_datasets.writer`). Deterministic: a rerun
     writes byte-identical files.
 
     ``max_size`` scales photos and labels down to that longer side.

@@ -14,12 +14,13 @@ import numpy as np
 import scipy.io
 from mmseg.registry import DATASETS
 
+from fashionseg.palette import label_palette
+
 from .base import FashionParsingDataset
 from .classes import FASHIONISTA_CLASSES
-from .layout import (DatasetFormatError, Sample, decode_label_png,
-                     integer_positions)
 from .matlab import char_array_to_str, check_names, deref, is_hdf5_mat, require
-from .palette import label_palette
+from .records import (DatasetFormatError, Sample, decode_label_png,
+                      integer_positions)
 from .splits import fashionista_splits
 
 FASHIONISTA_MAT = 'fashionista-v1.0.mat'

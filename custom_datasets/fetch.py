@@ -19,13 +19,14 @@ import gdown
 import h5py
 import scipy.io
 
+from fashionseg.errors import DataError
 from fashionseg.utils.atomic_write import atomic_path
 
 from .cfpd import CFPD_IMAGES, CFPD_MAT
 from .fashionista import FASHIONISTA_MAT
 
 
-class FetchError(RuntimeError):
+class FetchError(DataError):
     """A download or local copy that did not give the expected release."""
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .layout import DatasetFormatError
+from .records import DatasetFormatError
 
 
 def is_hdf5_mat(path: Path) -> bool:

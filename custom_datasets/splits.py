@@ -7,7 +7,7 @@ are 1-based, in file order.
 import math
 from typing import Dict, List, Sequence
 
-SPLITS = ('train', 'val', 'test')
+from fashionseg.dataset_folder import SPLITS
 
 
 def _matlab_round(x: float) -> int:

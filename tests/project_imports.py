@@ -55,3 +55,36 @@ def project_files(root: Path, entry: Path) -> Set[Path]:
                 if found is not None and found not in seen:
                     todo.append(found)
     return seen - {entry}
+
+
+def module_name(root: Path, path: Path) -> str:
+    """``fashionseg/crf/refine.py`` -> ``fashionseg.crf.refine``
+    (a package's ``__init__.py`` -> the package)."""
+    parts = list(path.relative_to(root).with_suffix('').parts)
+    if parts[-1] == '__init__':
+        parts.pop()
+    return '.'.join(parts)
+
+
+def import_graph(root: Path) -> dict:
+    """Module -> the project modules it imports (anywhere in its file, a
+    function's body too), as Python loads them: the module itself and
+    the packages on its way that the importer is not already inside."""
+    graph = {}
+    for package in PACKAGES:
+        for path in sorted((root / package).rglob('*.py')):
+            source = module_name(root, path)
+            inside = {'.'.join(source.split('.')[:i])
+                      for i in range(1, source.count('.') + 2)}
+            targets = set()
+            for name in _imported_names(path, root):
+                if name.split('.')[0] not in PACKAGES:
+                    continue
+                parts = name.split('.')
+                for i in range(1, len(parts) + 1):
+                    prefix = '.'.join(parts[:i])
+                    if prefix not in inside and \
+                            module_file(root, prefix) is not None:
+                        targets.add(prefix)
+            graph[source] = targets - {source}
+    return graph

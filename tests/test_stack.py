@@ -4,10 +4,9 @@ registry on CPU."""
 import importlib
 
 import torch
+from conftest import REPO
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
-
-from conftest import REPO
 
 
 def test_mmseg_and_compiled_mmcv_ops_import():
@@ -22,7 +21,8 @@ def test_mmseg_and_compiled_mmcv_ops_import():
 def test_config_custom_imports_registers_project_modules():
     cfg = Config.fromfile(
         str(REPO / 'mmseg_configs' / '_base_' / 'default_runtime.py'))
-    assert cfg.custom_imports['imports'] == ['fashionseg.mmseg_modules']
+    assert cfg.custom_imports['imports'] == [
+        'fashionseg.mmseg_modules', 'custom_datasets.mmseg_datasets']
     from mmengine.utils import import_modules_from_strings
     import_modules_from_strings(**cfg.custom_imports)
     init_default_scope(cfg.default_scope)

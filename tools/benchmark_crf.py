@@ -8,14 +8,12 @@
         [--split test] [--images 50] [--param-sets 10] [--out FILE]
 """
 import argparse
-import json
-import sys
 from pathlib import Path
 
 from fashionseg.benchmarks.crf import agreement, run_benchmark
-from fashionseg.crf.refine import CRFInputError, split_items
+from fashionseg.crf.items import split_items
 from fashionseg.crf.search import sample_params
-from fashionseg.utils.atomic_write import write_text_atomic
+from fashionseg.utils.cli import emit_json, run_tool
 
 
 def parse_args():
@@ -52,19 +50,13 @@ def main():
         record = run_benchmark(args.photo, args.images, args.backend,
                                args.device, args.batch_sizes)
     else:
-        try:
-            items, classes = split_items(args.scores, args.data, args.split)
-        except CRFInputError as error:
-            sys.exit(f'error: {error}')
+        items, classes = split_items(args.scores, args.data, args.split)
         record = agreement(items[:args.images], classes,
                            sample_params(args.param_sets, args.seed),
                            args.device, args.batch_size)
         record.update(scores=str(args.scores), split=args.split)
-    text = json.dumps(record, indent=2)
-    if args.out:
-        write_text_atomic(args.out, text + '\n')
-    print(text)
+    emit_json(record, args.out)
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

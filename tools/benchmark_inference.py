@@ -9,20 +9,15 @@ setting asked for, with its agreement with eager fp32.
 batch=32] [--batches 100] [--out benchmark.json]
 """
 import argparse
-import json
-import sys
 from pathlib import Path
 
-from custom_datasets import DatasetFormatError
 from fashionseg.benchmarks.engine_throughput import benchmark_engine
 from fashionseg.benchmarks.inference import benchmark_inference
-from fashionseg.crf.refine import CRFInputError
+from fashionseg.config_checks import check_checkpoint, check_config_path
 from fashionseg.crf.search import read_best_params
-from fashionseg.engine.checkpoint import CheckpointMismatchError
-from fashionseg.engine.config_checks import check_checkpoint, check_config_path
-from fashionseg.engine.segmenter import InferenceSettings
-from fashionseg.utils.atomic_write import write_text_atomic
-from fashionseg.utils.cli import add_device_argument
+from fashionseg.errors import UsageError
+from fashionseg.inference.settings import InferenceSettings
+from fashionseg.utils.cli import add_device_argument, emit_json, run_tool
 from fashionseg.utils.device import select_device
 
 
@@ -50,27 +45,22 @@ def parse_args():
 def main():
     args = parse_args()
     device = select_device(args.device)
+    params = read_best_params(args.crf_params) if args.crf_params else None
     try:
-        params = read_best_params(args.crf_params) \
-            if args.crf_params else None
         settings = [InferenceSettings.parse(text) for text in args.engine]
-    except (CRFInputError, ValueError) as error:
-        sys.exit(f'error: {error}')
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     check_config_path(args.config)
     check_checkpoint(args.checkpoint)
-    try:
-        record = benchmark_inference(args.config, args.checkpoint,
-                                     args.data_root, args.split, args.images,
-                                     device, params)
-        if settings:
-            record['engine'] = benchmark_engine(
-                args.config, args.checkpoint, args.data_root, settings,
-                args.split, device, args.batches, crf_params=params)
-    except (CheckpointMismatchError, DatasetFormatError) as error:
-        sys.exit(f'error: {error}')
-    text = json.dumps(record, indent=2) + '\n'
+    record = benchmark_inference(args.config, args.checkpoint,
+                                 args.data_root, args.split, args.images,
+                                 device, params)
+    if settings:
+        record['engine'] = benchmark_engine(
+            args.config, args.checkpoint, args.data_root, settings,
+            args.split, device, args.batches, crf_params=params)
     if args.out:
-        write_text_atomic(args.out, text)
+        emit_json(record, args.out, echo=False)
     print(f'{record["images_per_s"]:.2f} images/s without CRF'
           + (f', {record["images_per_s_with_crf"]:.2f} with CRF'
              if params else '') + f' on {record["device_name"]} (the '
@@ -83,4 +73,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -5,14 +5,13 @@ second with the model-only rate (one batch reused) for a config.
         --cfg-options train_dataloader.dataset.data_root=data/ccp
 """
 import argparse
-import json
 import tempfile
 from pathlib import Path
 
 from mmengine.config import DictAction
 
 from fashionseg.benchmarks.training import benchmark_training
-from fashionseg.utils.atomic_write import write_text_atomic
+from fashionseg.utils.cli import emit_json, run_tool
 
 
 def parse_args():
@@ -35,11 +34,8 @@ def main():
         result = benchmark_training(
             args.config, work_dir, args.iters, args.warmup, args.amp,
             args.cfg_options, args.pretrained)
-    text = json.dumps(result, indent=2)
-    if args.out:
-        write_text_atomic(args.out, text + '\n')
-    print(text)
+    emit_json(result, args.out)
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -1,10 +1,8 @@
 """Write (or print) the machine, device and package versions as JSON."""
 import argparse
-import json
-import sys
 from pathlib import Path
 
-from fashionseg.utils.atomic_write import write_text_atomic
+from fashionseg.utils.cli import emit_json, run_tool
 from fashionseg.utils.environment import collect_environment
 
 
@@ -17,12 +15,8 @@ def parse_args():
 
 def main():
     args = parse_args()
-    text = json.dumps(collect_environment(), indent=2) + '\n'
-    if args.out is None:
-        sys.stdout.write(text)
-    else:
-        write_text_atomic(args.out, text)
+    emit_json(collect_environment(), args.out, echo=False)
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

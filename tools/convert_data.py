@@ -3,11 +3,10 @@
     python tools/convert_data.py {fashionista,cfpd,ccp} --src RAW --out OUT
 """
 import argparse
-import sys
 from pathlib import Path
 
-from custom_datasets import DatasetFormatError, OutputFolderError
 from custom_datasets.convert import RELEASES, convert_release
+from fashionseg.utils.cli import run_tool
 
 
 def parse_args():
@@ -27,15 +26,12 @@ def parse_args():
 
 def main():
     args = parse_args()
-    try:
-        counts = convert_release(args.dataset, args.src, args.out,
-                                 args.max_size or None)
-    except (DatasetFormatError, OutputFolderError) as error:
-        sys.exit(f'error: {error}')
+    counts = convert_release(args.dataset, args.src, args.out,
+                             args.max_size or None)
     print(f'{args.dataset}: wrote {args.out} '
           f'(train {counts["train"]}, val {counts["val"]}, '
           f'test {counts["test"]})')
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

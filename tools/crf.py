@@ -7,14 +7,12 @@ application to a split.
         --params FILE --out DIR
 """
 import argparse
-import sys
 from pathlib import Path
 
-from custom_datasets import DatasetFormatError
-from fashionseg.crf.refine import CRFBackend, CRFInputError
+from fashionseg.crf.backend import CRFBackend
 from fashionseg.crf.search import (apply, read_best_params, search,  # noqa
                                    write_search)
-from fashionseg.utils.cli import add_max_images_argument
+from fashionseg.utils.cli import add_max_images_argument, run_tool
 
 
 def parse_args():
@@ -58,27 +56,24 @@ def parse_args():
 
 def main():
     args = parse_args()
-    try:
-        backend = CRFBackend.choose(args.backend, args.device, args.workers,
-                                    args.batch_size)
-        if args.command == 'search':
-            result = search(args.scores, args.data, args.split, args.trials,
-                            args.seed, args.workers, backend,
-                            args.max_images)
-            write_search(result, args.out)
-            print(f'best {result["best"]}: pixel accuracy '
-                  f'{result["best_accuracy"]:.2f} on {args.split} '
-                  f'(without CRF {result["accuracy_without_crf"]:.2f})')
-        else:
-            record = apply(args.scores, args.data, args.split,
-                           read_best_params(args.params), args.out,
-                           args.workers, args.metrics, backend,
-                           args.max_images)
-            print(f'pixel accuracy {record["aAcc"]:.2f}, mean IoU '
-                  f'{record["mIoU"]:.2f}; written to {args.out}')
-    except (CRFInputError, DatasetFormatError) as error:
-        sys.exit(f'error: {error}')
+    backend = CRFBackend.choose(args.backend, args.device, args.workers,
+                                args.batch_size)
+    if args.command == 'search':
+        result = search(args.scores, args.data, args.split, args.trials,
+                        args.seed, args.workers, backend,
+                        args.max_images)
+        write_search(result, args.out)
+        print(f'best {result["best"]}: pixel accuracy '
+              f'{result["best_accuracy"]:.2f} on {args.split} '
+              f'(without CRF {result["accuracy_without_crf"]:.2f})')
+    else:
+        record = apply(args.scores, args.data, args.split,
+                       read_best_params(args.params), args.out,
+                       args.workers, args.metrics, backend,
+                       args.max_images)
+        print(f'pixel accuracy {record["aAcc"]:.2f}, mean IoU '
+              f'{record["mIoU"]:.2f}; written to {args.out}')
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -3,11 +3,11 @@
     python tools/fetch_data.py {fashionista,cfpd,ccp} --out RAW [--from PATH]
 """
 import argparse
-import sys
 from pathlib import Path
 
 from custom_datasets.fetch import (SOURCES, FetchError, fetch_release,  # noqa
                                    local_copy, release_present)
+from fashionseg.utils.cli import run_tool
 
 
 def parse_args():
@@ -47,9 +47,9 @@ def main():
         if args.local_copy is not None:
             hint = (f'\nOr put the downloaded file (or the extracted '
                     f'release) in {args.local_copy}/ and rerun.')
-        sys.exit(f'error: {error}{hint}')
+        raise FetchError(f'{error}{hint}') from None
     print(f'{args.dataset}: raw release in {where}')
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

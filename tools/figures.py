@@ -7,16 +7,13 @@ the CRF (paper Figure 1).
     # writes OUT_confusion.png and OUT_examples.png
 """
 import argparse
-import sys
 from pathlib import Path
 
-from custom_datasets import DatasetFormatError
-from custom_datasets.layout import read_dataset_meta
-from fashionseg.crf.refine import CRFInputError
+from fashionseg.dataset_folder import read_dataset_meta
 from fashionseg.evaluation.confusion import load_confusions
 from fashionseg.report.figures import (best_examples, plot_confusion,
                                        plot_examples)
-from fashionseg.utils.cli import add_max_images_argument
+from fashionseg.utils.cli import add_max_images_argument, run_tool
 
 
 def parse_args():
@@ -39,23 +36,21 @@ def parse_args():
 
 def main():
     args = parse_args()
-    try:
-        name = read_dataset_meta(args.data)['name']
-        saved = load_confusions(args.confusion)
-        # Every input is read and checked before either figure is
-        # written, so that a failure leaves neither behind.
-        examples = best_examples(args.run, args.data, args.examples,
-                                 args.max_images)
-        plot_confusion(saved['matrices'].sum(0), saved['classes'],
-                       Path(f'{args.out}_confusion.png'),
-                       f'{name}: {args.run.parent.name}, {args.run.name}, '
-                       f'test split, with CRF')
-        plot_examples(examples, len(saved['classes']),
-                      Path(f'{args.out}_examples.png'))
-    except (CRFInputError, DatasetFormatError, OSError) as error:
-        sys.exit(f'error: {error}')
+    name = read_dataset_meta(args.data)['name']
+    saved = load_confusions(args.confusion)
+    # Every input is read and checked before either figure is
+    # written, so that a failure leaves neither behind.
+    examples = best_examples(args.run, args.data, args.examples,
+                             args.max_images)
+    plot_confusion(saved['matrices'].sum(0), saved['classes'],
+                   Path(f'{args.out}_confusion.png'),
+                   f'{name}: {args.run.parent.name}, {args.run.name}, '
+                   f'test split, with CRF')
+    plot_examples(examples, len(saved['classes']),
+                  Path(f'{args.out}_examples.png'))
     print(f'wrote {args.out}_confusion.png and {args.out}_examples.png')
 
 
 if __name__ == '__main__':
-    main()
+    # A confusion file or run folder that is not there is named by OSError.
+    run_tool(main, also=(OSError,))

@@ -9,10 +9,12 @@ non-zero when any check failed.
     python tools/gpu_check.py --device cpu --quick   # toy sizes, any machine
 """
 import argparse
-import sys
 from pathlib import Path
 
-from fashionseg.benchmarks.gpu_check import run_gpu_check, summary_table
+from fashionseg.gpu_check.run import run_gpu_check
+from fashionseg.gpu_check.steps import CheckPaths
+from fashionseg.gpu_check.summary import summary_table
+from fashionseg.utils.cli import run_tool
 from fashionseg.utils.device import select_device
 
 
@@ -30,11 +32,12 @@ def parse_args():
 def main():
     args = parse_args()
     device = select_device(args.device)
-    record = run_gpu_check(args.out, device, args.quick)
+    paths = CheckPaths.of_checkout(Path(__file__).resolve().parents[1])
+    record = run_gpu_check(args.out, paths, device, args.quick)
     print(summary_table(record))
     print(f'written to {args.out / "gpu_check.json"} and gpu_check.md')
-    sys.exit(0 if record['passed'] else 1)
+    return 0 if record['passed'] else 1
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

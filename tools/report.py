@@ -3,11 +3,11 @@
     python tools/report.py --params params.yaml [--section demo] --out results
 """
 import argparse
-import sys
 from pathlib import Path
 
 from fashionseg.report.paper import load_paper_figures, load_section
 from fashionseg.report.render import build_report, write_report
+from fashionseg.utils.cli import run_tool
 
 
 def parse_args():
@@ -24,10 +24,7 @@ def parse_args():
 
 def main():
     args = parse_args()
-    try:
-        params = load_section(args.params, args.section)
-    except (OSError, KeyError) as error:
-        sys.exit(f'error: {error}')
+    params = load_section(args.params, args.section)
     report = build_report(args.out, params, load_paper_figures())
     write_report(report, args.out)
     print(f'wrote {args.out}/tables.md, tables.csv, tables.json and '
@@ -35,4 +32,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main, also=(OSError,))

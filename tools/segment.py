@@ -7,17 +7,15 @@ refined by the dense CRF with searched parameters.
         [--batch-size 8] [--precision bf16] [--device cuda]
 """
 import argparse
-import sys
 from pathlib import Path
 
-from fashionseg.crf.refine import CRFInputError
+from fashionseg.crf.backend import BACKEND_NAMES
 from fashionseg.crf.search import read_best_params
-from fashionseg.engine.checkpoint import CheckpointMismatchError
-from fashionseg.engine.segment_photos import (CRF_BACKENDS, PhotoInputError,
-                                              collect_photos, segment_photos)
-from fashionseg.engine.segmenter import Segmenter
-from fashionseg.utils.cli import (add_device_argument, add_inference_arguments,
-                                  inference_settings)
+from fashionseg.inference.arguments import (add_inference_arguments,
+                                            inference_settings)
+from fashionseg.inference.photos import collect_photos, segment_photos
+from fashionseg.inference.segmenter import Segmenter
+from fashionseg.utils.cli import add_device_argument, run_tool
 from fashionseg.utils.device import select_device
 
 
@@ -31,9 +29,10 @@ def parse_args():
     parser.add_argument('--crf', type=Path, metavar='PARAMS.json',
                         help='refine with these CRF parameters (a '
                         'tools/crf.py search result, or {"best": {...}})')
-    parser.add_argument('--backend', choices=CRF_BACKENDS, default='torch',
+    parser.add_argument('--backend', choices=BACKEND_NAMES, default='torch',
                         help='CRF backend: torch on the model\'s device '
-                        '(default) or pydensecrf on one core')
+                        '(default), pydensecrf on one core, or auto '
+                        '(torch on a GPU, else pydensecrf)')
     parser.add_argument('--workers', type=int, default=4,
                         help='threads decoding photos')
     add_inference_arguments(parser, batch_size=4)
@@ -45,19 +44,15 @@ def main():
     args = parse_args()
     device = select_device(args.device)
     settings = inference_settings(args)
-    try:
-        params = read_best_params(args.crf) if args.crf else None
-        photos = collect_photos(args.inputs)
-        segmenter = Segmenter.from_config(args.config, args.checkpoint,
-                                          device, settings)
-        result = segment_photos(segmenter, photos, args.out, params,
-                                args.backend, args.workers)
-    except (CRFInputError, PhotoInputError, CheckpointMismatchError,
-            FileNotFoundError) as error:
-        sys.exit(f'error: {error}')
+    params = read_best_params(args.crf) if args.crf else None
+    photos = collect_photos(args.inputs)
+    segmenter = Segmenter.from_config(args.config, args.checkpoint, device,
+                                      settings)
+    result = segment_photos(segmenter, photos, args.out, params,
+                            args.backend, args.workers)
     print(f'{result["photos"]} photos segmented into {result["out_dir"]}'
           + (' (CRF-refined)' if params else ''))
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main, also=(FileNotFoundError,))

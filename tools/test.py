@@ -9,14 +9,14 @@ TF32 off) give MMSegmentation's own labels, the metrics of record.
 """
 import argparse
 import json
-import sys
 
-from fashionseg.engine.checkpoint import CheckpointMismatchError
-from fashionseg.engine.testing import configure_testing, run_test
-from fashionseg.engine.training import set_local_rank_env
-from fashionseg.utils.cli import (add_inference_arguments,
-                                  add_max_images_argument,
-                                  add_runner_arguments, inference_settings)
+from fashionseg.errors import UsageError
+from fashionseg.inference.arguments import (add_inference_arguments,
+                                            inference_settings)
+from fashionseg.runner.run_config import set_local_rank_env
+from fashionseg.runner.testing import configure_testing, run_test
+from fashionseg.utils.cli import (add_max_images_argument,
+                                  add_runner_arguments, run_tool)
 from fashionseg.utils.device import select_device
 
 
@@ -52,8 +52,9 @@ def main():
     splits = args.split or [None]
     for template in (args.out, args.metrics):
         if len(splits) > 1 and template and '{split}' not in template:
-            sys.exit(f'error: testing on {len(splits)} splits needs {{split}} '
-                     f'in --out and --metrics, not {template!r}')
+            raise UsageError(f'testing on {len(splits)} splits needs '
+                             f'{{split}} in --out and --metrics, not '
+                             f'{template!r}')
     for split in splits:
         out, metrics = (t.format(split=split) if t and split else t
                         for t in (args.out, args.metrics))
@@ -61,13 +62,10 @@ def main():
                                 out, args.cfg_options, args.launcher,
                                 split, metrics, args.data_root,
                                 inference_settings(args), args.max_images)
-        try:
-            record = run_test(cfg, args.config, args.checkpoint)
-        except CheckpointMismatchError as error:
-            sys.exit(f'error: {error}')
+        record = run_test(cfg, args.config, args.checkpoint)
         print(json.dumps({k: record[k] for k in ('aAcc', 'mIoU', 'mAcc')}))
         print(f'metrics written to {cfg.metrics_out}')
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

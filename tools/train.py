@@ -5,9 +5,10 @@
 """
 import argparse
 
-from fashionseg.engine.training import (configure_training, set_local_rank_env,
-                                        train)
-from fashionseg.utils.cli import add_max_images_argument, add_runner_arguments
+from fashionseg.runner.run_config import set_local_rank_env
+from fashionseg.runner.training import configure_training, train
+from fashionseg.utils.cli import (add_max_images_argument,
+                                  add_runner_arguments, run_tool)
 from fashionseg.utils.device import parse_bool, select_device
 
 
@@ -60,4 +61,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -22,8 +22,8 @@ import torch
 from fashionseg.benchmarks.timing import time_batches
 from fashionseg.crf.energy import (CRFParams, image_log_probs,
                                    upsampled_log_probs)
+from fashionseg.crf.items import load_item
 from fashionseg.crf.pydensecrf_backend import dense_crf
-from fashionseg.crf.refine import load_item
 from fashionseg.crf.torch_backend import dense_crf_batch
 from fashionseg.utils.device import device_name, processor_name
 

@@ -1,4 +1,4 @@
-"""Throughput of the fast inference engine (:mod:`fashionseg.engine.
+"""Throughput of the fast inference engine (:mod:`fashionseg.inference.
 segmenter`), the harness's own path beside the paper's protocol
 (:mod:`fashionseg.benchmarks.inference`).
 
@@ -6,7 +6,7 @@ For each setting (precision, memory layout, compile mode, batch size):
 
 * agreement: the fraction of the split's pixels labelled as eager fp32
   (TF32 off) labels them; a setting under
-  :data:`~fashionseg.engine.segmenter.AGREEMENT_BAR` is reported but not
+  :data:`~fashionseg.inference.segmenter.AGREEMENT_BAR` is reported but not
   chosen as the best;
 * model only: batches already decoded and on the device, to labels on
   the device;
@@ -25,13 +25,14 @@ import mmcv
 import torch
 from mmengine.config import Config
 
-from custom_datasets.layout import image_path, read_dataset_meta
 from fashionseg.benchmarks.timing import peak_memory, time_batches
+from fashionseg.crf.backend import CRFBackend
 from fashionseg.crf.energy import CRFParams
-from fashionseg.engine.segment_photos import refine_predictions
-from fashionseg.engine.segmenter import (AGREEMENT_BAR, InferenceSettings,
-                                         Segmenter, build_model,
-                                         label_agreement)
+from fashionseg.dataset_folder import image_path, read_dataset_meta
+from fashionseg.inference.photos import refine_predictions
+from fashionseg.inference.segmenter import (Segmenter, build_model,
+                                            label_agreement)
+from fashionseg.inference.settings import AGREEMENT_BAR, InferenceSettings
 from fashionseg.utils.device import device_name
 
 DECODE_THREADS = 8
@@ -132,6 +133,7 @@ def _end_to_end(segmenter: Segmenter, jpegs: Sequence[bytes],
                 ) -> float:
     size = segmenter.settings.batch_size
     pin = torch.device(device).type == 'cuda'
+    crf_backend = CRFBackend.choose('torch', torch.device(device).type)
 
     def load(data: bytes):
         image = mmcv.imfrombytes(data)
@@ -162,7 +164,7 @@ def _end_to_end(segmenter: Segmenter, jpegs: Sequence[bytes],
         else:
             refine_predictions(predictions, metas,
                                [rgb for _, rgb in loaded], crf_params,
-                               device)
+                               crf_backend)
         return len(prepared)
 
     return time_batches(step, batches, warmup, device)

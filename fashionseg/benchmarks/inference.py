@@ -17,11 +17,11 @@ import torch
 from mmengine.config import Config
 from mmseg.apis import inference_model
 
-from custom_datasets.layout import image_path, read_dataset_meta
 from fashionseg.benchmarks.timing import peak_memory
 from fashionseg.crf.energy import CRFParams
 from fashionseg.crf.pydensecrf_backend import dense_crf
-from fashionseg.engine.segmenter import build_model
+from fashionseg.dataset_folder import image_path, read_dataset_meta
+from fashionseg.inference.segmenter import build_model
 from fashionseg.utils.device import device_name, synchronize
 from fashionseg.utils.environment import collect_environment
 

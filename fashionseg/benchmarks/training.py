@@ -12,7 +12,7 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
-from fashionseg.engine.training import configure_training
+from fashionseg.runner.training import configure_training
 from fashionseg.utils.device import device_name, synchronize
 
 

@@ -18,8 +18,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from fashionseg.crf.backend import CRFBackend
 from fashionseg.crf.energy import image_log_probs
-from fashionseg.crf.refine import CRFBackend, CRFInputError, read_item
+from fashionseg.crf.items import CRFInputError, read_item
 from fashionseg.crf.torch_backend import dense_crf_batch
 from fashionseg.evaluation.confusion import IGNORE_INDEX, confusion_matrix
 

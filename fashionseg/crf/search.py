@@ -9,9 +9,10 @@ from typing import List, Optional
 import cv2
 import numpy as np
 
+from fashionseg.crf.backend import CRFBackend
 from fashionseg.crf.energy import PARAM_RANGES, CRFParams
-from fashionseg.crf.refine import (CRFBackend, CRFInputError, refine_split,
-                                   run_tasks, split_accuracy, split_items)
+from fashionseg.crf.items import CRFInputError, split_items
+from fashionseg.crf.refine import refine_split, run_tasks, split_accuracy
 from fashionseg.evaluation.confusion import confusion_path, save_confusions
 from fashionseg.evaluation.metrics_file import (iou_metric_results,
                                                 metrics_record)

@@ -1,6 +1,6 @@
 """The class-score files of the CRF stage (paper sections 2 and 4.2): one
 ``STEM.npz`` per image, as
-:class:`fashionseg.engine.score_hook.SaveDecodeScoresHook`
+:class:`fashionseg.runner.score_hook.SaveDecodeScoresHook`
 writes them (see there for the fields). Reading them needs no
 MMSegmentation."""
 from pathlib import Path

@@ -12,10 +12,10 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from custom_datasets.body_order import body_order  # noqa: E402
-from custom_datasets.palette import label_palette  # noqa: E402
-from fashionseg.crf.refine import (CRFInputError, load_item,  # noqa: E402
-                                   split_items)
+from fashionseg.crf.items import (CRFInputError, load_item,  # noqa: E402
+                                  split_items)
+from fashionseg.palette import label_palette  # noqa: E402
+from fashionseg.report.body_order import body_order  # noqa: E402
 from fashionseg.utils.atomic_write import atomic_path
 
 

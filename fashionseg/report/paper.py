@@ -6,9 +6,16 @@ from typing import List, Optional
 
 import yaml
 
+from fashionseg.errors import DataError
 from fashionseg.report.labels import MAIN_IOU
 
 PAPER_FIGURES = Path(__file__).with_name('paper_figures.yaml')
+
+
+class ParamsSectionError(DataError, KeyError):
+    """A params.yaml without the section or keys the report needs (a
+    ``KeyError`` too, as a missing key is; its message is not quoted)."""
+    __str__ = BaseException.__str__
 
 
 def load_section(params_path: Path, section: Optional[str] = None) -> dict:
@@ -17,12 +24,12 @@ def load_section(params_path: Path, section: Optional[str] = None) -> dict:
     params = yaml.safe_load(Path(params_path).read_text())
     if section:
         if section not in params:
-            raise KeyError(f'{params_path}: no section {section!r}')
+            raise ParamsSectionError(f'{params_path}: no section {section!r}')
         params = params[section]
     for key in ('datasets', 'models', 'seeds'):
         if key not in params:
-            raise KeyError(f'{params_path}: {section or "top level"} has no '
-                           f'{key!r}')
+            raise ParamsSectionError(
+                f'{params_path}: {section or "top level"} has no {key!r}')
     return params
 
 

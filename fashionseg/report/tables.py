@@ -12,7 +12,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from custom_datasets.body_order import body_order
+from fashionseg.report.body_order import body_order
 from fashionseg.report.labels import (ABSENT, DATASET_NAMES, MAIN_IOU,
                                       METRIC_LABELS, MODEL_NAMES, NOT_REPORTED,
                                       NOT_RUN, signed)

@@ -1,9 +1,47 @@
-"""Arguments the command-line tools share, declared once."""
+"""What the command-line tools share, declared once: their arguments, the
+one way a usage or data error ends a tool (:func:`run_tool`), and writing
+a JSON record (:func:`emit_json`)."""
 import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Optional, Tuple, Type
 
 from mmengine.config import DictAction
 
+from fashionseg.errors import ERROR_EXIT_STATUS, HarnessError, UsageError
+from fashionseg.utils.atomic_write import write_text_atomic
 from fashionseg.utils.device import DEVICES
+
+
+def run_tool(main: Callable[[], Optional[int]],
+             also: Tuple[Type[BaseException], ...] = ()) -> None:
+    """Run a tool's ``main`` and exit with its status (0 when it returns
+    None). A :class:`fashionseg.errors.HarnessError`, and any of ``also``
+    (errors of other libraries that a tool reports as they are, e.g. an
+    ``OSError`` naming a file), ends the tool with one ``error: MESSAGE``
+    line on stderr and exit status 2, without a traceback."""
+    try:
+        status = main()
+    except (HarnessError,) + tuple(also) as error:
+        message = str(error)
+    else:
+        sys.exit(status or 0)
+    # Printed once the failed call's frames are gone, so that what they
+    # held (a progress bar) has finished its line.
+    print(f'error: {message}', file=sys.stderr)
+    sys.exit(ERROR_EXIT_STATUS)
+
+
+def emit_json(record: dict, out: Optional[Path] = None,
+              echo: bool = True) -> None:
+    """A tool's JSON record: written atomically to ``out`` when given, and
+    printed when ``echo`` (or when there is no ``out``)."""
+    text = json.dumps(record, indent=2) + '\n'
+    if out is not None:
+        write_text_atomic(out, text)
+    if echo or out is None:
+        sys.stdout.write(text)
 
 
 class ConfigOptionsAction(DictAction):
@@ -13,8 +51,8 @@ class ConfigOptionsAction(DictAction):
     def __call__(self, parser, namespace, values, option_string=None):
         for value in values:
             if '=' not in value:
-                raise SystemExit(
-                    f'error: {option_string} takes KEY=VALUE pairs; '
+                raise UsageError(
+                    f'{option_string} takes KEY=VALUE pairs; '
                     f'{value!r} has no "=" (e.g. train_cfg.max_epochs=1)')
         super().__call__(parser, namespace, values, option_string)
 
@@ -57,36 +95,3 @@ def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
         '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-
-
-def add_inference_arguments(parser: argparse.ArgumentParser,
-                            batch_size: int = 1) -> None:
-    """The inference engine's settings (:class:`fashionseg.engine.
-    segmenter.InferenceSettings`): ``--batch-size``, ``--precision``,
-    ``--channels-last``, ``--compile``."""
-    parser.add_argument('--batch-size', type=int, default=batch_size,
-                        help=f'images per forward pass (default '
-                        f'{batch_size}); labels do not depend on it')
-    from fashionseg.engine.inference_settings import COMPILE_MODES, PRECISIONS
-
-    parser.add_argument('--precision', choices=tuple(PRECISIONS),
-                        default='fp32', help='fp32 (TF32 off, the '
-                        'reference), tf32, or autocast to bf16 / fp16')
-    parser.add_argument('--channels-last', action='store_true',
-                        help='channels-last memory layout')
-    parser.add_argument('--compile', choices=COMPILE_MODES,
-                        default='none', help='torch.compile mode '
-                        '(reduce-overhead and max-autotune use CUDA graphs '
-                        'on a GPU)')
-
-
-def inference_settings(args: argparse.Namespace):
-    """The engine settings the arguments of
-    :func:`add_inference_arguments` ask for."""
-    from fashionseg.engine.inference_settings import InferenceSettings
-
-    try:
-        return InferenceSettings(args.precision, args.channels_last,
-                                 args.compile, args.batch_size)
-    except ValueError as error:
-        raise SystemExit(f'error: {error}')

@@ -7,6 +7,8 @@ import sys
 
 import torch
 
+from fashionseg.errors import UsageError
+
 DEVICES = ('auto', 'cpu', 'cuda')
 
 
@@ -14,8 +16,7 @@ def select_device(device: str) -> str:
     """Apply ``device`` before anything touches CUDA; returns the device
     that will be used (``cpu`` or ``cuda``)."""
     if device not in DEVICES:
-        raise SystemExit(f'error: device must be one of {DEVICES}, not '
-                         f'{device!r}')
+        raise UsageError(f'device must be one of {DEVICES}, not {device!r}')
     if device == 'cpu':
         # mmengine places models on CUDA whenever it is available; hiding
         # the GPUs is the one switch it honours everywhere.
@@ -24,7 +25,7 @@ def select_device(device: str) -> str:
     if torch.cuda.is_available():
         return 'cuda'
     if device == 'cuda':
-        raise SystemExit('error: device cuda was asked for (--device or '
+        raise UsageError('device cuda was asked for (--device or '
                          'params.yaml: device) but ' + why_no_cuda())
     return 'cpu'
 

@@ -1,9 +1,11 @@
 # Runtime shared by every config of the harness: MMSegmentation's
-# default_runtime, plus the project's registrations and checkpoints that load
-# under torch's weights-only unpickler (fashionseg/checkpoint.py).
+# default_runtime, plus the project's registrations (its modules and its
+# datasets) and checkpoints that load under torch's weights-only unpickler
+# (fashionseg/checkpoints/loading.py).
 default_scope = 'mmseg'
 custom_imports = dict(
-    imports=['fashionseg.mmseg_modules'], allow_failed_imports=False)
+    imports=['fashionseg.mmseg_modules', 'custom_datasets.mmseg_datasets'],
+    allow_failed_imports=False)
 env_cfg = dict(
     cudnn_benchmark=True,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),

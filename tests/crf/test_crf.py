@@ -8,18 +8,19 @@ import numpy as np
 import pydensecrf.densecrf as dcrf
 import pytest
 import torch
+from conftest import REPO
 from raw_formats import ccp_photos
 
-from conftest import REPO
-from custom_datasets.layout import Sample, write_dataset
+from custom_datasets.records import Sample
+from custom_datasets.writer import write_dataset
 from fashionseg.crf.energy import PARAM_RANGES, CRFParams
+from fashionseg.crf.items import CRFInputError, load_item, split_items
 from fashionseg.crf.pydensecrf_backend import dense_crf
-from fashionseg.crf.refine import CRFInputError, load_item, split_items
 from fashionseg.crf.search import (apply, read_best_params, sample_params,
                                    search)
-from fashionseg.engine.score_hook import save_scores
 from fashionseg.evaluation.confusion import confusion_matrix, load_confusions
 from fashionseg.evaluation.metrics import summary
+from fashionseg.evaluation.score_files import save_scores
 
 CLASSES = ('null', 'skin', 'hair', 'clothes')
 
@@ -322,7 +323,7 @@ def test_the_crf_refuses_more_classes_than_a_label_png_holds(
          '--split', 'test', '--out', str(tmp_path / 'crf'), '--params',
          str(_params_file(tmp_path))], cwd=REPO, capture_output=True,
         text=True)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert '300 classes' in result.stderr and 'at most 255' in \
         result.stderr
     assert not (tmp_path / 'crf').exists()

@@ -5,12 +5,12 @@ import sys
 
 import cv2
 import numpy as np
-import torch
 import pytest
+import torch
+from conftest import REPO
 from raw_formats import ccp_photos
 from test_crf import small_dataset  # noqa: F401  (fixture)
 
-from conftest import REPO
 from fashionseg.crf.energy import CRFParams, upsampled_log_probs
 from fashionseg.crf.pydensecrf_backend import dense_crf
 from fashionseg.crf.search import sample_params
@@ -134,7 +134,7 @@ def test_each_image_takes_only_its_own_key_range():
     span two others fit one lattice: codes are laid out per image, so the
     batch needs the sum of the images' ranges, not the product of the
     widest range on every axis (which would overflow 64 bits here)."""
-    from fashionseg.crf.torch_backend import PermutohedralLattice
+    from fashionseg.crf.lattice import PermutohedralLattice
     wide = 1e5
     first = torch.tensor([[0, 0, 0, 0, 0], [wide, wide, wide, 0, 0],
                           [wide / 2, 3, 7, 0, 0]])
@@ -155,8 +155,9 @@ def test_batched_runner_equals_image_by_image(small_dataset):  # noqa: F811
     threads, pixel budget, device confusion matrices) gives, for every
     task, the labels and confusion matrix of refining that image alone
     from its score file."""
-    from fashionseg.crf.refine import (CRFBackend, load_item, run_tasks,
-                                       split_items)
+    from fashionseg.crf.backend import CRFBackend
+    from fashionseg.crf.items import load_item, split_items
+    from fashionseg.crf.refine import run_tasks
     from fashionseg.evaluation.confusion import confusion_matrix
     items, classes = split_items(small_dataset / 'noisy_val',
                                  small_dataset / 'data', 'val')
@@ -181,8 +182,9 @@ def test_batched_runner_equals_image_by_image(small_dataset):  # noqa: F811
 def test_batch_out_of_memory_says_what_to_do(small_dataset,  # noqa: F811
                                              monkeypatch):
     from fashionseg.crf import device_batches
-    from fashionseg.crf.refine import (CRFBackend, CRFInputError, run_tasks,
-                                       split_items)
+    from fashionseg.crf.backend import CRFBackend
+    from fashionseg.crf.items import CRFInputError, split_items
+    from fashionseg.crf.refine import run_tasks
     items, classes = split_items(small_dataset / 'noisy_val',
                                  small_dataset / 'data', 'val')
 

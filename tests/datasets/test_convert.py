@@ -8,11 +8,11 @@ import cv2
 import numpy as np
 import pytest
 import scipy.io
+from conftest import REPO
 from raw_formats import (BUNDLED_CCP, SHARED_CCP, fashionista_samples,
                          png_bytes, write_cfpd, write_fashionista_v7,
                          write_fashionista_v73)
 
-from conftest import REPO
 from custom_datasets import DatasetFormatError
 from custom_datasets.convert import convert_release
 
@@ -265,7 +265,7 @@ def test_failed_conversion_keeps_previous_dataset(tmp_path):
                                  'pixel-level' / f'{last}.mat'))['groundtruth']
     bad = _ccp_copy_with_groundtruth(tmp_path, last, label + 100)
     result = _convert_cli(bad, out)
-    assert result.returncode == 1 and f'({last})' in result.stderr
+    assert result.returncode == 2 and f'({last})' in result.stderr
     assert tree_digest(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()
                   if p.name.startswith('.')) == []
@@ -289,7 +289,7 @@ def test_convert_refuses_an_out_that_holds_the_release(tmp_path, where):
     before = _files(tmp_path / 'data')
     out = tmp_path / 'data' if where == 'parent' else src
     result = _convert_cli(src, out)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.startswith('error: --out')
     assert 'is or holds --src' in result.stderr
     assert _files(tmp_path / 'data') == before
@@ -300,7 +300,7 @@ def test_convert_leaves_a_folder_it_did_not_write(tmp_path):
     out.mkdir()
     (out / 'notes.txt').write_text('mine')
     result = _convert_cli(BUNDLED_CCP, out)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert 'not a dataset written by tools/convert_data.py' in result.stderr
     assert _files(out) == ['notes.txt']
     assert (out / 'notes.txt').read_text() == 'mine'
@@ -331,7 +331,7 @@ def test_non_integer_labels_are_named_not_cast(tmp_path, bad, shown):
     label[3, 4] = bad
     src = _ccp_copy_with_groundtruth(tmp_path, '0001', label)
     result = _convert_cli(src, tmp_path / 'out')
-    assert result.returncode == 1
+    assert result.returncode == 2
     message = result.stderr.strip().splitlines()[-1]
     assert message.startswith('error: ') and '0001.mat' in message
     assert '(0001)' in message and shown in message
@@ -343,7 +343,7 @@ def test_text_labels_are_refused(tmp_path):
     src = _ccp_copy_with_groundtruth(tmp_path, '0002',
                                      np.array(['ab', 'cd']))
     result = _convert_cli(src, tmp_path / 'out')
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert '(0002)' in result.stderr and 'expected numbers' in result.stderr
 
 
@@ -358,7 +358,7 @@ def test_bad_fashionista_test_index_is_named(tmp_path, test_index, shown):
         [sys.executable, 'tools/convert_data.py', 'fashionista', '--src',
          str(raw), '--out', str(tmp_path / 'out')], cwd=REPO,
         capture_output=True, text=True)
-    assert result.returncode == 1
+    assert result.returncode == 2
     message = result.stderr.strip().splitlines()[-1]
     assert message.startswith('error: ') and 'test_index' in message
     assert 'fashionista-v1.0.mat' in message and shown in message

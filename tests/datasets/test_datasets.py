@@ -5,7 +5,7 @@ import scipy.io
 from mmengine.registry import init_default_scope
 from raw_formats import BUNDLED_CCP
 
-import fashionseg.mmseg_modules  # noqa: F401  (registers the datasets)
+import custom_datasets.mmseg_datasets  # noqa: F401  (registers them)
 from custom_datasets import CCP_CLASSES, CFPD_CLASSES, FASHIONISTA_CLASSES
 from custom_datasets.convert import convert_release
 

@@ -7,9 +7,9 @@ import threading
 import zipfile
 
 import pytest
+from conftest import REPO
 from raw_formats import BUNDLED_CCP, fashionista_samples, write_fashionista_v7
 
-from conftest import REPO
 from custom_datasets.fetch import FetchError, fetch_release, safe_extract
 
 
@@ -241,7 +241,7 @@ def test_an_archive_that_expands_too_much_is_refused(tmp_path):
         ('release/zeros.bin', bytes(64 * 2**20))])
     result = _fetch_cli('ccp', '--out', str(tmp_path / 'raw'), '--from',
                         str(archive))
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert 'MAX_COMPRESSION_RATIO' in result.stderr
     assert 'zeros.bin' in result.stderr
     assert not (tmp_path / 'raw' / 'zeros.bin').exists()
@@ -267,7 +267,7 @@ def test_absolute_paths_and_links_in_an_archive_are_refused(tmp_path):
                            (linked, 'symbolic link')):
         out = tmp_path / f'raw-{archive.stem}'
         result = _fetch_cli('ccp', '--out', str(out), '--from', str(archive))
-        assert result.returncode == 1, result.stderr
+        assert result.returncode == 2, result.stderr
         assert words in result.stderr
         assert not (out / 'label_list.mat').exists()
 

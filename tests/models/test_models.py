@@ -3,9 +3,9 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
+from training_helpers import CONFIG_DIR, DATASETS, MODELS
 
 import fashionseg.mmseg_modules  # noqa: F401
-from training_helpers import CONFIG_DIR, DATASETS, MODELS
 
 
 def _head(**kwargs):

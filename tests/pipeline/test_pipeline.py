@@ -12,17 +12,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import REPO
 from mmengine.hooks import Hook
 from mmseg.registry import HOOKS
-
-from conftest import REPO
-from fashionseg.engine.run_state import FINGERPRINT_FILE
-from fashionseg.engine.segmenter import InferenceSettings
-from fashionseg.engine.training import configure_training, train
-from fashionseg.report.claims import paper_claims
-from fashionseg.report.labels import NOT_RUN
 from training_helpers import (CONFIG_DIR, build_converted_datasets,
                               small_run_options)
+
+from fashionseg.inference.settings import InferenceSettings
+from fashionseg.report.claims import paper_claims
+from fashionseg.report.labels import NOT_RUN
+from fashionseg.runner.run_state import FINGERPRINT_FILE
+from fashionseg.runner.training import configure_training, train
 
 BIN = Path(sys.executable).parent
 DVC = [str(BIN / 'dvc')]  # as the README runs it

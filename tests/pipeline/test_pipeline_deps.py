@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from project_imports import project_files
-
 from conftest import REPO
+from project_imports import project_files
 
 STAGES = yaml.safe_load((REPO / 'dvc.yaml').read_text())['stages']
 # What a config registers on import (mmseg_configs/_base_/default_runtime.py).

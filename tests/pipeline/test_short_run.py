@@ -7,7 +7,6 @@ import shlex
 import subprocess
 
 import pytest
-
 from conftest import REPO
 
 
@@ -54,10 +53,11 @@ def test_the_readmes_short_run(tmp_path):
 
 def test_figures_leave_nothing_behind_when_an_input_is_missing(tmp_path):
     """tools/figures.py reads every input before writing either figure."""
-    from fashionseg.evaluation.confusion import save_confusions
     import numpy as np
     from raw_formats import BUNDLED_CCP
+
     from custom_datasets.convert import convert_release
+    from fashionseg.evaluation.confusion import save_confusions
     data = tmp_path / 'ccp'
     convert_release('ccp', BUNDLED_CCP, data, 64)
     run = tmp_path / 'run'

@@ -3,6 +3,7 @@ torch cannot use one."""
 import pytest
 import torch
 
+from fashionseg.errors import UsageError
 from fashionseg.utils.device import select_device
 
 
@@ -14,10 +15,10 @@ def _no_gpu(monkeypatch, cuda_version):
 def test_cuda_with_a_cpu_only_torch_says_how_to_install_a_cuda_one(
         monkeypatch):
     _no_gpu(monkeypatch, None)
-    with pytest.raises(SystemExit) as error:
+    with pytest.raises(UsageError) as error:
         select_device('cuda')
     message = str(error.value)
-    assert message.startswith('error: device cuda was asked for')
+    assert message.startswith('device cuda was asked for')
     assert 'CPU-only build' in message
     assert 'make TORCH_PIP_ARGS=' in message and 'install' in message
     assert 'no usable GPU' not in message
@@ -27,7 +28,7 @@ def test_cuda_with_a_cuda_torch_but_no_gpu_blames_the_gpu_or_driver(
         monkeypatch):
     _no_gpu(monkeypatch, '12.4')
     monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '0')
-    with pytest.raises(SystemExit) as error:
+    with pytest.raises(UsageError) as error:
         select_device('cuda')
     message = str(error.value)
     assert 'CUDA 12.4 build but finds no usable GPU' in message
@@ -38,7 +39,7 @@ def test_cuda_with_a_cuda_torch_but_no_gpu_blames_the_gpu_or_driver(
 def test_cuda_with_the_gpus_hidden_says_so(monkeypatch):
     _no_gpu(monkeypatch, '12.4')
     monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '')
-    with pytest.raises(SystemExit) as error:
+    with pytest.raises(UsageError) as error:
         select_device('cuda')
     assert "CUDA_VISIBLE_DEVICES='' hides the GPUs" in str(error.value)
 

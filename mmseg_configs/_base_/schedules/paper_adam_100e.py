@@ -16,7 +16,7 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=True),
     param_scheduler=dict(type='ParamSchedulerHook'),
     # mmengine's CheckpointHook with atomic saves and deferred removals
-    # (fashionseg/engine/checkpoint_saving.py): an interrupted save loses
+    # (fashionseg/checkpoints/saving.py): an interrupted save loses
     # no checkpoint. Only what selection and resume need is written: the
     # best-validation weights whenever they improve (weights only), and
     # the whole state (with Adam's, about three times the weights) every

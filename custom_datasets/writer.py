@@ -1,0 +1,142 @@
+"""Writing a converted dataset in MMSegmentation's folder layout
+(:mod:`fashionseg.dataset_folder`): the release's JPEG bytes unchanged (or
+scaled down with ``--max-size``), the label maps as 8-bit PNGs, the split
+lists and ``dataset.json``. The dataset is built in a temporary folder
+beside OUT and renamed into place only when every record has passed its
+checks (:mod:`custom_datasets.records`), so a failed or interrupted
+conversion leaves nothing in OUT.
+"""
+import io
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Dict, Iterable, Optional
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from fashionseg.dataset_folder import SPLITS, image_path, label_path
+from fashionseg.errors import UsageError
+from fashionseg.utils.atomic_write import replace_folder
+
+from .records import DatasetFormatError, Sample, check_sample
+
+
+class OutputFolderError(UsageError):
+    """An output folder the converter must not replace."""
+
+
+def check_output_folder(out: Path, src: Optional[Path] = None) -> None:
+    """Refuse an ``out`` that is ``src`` or holds it (replacing it would
+    delete the release), and an existing ``out`` that is not a dataset this
+    converter wrote (its ``dataset.json``): only those are replaced."""
+    out = Path(out).resolve()
+    if src is not None:
+        src = Path(src).resolve()
+        if out == src or out in src.parents:
+            raise OutputFolderError(
+                f'--out {out} is or holds --src {src}: converting would '
+                'replace the raw release; choose an --out outside it')
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise OutputFolderError(f'--out {out} exists and is not a folder')
+    if (out / 'dataset.json').is_file() or not any(out.iterdir()):
+        return
+    raise OutputFolderError(
+        f'--out {out} exists and is not a dataset written by '
+        'tools/convert_data.py (it has no dataset.json); it is left as it '
+        'is. Choose another --out, or move that folder away yourself')
+
+
+def encode_label_png(label: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(label, mode='L').save(buffer, format='PNG')
+    return buffer.getvalue()
+
+
+def downscale(image_bytes: bytes, label: np.ndarray, max_size: int):
+    """The photo (re-encoded JPEG, area-averaged) and label map (nearest
+    neighbour) scaled so that the longer side is ``max_size``; unchanged
+    when already no larger."""
+    height, width = label.shape
+    scale = max_size / max(height, width)
+    if scale >= 1:
+        return image_bytes, label
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    with Image.open(io.BytesIO(image_bytes)) as image:
+        small = image.convert('RGB').resize(size, Image.Resampling.BOX)
+    buffer = io.BytesIO()
+    small.save(buffer, format='JPEG', quality=95)
+    small_label = Image.fromarray(label, mode='L').resize(
+        size, Image.Resampling.NEAREST)
+    return buffer.getvalue(), np.asarray(small_label)
+
+
+def write_dataset(samples: Iterable[Sample], split_of: Dict[str, str],
+                  out: Path, name: str, classes: tuple, total: int = None,
+                  max_size: Optional[int] = None) -> Dict[str, int]:
+    """Check and write ``samples`` to ``out`` atomically.
+
+    Args:
+        samples: the records, in the release's file order.
+        split_of: split name of each stem; stems not in it are skipped.
+        out: the dataset folder to create (replaced if it exists).
+        name, classes: the dataset's name and class names; labels must lie
+            in ``0..len(classes) - 1``.
+        max_size: scale photos and label maps down so that their longer
+            side is at most this (for quick runs; None keeps the release's
+            JPEG bytes unchanged).
+
+    Returns:
+        The number of samples written to each split.
+    """
+    out = Path(out).resolve()
+    check_output_folder(out)
+    num_classes = len(classes)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f'.{out.name}.tmp-'))
+    try:
+        for split in SPLITS:
+            image_path(tmp, split, 'x').parent.mkdir(parents=True)
+            label_path(tmp, split, 'x').parent.mkdir(parents=True)
+        stems = {split: [] for split in SPLITS}
+        seen = set()
+        for sample in tqdm(samples, total=total, desc=f'converting {name}',
+                           unit='img'):
+            split = split_of.get(sample.stem)
+            if split is None:
+                continue
+            if sample.stem in seen:
+                raise sample.error(f'stem {sample.stem} occurs twice')
+            seen.add(sample.stem)
+            label = check_sample(sample, num_classes)
+            image_bytes = sample.image_bytes
+            if max_size:
+                image_bytes, label = downscale(image_bytes, label, max_size)
+            image_path(tmp, split, sample.stem).write_bytes(
+                image_bytes)
+            label_path(tmp, split, sample.stem).write_bytes(
+                encode_label_png(label))
+            stems[split].append(sample.stem)
+        missing = sorted(set(split_of) - seen)
+        if missing:
+            raise DatasetFormatError(
+                f'{len(missing)} records named by the split were not found '
+                f'in the release, e.g. {missing[:5]}')
+        (tmp / 'splits').mkdir()
+        for split in SPLITS:
+            (tmp / 'splits' / f'{split}.txt').write_text(
+                ''.join(f'{stem}\n' for stem in stems[split]))
+        counts = {split: len(stems[split]) for split in SPLITS}
+        (tmp / 'dataset.json').write_text(json.dumps(
+            dict(name=name, classes=list(classes), splits=counts,
+                 max_size=max_size),
+            indent=2) + '\n')
+        replace_folder(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return counts

@@ -1,0 +1,158 @@
+"""Checking what a user hands the tools before a run starts, so that the
+usual mistakes end in one ``error:`` line instead of a traceback after a
+config dump: a config path that is not there, an unknown or malformed
+``--cfg-options`` key, a dataset not converted yet (or a mistyped
+``--data-root``), a checkpoint that is not there.
+"""
+import difflib
+import inspect
+import os
+import os.path as osp
+from typing import Iterable, List, Optional
+
+from mmengine.config import Config
+
+from fashionseg.errors import UsageError
+
+
+def check_config_path(config: str) -> None:
+    if not osp.isfile(config):
+        hint = _closest(osp.basename(config), _configs_beside(config))
+        raise UsageError(f'config {config} does not exist'
+                         + (f'; did you mean {hint}?' if hint else ''))
+
+
+def _configs_beside(config: str) -> List[str]:
+    folder = osp.dirname(config) or '.'
+    if not osp.isdir(folder):
+        return []
+    return [name for name in sorted(os.listdir(folder))
+            if name.endswith('.py')]
+
+
+def _closest(word: str, candidates: Iterable[str]) -> Optional[str]:
+    found = difflib.get_close_matches(word, list(candidates), n=1)
+    return found[0] if found else None
+
+
+def check_cfg_options(cfg: Config, options: dict) -> None:
+    """Every ``--cfg-options`` key must name a setting of the config, or a
+    new argument that the class the enclosing ``type`` names accepts
+    (``train_dataloader.dataset.indices=6``); anything else would be
+    ignored silently or fail deep inside the runner."""
+    settings = cfg.to_dict()
+    for key in options:
+        _check_key(settings, key)
+
+
+def _check_key(settings: dict, key: str) -> None:
+    node, parts = settings, key.split('.')
+    for depth, part in enumerate(parts):
+        if isinstance(node, (list, tuple)) and part.isdigit() and \
+                int(part) < len(node):
+            node = node[int(part)]
+            continue
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+            continue
+        where = '.'.join(parts[:depth]) or 'the config'
+        known = list(node) if isinstance(node, dict) else []
+        if isinstance(node, dict) and depth > 0 and \
+                _accepts(node, part) and depth == len(parts) - 1:
+            return  # a new argument the class takes
+        hint = _closest(part, known + (_arguments(node)[0] or []))
+        raise UsageError(
+            f'--cfg-options {key}: {where} has no setting {part!r}'
+            + (f'; did you mean {".".join(parts[:depth] + [hint])}?'
+               if hint else ''))
+
+
+def _class_of(node: dict):
+    """The class a config dict's ``type`` names, from MMSegmentation's and
+    mmengine's registries; None where there is none."""
+    kind = node.get('type') if isinstance(node, dict) else None
+    if isinstance(kind, type):
+        return kind
+    if not isinstance(kind, str):
+        return None
+    from mmseg import registry
+    for name in dir(registry):
+        found = getattr(registry, name)
+        if hasattr(found, 'get') and hasattr(found, 'module_dict'):
+            try:
+                cls = found.get(kind)
+            except Exception:  # noqa: BLE001 (a registry that cannot)
+                cls = None
+            if cls is not None:
+                return cls
+    return None
+
+
+def _arguments(node):
+    """(the keyword arguments the node's class takes, following ``**kwargs``
+    up its base classes; whether it still takes any other). A dataloader
+    dict's class is ``torch.utils.data.DataLoader``; another untyped dict
+    gives (None, True): its keys are the user's."""
+    if not isinstance(node, dict):
+        return [], False
+    cls = _class_of(node)
+    if cls is None:
+        if 'dataset' not in node or 'type' in node:
+            return None, True
+        from torch.utils.data import DataLoader
+        cls = DataLoader
+    if not inspect.isclass(cls):
+        return [], True  # a function: its arguments are not checked
+    names = []
+    for klass in cls.__mro__:
+        init = klass.__dict__.get('__init__')
+        if init is None:
+            continue
+        params = list(inspect.signature(init).parameters.values())
+        names += [p.name for p in params if p.kind in (
+            p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != 'self']
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            return names, False
+    return names, True
+
+
+def _accepts(node, name: str) -> bool:
+    names, still_open = _arguments(node)
+    return still_open or name in names
+
+
+LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+
+
+def check_dataset_folders(cfg: Config, loaders: Iterable[str] = LOADERS
+                          ) -> None:
+    """Each loader's converted dataset and split folders exist."""
+    for name in loaders:
+        loader = cfg.get(name)
+        if not loader:
+            continue
+        dataset = loader.dataset
+        root = dataset.get('data_root') or ''
+        kind = str(dataset.get('type', ''))
+        release = kind.lower().replace('dataset', '') or 'DATASET'
+        convert = (f'python tools/convert_data.py {release} --src '
+                   f'RAW_RELEASE --out {root or "data/" + release}')
+        if not osp.isdir(root):
+            raise UsageError(
+                f'the {release} dataset folder {root} does not exist: '
+                f'convert the release first ({convert}), or point '
+                '--data-root at a converted dataset')
+        for folder in (dataset.get('data_prefix') or {}).values():
+            path = osp.join(root, folder)
+            if not osp.isdir(path):
+                raise UsageError(
+                    f'{path} does not exist: {root} is not a converted '
+                    f'{release} dataset (tools/convert_data.py writes '
+                    f'dataset.json, img_dir/, ann_dir/ and splits/: '
+                    f'{convert})')
+
+
+def check_checkpoint(checkpoint: Optional[str]) -> None:
+    if checkpoint and '://' not in str(checkpoint) and \
+            not osp.isfile(checkpoint):
+        raise UsageError(f'checkpoint {checkpoint} does not exist')

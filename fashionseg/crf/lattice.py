@@ -1,0 +1,191 @@
+"""The permutohedral lattice of Adams et al. (2010), exactly as
+Krähenbühl's dense-CRF code (which pydensecrf wraps) builds it, in
+PyTorch: the same elevation, rounding, barycentric weights, [1/2 1 1/2]
+blur along the d + 1 lattice axes and final scaling. Krähenbühl's code keeps
+it in its own file (``permutohedral.cpp``) too; the mean-field loop that
+uses it is :mod:`fashionseg.crf.torch_backend`.
+"""
+import math
+
+import torch
+
+_CODE_LIMIT = 2**62
+
+
+class PermutohedralLattice:
+    """Gaussian filtering of values at points with features ``features``
+    (N x d, already divided by the kernel widths); ``segment`` (N) keeps
+    points of different images apart."""
+
+    def __init__(self, features: torch.Tensor, segment: torch.Tensor):
+        device = features.device
+        n, d = features.shape
+        features = features.float()
+        # Elevate onto the hyperplane (Adams et al. 2010, p. 5), summing in
+        # the same order as the C++ code.
+        inv_std = math.sqrt(2.0 / 3.0) * (d + 1)
+        scale = torch.tensor(
+            [inv_std / math.sqrt((i + 2) * (i + 1)) for i in range(d)],
+            dtype=torch.float32, device=device)
+        cf = features * scale
+        suffix = torch.flip(torch.cumsum(torch.flip(cf, [1]), 1), [1])
+        elevated = torch.empty(n, d + 1, device=device)
+        elevated[:, 0] = suffix[:, 0]
+        index = torch.arange(1, d + 1, device=device, dtype=torch.float32)
+        after = torch.cat([suffix[:, 1:], torch.zeros(n, 1, device=device)],
+                          1)
+        elevated[:, 1:] = after - index * cf
+        # The closest remainder-0 point, by rounding each coordinate to a
+        # multiple of d + 1.
+        down = torch.tensor(1.0 / (d + 1), dtype=torch.float32)
+        v = elevated * down.to(device)
+        up_value = torch.ceil(v) * (d + 1)
+        down_value = torch.floor(v) * (d + 1)
+        rem0 = torch.where(up_value - elevated < elevated - down_value,
+                           up_value, down_value).long()
+        total = torch.div(rem0, d + 1, rounding_mode='floor').sum(1)
+        # The rank of each coordinate's residual (ties as the C++ loop).
+        diff = elevated - rem0.float()
+        later = torch.arange(d + 1, device=device)
+        is_later = later[None, :] > later[:, None]  # [i, j]: j > i
+        # rank[m] = #{j > m: diff_j > diff_m} + #{i < m: diff_i >= diff_m}
+        # greater[m, j]: diff_j > diff_m
+        greater = diff[:, None, :] > diff[:, :, None]
+        earlier_ge = (diff[:, :, None] >= diff[:, None, :]) & \
+            is_later[None]  # [i, m]: i < m and diff_i >= diff_m
+        rank = (greater & is_later).sum(2) + earlier_ge.sum(1)
+        rank = rank + total[:, None]
+        low, high = rank < 0, rank > d
+        rank = torch.where(low, rank + d + 1, torch.where(high, rank - d - 1,
+                                                          rank))
+        rem0 = torch.where(low, rem0 + d + 1, torch.where(high, rem0 - d - 1,
+                                                          rem0))
+        # Barycentric coordinates (p. 10).
+        residual = (elevated - rem0.float()) * down.to(device)
+        bary = torch.zeros(n, d + 2, device=device)
+        bary.scatter_add_(1, d - rank, residual)
+        bary.scatter_add_(1, d - rank + 1, -residual)
+        bary[:, 0] += 1.0 + bary[:, d + 1]
+        self.weights = bary[:, :d + 1]
+        # The d + 1 vertices of each point's simplex: key = rem0 + the
+        # canonical simplex's vertex `remainder`, permuted by rank.
+        remainder = torch.arange(d + 1, device=device)[None, :, None]
+        keys = rem0[:, None, :d] + remainder - (d + 1) * (
+            rank[:, None, :d] > d - remainder).long()  # N x (d+1) x d
+        self._encode_setup(keys, segment, d)
+        codes = self._encode(keys, segment[:, None].expand(-1, d + 1))
+        vertex_codes, offsets = torch.unique(codes.reshape(-1),
+                                             return_inverse=True)
+        self.num_vertices = len(vertex_codes)
+        self.offsets = offsets.reshape(n, d + 1)
+        vertex_keys = torch.empty(self.num_vertices, d, dtype=torch.long,
+                                  device=device)
+        vertex_keys[self.offsets.reshape(-1)] = keys.reshape(-1, d)
+        vertex_segment = torch.empty(self.num_vertices, dtype=torch.long,
+                                     device=device)
+        vertex_segment[self.offsets.reshape(-1)] = segment[:, None].expand(
+            -1, d + 1).reshape(-1)
+        # Blur neighbours along each of the d + 1 lattice axes; a missing
+        # neighbour points at row 0, which stays zero.
+        self.neighbours = []
+        for axis in range(d + 1):
+            n1 = vertex_keys - 1
+            n2 = vertex_keys + 1
+            if axis < d:
+                n1[:, axis] = vertex_keys[:, axis] + d
+                n2[:, axis] = vertex_keys[:, axis] - d
+            pair = []
+            for neighbour in (n1, n2):
+                code = self._encode(neighbour, vertex_segment)
+                position = torch.searchsorted(vertex_codes, code).clamp(
+                    max=self.num_vertices - 1)
+                found = vertex_codes[position] == code
+                pair.append(torch.where(found, position + 1,
+                                        torch.zeros_like(position)))
+            self.neighbours.append(pair)
+        self.alpha = 1.0 / (1.0 + 2.0 ** (-d))
+        self._build_matrices()
+
+    def _encode_setup(self, keys: torch.Tensor, segment: torch.Tensor,
+                      d: int) -> None:
+        """Mixed-radix codes for (segment, key) with room for the blur's
+        neighbours (coordinates move by at most d). Each image gets its
+        own key range and block of codes, so that one image's narrow
+        kernel (a wide key range) takes only its own share of the 64 bits,
+        not every image's."""
+        flat = keys.reshape(-1, d)
+        point_segment = segment[:, None].expand(-1, keys.shape[1]).reshape(
+            -1)
+        segments = int(point_segment.max().item()) + 1 if len(flat) else 1
+        index = point_segment[:, None].expand(-1, d)
+        low = torch.zeros(segments, d, dtype=torch.long, device=keys.device)
+        high = torch.zeros_like(low)
+        low.scatter_reduce_(0, index, flat, 'amin', include_self=False)
+        high.scatter_reduce_(0, index, flat, 'amax', include_self=False)
+        self._low = low - (d + 1)
+        span = high - self._low + d + 2  # segments x d
+        strides = torch.cumprod(torch.cat([torch.ones_like(span[:, :1]),
+                                           span[:, :-1]], 1), 1)
+        sizes = [int(v) for v in (strides[:, -1] * span[:, -1]).tolist()]
+        if sum(sizes) >= _CODE_LIMIT:
+            raise OverflowError(
+                f'the lattice of {segments} images spans too many vertex '
+                'positions to encode in 64 bits; refine fewer images per '
+                'batch (--batch-size)')
+        bases = [0]
+        for size in sizes[:-1]:
+            bases.append(bases[-1] + size)
+        self._strides = strides
+        self._bases = torch.tensor(bases, dtype=torch.long,
+                                   device=keys.device)
+
+    def _encode(self, keys: torch.Tensor, segment: torch.Tensor
+                ) -> torch.Tensor:
+        return ((keys - self._low[segment]) * self._strides[segment]).sum(
+            -1) + self._bases[segment]
+
+    def _build_matrices(self) -> None:
+        """Splatting and slicing as CSR matrices (vertex rows are shifted by
+        one: row 0 is the empty neighbour), built once per lattice."""
+        n, d1 = self.offsets.shape
+        device = self.offsets.device
+        vertices = self.num_vertices + 1
+        # Slicing, N x vertices: each point's d + 1 vertices, in column
+        # order within the row.
+        columns, order = torch.sort(self.offsets + 1, dim=1)
+        weights = torch.gather(self.weights, 1, order)
+        # int32 indices: the sparse BLAS (MKL, cuSPARSE) take them as they
+        # are; int64 ones are converted on every product.
+        index = torch.int32 if max(n, vertices) * d1 < 2**31 else torch.long
+        self.slice = torch.sparse_csr_tensor(
+            torch.arange(0, n * d1 + 1, d1, device=device, dtype=index),
+            columns.reshape(-1).to(index),
+            (weights * self.alpha).reshape(-1), (n, vertices))
+        # Splatting, vertices x N: its transpose, rows sorted by vertex.
+        flat = columns.reshape(-1)
+        by_vertex = torch.argsort(flat * n + torch.arange(
+            n, device=device).repeat_interleave(d1))
+        counts = torch.bincount(flat, minlength=vertices)
+        crow = torch.zeros(vertices + 1, dtype=torch.long, device=device)
+        crow[1:] = torch.cumsum(counts, 0)
+        self.splat = torch.sparse_csr_tensor(
+            crow.to(index),
+            torch.div(by_vertex, d1, rounding_mode='floor').to(index),
+            weights.reshape(-1)[by_vertex], (vertices, n))
+
+    def compute(self, values: torch.Tensor) -> torch.Tensor:
+        """Filter ``values`` (N x C): splat, blur, slice."""
+        return self.slice @ blur(self.splat @ values, self.neighbours)
+
+
+def blur(lattice: torch.Tensor, neighbours) -> torch.Tensor:
+    """Blur vertex values (row 0: the empty neighbour, kept zero) along each
+    lattice axis in turn: v + (v[n1] + v[n2]) / 2."""
+    other = torch.zeros_like(lattice)
+    pair = torch.empty_like(lattice[1:])
+    for n1, n2 in neighbours:
+        torch.index_select(lattice, 0, n1, out=pair)
+        pair += lattice[n2]
+        torch.add(lattice[1:], pair, alpha=0.5, out=other[1:])
+        lattice, other = other, lattice
+    return lattice

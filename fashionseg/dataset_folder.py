@@ -1,0 +1,39 @@
+"""The converted dataset folder, as ``tools/convert_data.py`` writes it and
+the CRF, benchmark and report tools read it.
+
+``ROOT/img_dir/{train,val,test}/STEM.jpg`` (photos), ``ROOT/ann_dir/
+{train,val,test}/STEM.png`` (8-bit label indices, the photo's size),
+``ROOT/splits/{train,val,test}.txt`` (one stem a line, in file order) and
+``ROOT/dataset.json`` (the dataset's name, classes and split sizes).
+"""
+import json
+from pathlib import Path
+
+from fashionseg.errors import DataError
+
+SPLITS = ('train', 'val', 'test')
+META_FILE = 'dataset.json'
+
+
+class DatasetFolderError(DataError):
+    """A folder that is not a converted dataset."""
+
+
+def image_path(root: Path, split: str, stem: str) -> Path:
+    """Where a converted dataset keeps a photo."""
+    return Path(root) / 'img_dir' / split / f'{stem}.jpg'
+
+
+def label_path(root: Path, split: str, stem: str) -> Path:
+    """Where a converted dataset keeps a label map."""
+    return Path(root) / 'ann_dir' / split / f'{stem}.png'
+
+
+def read_dataset_meta(root: Path) -> dict:
+    """``dataset.json`` of a converted dataset."""
+    path = Path(root) / META_FILE
+    if not path.is_file():
+        raise DatasetFolderError(
+            f'{path}: not found; is {root} a dataset written by '
+            'tools/convert_data.py?')
+    return json.loads(path.read_text())

@@ -1,0 +1,2 @@
+"""``make gpu-check``: every GPU path of the harness checked and timed in
+one run (``tools/gpu_check.py``)."""

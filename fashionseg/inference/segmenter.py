@@ -1,0 +1,283 @@
+"""The harness's fast inference engine: batched, on the device, with a
+choice of precision, memory layout and ``torch.compile``.
+
+The paper's protocol (MMSegmentation's ``inference_model``, one image at a
+time, eager fp32; paper section 5) stays in
+:mod:`fashionseg.benchmarks.inference`. This engine computes the same
+labels the same way (the config's test pipeline, the data preprocessor's
+normalisation and padding, backbone, neck and decode head, the crop and
+the bilinear upsampling of ``EncoderDecoder.postprocess_result``) without
+MMSegmentation's per-sample ``test_step`` work: images are normalised and
+padded on the device, and a batch whose images differ in size runs as one
+forward pass per padded size, so that batching never changes a label.
+
+A fast setting (:mod:`fashionseg.inference.settings`) is trusted
+only as far as it agrees with eager fp32 (TF32 off):
+:func:`label_agreement` gives the fraction of equal pixels, and
+``AGREEMENT_BAR`` is the bar the tables require.
+
+(About 280 lines: building the model, the preprocessing and the
+postprocessing are one path that must match MMSegmentation's step for
+step, kept in one place so that it can be read against it.)
+"""
+import contextlib
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from mmengine.config import Config
+from mmengine.dataset import Compose
+from mmengine.model.utils import revert_sync_batchnorm
+from mmengine.registry import init_default_scope
+from mmseg.registry import DATASETS, MODELS
+
+from fashionseg.checkpoints.loading import load_weights_strictly
+from fashionseg.config_checks import check_checkpoint, check_config_path
+from fashionseg.inference.settings import PRECISIONS, InferenceSettings
+
+_LOADING_TRANSFORMS = ('LoadImageFromFile', 'LoadAnnotations',
+                       'LoadImageFromNDArray')
+
+
+@dataclass
+class Prediction:
+    """One image's result: ``labels`` (H x W uint8 tensor at the image's
+    original size) and, when asked for, ``decode_scores`` (the decode
+    head's output, classes x h x w float32, covering the padded input of
+    ``input_shape``; the CRF's input, :mod:`fashionseg.runner.score_hook`)."""
+    labels: torch.Tensor
+    decode_scores: Optional[torch.Tensor] = None
+    input_shape: Optional[tuple] = None
+
+
+def build_model(cfg: Config, checkpoint: Optional[str],
+                device: str = 'cpu') -> torch.nn.Module:
+    """The config's segmentor for inference, with ``checkpoint``'s weights
+    loaded strictly (:func:`load_weights_strictly`), SyncBN reverted to
+    BN, in eval mode on ``device``."""
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
+    model_cfg = cfg.model.copy()
+    model_cfg.pretrained = None
+    model_cfg.train_cfg = None
+    model_cfg.setdefault('backbone', {}).pop('init_cfg', None)
+    model = MODELS.build(model_cfg)
+    model.cfg = cfg
+    meta = {} if checkpoint is None else load_weights_strictly(
+        model, checkpoint, cfg.filename)
+    model.dataset_meta = meta.get('dataset_meta') or _dataset_metainfo(cfg)
+    model = revert_sync_batchnorm(model)
+    return model.to(device).eval()
+
+
+def _dataset_metainfo(cfg: Config) -> Optional[dict]:
+    """Classes and palette of the config's test dataset class."""
+    dataset_type = cfg.get('test_dataloader', {}).get('dataset', {}).get(
+        'type')
+    dataset_class = DATASETS.get(dataset_type) if dataset_type else None
+    return dict(dataset_class.METAINFO) if dataset_class else None
+
+
+class Segmenter:
+    """Batched inference with one model; see the module docstring.
+
+    ``segment(images)`` takes decoded BGR images (H x W x 3 uint8, as
+    ``mmcv.imread`` gives them) and returns one :class:`Prediction` each.
+    """
+
+    def __init__(self, model: torch.nn.Module, cfg: Config,
+                 settings: InferenceSettings = InferenceSettings(),
+                 device: Optional[str] = None):
+        self.model = model.eval()
+        self.cfg = cfg
+        self.settings = settings
+        self.device = torch.device(
+            device or next(model.parameters()).device)
+        if self.model.test_cfg and self.model.test_cfg.get(
+                'mode', 'whole') != 'whole':
+            raise ValueError('the inference engine runs whole-image '
+                             'inference (model.test_cfg.mode="whole"), not '
+                             f'{self.model.test_cfg.get("mode")!r}')
+        preprocessor = model.data_preprocessor
+        self.mean = preprocessor.mean.to(self.device).view(1, -1, 1, 1) \
+            if preprocessor._enable_normalize else None
+        self.std = preprocessor.std.to(self.device).view(1, -1, 1, 1) \
+            if preprocessor._enable_normalize else None
+        self.bgr_to_rgb = preprocessor.channel_conversion
+        self.pad_val = preprocessor.pad_val
+        test_cfg = preprocessor.test_cfg or {}
+        self.pad_size = test_cfg.get('size')
+        self.size_divisor = test_cfg.get('size_divisor')
+        self.align_corners = model.align_corners
+        if settings.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        network = self._network
+        if settings.compile != 'none':
+            network = torch.compile(network, mode=settings.compile,
+                                    dynamic=False)
+        self.network = network
+        self.pipeline = Compose(test_pipeline_for_arrays(cfg))
+
+    @classmethod
+    def from_config(cls, config, checkpoint: Optional[str],
+                    device: str = 'cpu',
+                    settings: InferenceSettings = InferenceSettings()
+                    ) -> 'Segmenter':
+        if not isinstance(config, Config):
+            check_config_path(config)
+        check_checkpoint(checkpoint)
+        cfg = config if isinstance(config, Config) else Config.fromfile(
+            config)
+        return cls(build_model(cfg, checkpoint, device), cfg, settings,
+                   device)
+
+    @property
+    def num_classes(self) -> int:
+        return self.model.decode_head.num_classes
+
+    # The network: normalised, padded NCHW input to decode-head scores.
+    def _network(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.model.decode_head.forward(self.model.extract_feat(inputs))
+
+    def _precision(self):
+        precision = self.settings.precision
+        if precision in ('fp32', 'tf32'):
+            return _tf32(self.device, precision == 'tf32')
+        return torch.autocast(self.device.type, dtype=PRECISIONS[precision])
+
+    def prepare(self, image: np.ndarray) -> dict:
+        """The config's test pipeline on one decoded BGR image: ``inputs``
+        (3 x H x W uint8 tensor) and ``data_samples`` (its metainfo)."""
+        return self.pipeline(dict(img=image))
+
+    def normalise(self, inputs: torch.Tensor) -> torch.Tensor:
+        """uint8 NCHW on the device to the network's input, as the data
+        preprocessor does: channel order, mean / std, padding at the
+        bottom and right to ``size`` or a multiple of ``size_divisor``."""
+        inputs = inputs.to(self.device, non_blocking=True)
+        if self.bgr_to_rgb and inputs.shape[1] == 3:
+            inputs = inputs[:, [2, 1, 0]]
+        inputs = inputs.float()
+        if self.mean is not None:
+            inputs = (inputs - self.mean) / self.std
+        height, width = inputs.shape[-2:]
+        pad_h, pad_w = padded_size(height, width, self.pad_size,
+                                   self.size_divisor)
+        if (pad_h, pad_w) != (height, width):
+            inputs = F.pad(inputs, (0, pad_w - width, 0, pad_h - height),
+                           value=self.pad_val)
+        if self.settings.channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        return inputs
+
+    @torch.no_grad()
+    def decode_scores(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Decode-head scores (float32, N x classes x h x w) of a batch of
+        same-size uint8 images (N x 3 x H x W) after padding."""
+        batch = self.normalise(inputs)
+        with self._precision():
+            scores = self.network(batch)
+        return scores.float()
+
+    @torch.no_grad()
+    def predict(self, inputs: Sequence[torch.Tensor],
+                metas: Sequence[dict], keep_scores: bool = False
+                ) -> List[Prediction]:
+        """Labels of prepared images (``inputs[i]`` 3 x H x W uint8, with
+        ``metas[i]['ori_shape']``); images of one size share a forward
+        pass of at most ``batch_size``."""
+        groups: Dict[tuple, List[int]] = {}
+        for index, image in enumerate(inputs):
+            groups.setdefault(tuple(image.shape), []).append(index)
+        results: List[Optional[Prediction]] = [None] * len(inputs)
+        step = self.settings.batch_size
+        for indices in groups.values():
+            for start in range(0, len(indices), step):
+                chunk = indices[start:start + step]
+                batch = torch.stack([inputs[i] for i in chunk])
+                scores = self.decode_scores(batch)
+                height, width = batch.shape[-2:]
+                input_shape = padded_size(height, width, self.pad_size,
+                                          self.size_divisor)
+                logits = F.interpolate(scores, size=input_shape,
+                                       mode='bilinear',
+                                       align_corners=self.align_corners)
+                logits = logits[:, :, :height, :width]
+                for offset, index in enumerate(chunk):
+                    image_logits = logits[offset:offset + 1]
+                    ori_shape = tuple(metas[index]['ori_shape'][:2])
+                    if ori_shape != (height, width):
+                        image_logits = F.interpolate(
+                            image_logits, size=ori_shape, mode='bilinear',
+                            align_corners=self.align_corners)
+                    labels = image_logits[0].argmax(0).to(torch.uint8)
+                    results[index] = Prediction(
+                        labels,
+                        scores[offset] if keep_scores else None,
+                        input_shape)
+        return results
+
+    def segment(self, images: Sequence[np.ndarray],
+                keep_scores: bool = False) -> List[Prediction]:
+        """Decoded BGR images to predictions."""
+        prepared = [self.prepare(image) for image in images]
+        return self.predict([p['inputs'] for p in prepared],
+                            [p['data_samples'].metainfo for p in prepared],
+                            keep_scores)
+
+
+def padded_size(height: int, width: int, size: Optional[Sequence] = None,
+                size_divisor: Optional[int] = None) -> tuple:
+    """The network input of an image, as ``mmseg.models.utils.stack_batch``
+    pads it: to ``size`` (height, width), else to the next multiple of
+    ``size_divisor``."""
+    if size is not None:
+        return max(int(size[0]), height), max(int(size[1]), width)
+    if size_divisor:
+        return (-(-height // size_divisor) * size_divisor,
+                -(-width // size_divisor) * size_divisor)
+    return height, width
+
+
+def test_pipeline_for_arrays(cfg: Config) -> list:
+    """The config's test pipeline for images already decoded: the loading
+    and annotation steps replaced by ``LoadImageFromNDArray`` (as
+    ``mmseg.apis.inference_model`` does for arrays)."""
+    pipeline = cfg.get('test_pipeline') or \
+        cfg.test_dataloader.dataset.pipeline
+    steps = [dict(step) for step in pipeline
+             if step['type'] not in _LOADING_TRANSFORMS]
+    return [dict(type='LoadImageFromNDArray')] + steps
+
+
+@contextlib.contextmanager
+def _tf32(device: torch.device, allow: bool):
+    """TF32 matmuls and convolutions on or off (CUDA only) for a block."""
+    if device.type != 'cuda':
+        yield
+        return
+    matmul = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = allow
+    try:
+        with torch.backends.cudnn.flags(enabled=True, allow_tf32=allow):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul
+
+
+def label_agreement(reference: Sequence[torch.Tensor],
+                    labels: Sequence[torch.Tensor]) -> float:
+    """The fraction of pixels, over all images, where ``labels`` equals
+    ``reference``."""
+    if len(reference) != len(labels):
+        raise ValueError(f'{len(labels)} label maps for {len(reference)} '
+                         'reference maps')
+    equal = total = 0
+    for ref, lab in zip(reference, labels):
+        if ref.shape != lab.shape:
+            raise ValueError(f'label maps of shape {tuple(lab.shape)} and '
+                             f'{tuple(ref.shape)} differ')
+        equal += int((ref.cpu() == lab.cpu()).sum())
+        total += ref.numel()
+    return equal / total if total else 1.0

@@ -1,0 +1,75 @@
+"""How the fast inference engine (:mod:`fashionseg.inference.segmenter`)
+runs: precision, memory layout, ``torch.compile`` mode and batch size, and
+the agreement with eager fp32 a fast setting must reach."""
+from dataclasses import asdict, dataclass
+
+import torch
+
+PRECISIONS = {'fp32': torch.float32, 'tf32': torch.float32,
+              'bf16': torch.bfloat16, 'fp16': torch.float16}
+# ``reduce-overhead`` and ``max-autotune`` capture CUDA graphs on a GPU.
+COMPILE_MODES = ('none', 'default', 'reduce-overhead', 'max-autotune')
+# The least fraction of pixels a fast setting must label as eager fp32
+# does before its figures are used.
+AGREEMENT_BAR = 0.995
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """How the engine runs: ``precision`` fp32 (TF32 off, the reference),
+    tf32, bf16 or fp16 (autocast); ``channels_last`` memory layout;
+    ``compile`` one of :data:`COMPILE_MODES`; ``batch_size`` images per
+    forward pass."""
+    precision: str = 'fp32'
+    channels_last: bool = False
+    compile: str = 'none'
+    batch_size: int = 1
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f'precision must be one of {tuple(PRECISIONS)},'
+                             f' not {self.precision!r}')
+        if self.compile not in COMPILE_MODES:
+            raise ValueError(f'compile must be one of {COMPILE_MODES}, not '
+                             f'{self.compile!r}')
+        if self.batch_size < 1:
+            raise ValueError(f'batch_size must be at least 1, not '
+                             f'{self.batch_size}')
+
+    @property
+    def is_reference(self) -> bool:
+        return (self.precision == 'fp32' and not self.channels_last
+                and self.compile == 'none')
+
+    def name(self) -> str:
+        parts = [self.precision] + (['channels-last']
+                                    if self.channels_last else [])
+        if self.compile != 'none':
+            parts.append(f'compile-{self.compile}')
+        return ' '.join(parts) + f' batch {self.batch_size}'
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def parse(cls, text: str) -> 'InferenceSettings':
+        """A setting written as ``PRECISION[,channels-last][,compile=MODE]
+        [,batch=N]``, e.g. ``bf16,channels-last,compile=max-autotune,
+        batch=32``."""
+        parts = [part.strip() for part in text.split(',') if part.strip()]
+        if not parts:
+            raise ValueError('an empty inference setting')
+        values = dict(precision=parts[0])
+        for part in parts[1:]:
+            key, _, value = part.partition('=')
+            if part == 'channels-last':
+                values['channels_last'] = True
+            elif key == 'compile' and value:
+                values['compile'] = value
+            elif key == 'batch' and value.isdigit():
+                values['batch_size'] = int(value)
+            else:
+                raise ValueError(
+                    f'{part!r} in the inference setting {text!r}: expected '
+                    'channels-last, compile=MODE or batch=N')
+        return cls(**values)

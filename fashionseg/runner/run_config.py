@@ -1,0 +1,103 @@
+"""The run config that training and testing share: a config loaded as
+MMSegmentation's tools load it, with the command line's overrides, the
+dataset folder and image limit, and CPU (gloo) DDP where there is no GPU."""
+import os
+import os.path as osp
+from typing import Optional, Sequence
+
+import torch
+from mmengine.config import Config
+
+from fashionseg.config_checks import (LOADERS, check_cfg_options,
+                                      check_config_path)
+
+
+def load_run_config(config: str, work_dir: Optional[str] = None,
+                    cfg_options: Optional[dict] = None,
+                    launcher: str = 'none', data_root: Optional[str] = None,
+                    max_images: Optional[int] = None,
+                    loaders: Sequence[str] = LOADERS) -> Config:
+    """A config with the command line's overrides, as MMSegmentation's tools
+    load it: work_dir from the command line, else the config, else
+    ``work_dirs/CONFIG_NAME``; ``data_root`` points every loader at one
+    converted dataset and ``max_images`` limits ``loaders`` to the first
+    images of their splits. A missing config or an unknown override raises
+    :class:`fashionseg.errors.UsageError` (:mod:`fashionseg.config_checks`)."""
+    check_config_path(config)
+    cfg = Config.fromfile(config)
+    cfg.launcher = launcher
+    if cfg_options:
+        check_cfg_options(cfg, cfg_options)
+        cfg.merge_from_dict(cfg_options)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(config))[0])
+    set_data_root(cfg, data_root)
+    limit_images(cfg, max_images, loaders)
+    return cfg
+
+
+def limit_images(cfg: Config, max_images: Optional[int],
+                 loaders: Sequence[str] = LOADERS) -> None:
+    """The first ``max_images`` images of each loader's split (mmengine's
+    ``indices``), recorded as ``cfg.max_images``."""
+    cfg.max_images = max_images
+    if max_images is None:
+        return
+    for name in loaders:
+        if cfg.get(name):
+            cfg[name].dataset.indices = int(max_images)
+
+
+def set_data_root(cfg: Config, data_root: Optional[str]) -> None:
+    """Point the train, val and test loaders at one converted dataset
+    (``tools/*.py --data-root``); ``None`` keeps the config's."""
+    if data_root is None:
+        return
+    for loader in LOADERS:
+        if cfg.get(loader) is not None:
+            cfg[loader].dataset.data_root = data_root
+
+
+def replace_sync_bn(node) -> None:
+    """Turn every ``SyncBN`` norm config into ``BN`` (in place): SyncBN has
+    no CPU implementation, so CPU (gloo) DDP uses per-process BN."""
+    if isinstance(node, dict):
+        if node.get('type') == 'SyncBN':
+            node['type'] = 'BN'
+        for value in node.values():
+            replace_sync_bn(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            replace_sync_bn(value)
+
+
+def configure_cpu_ddp(cfg: Config) -> None:
+    """DDP over CPU processes (gloo): per-process BN, and a DDP wrapper
+    without device ids (mmengine's default passes the local rank as a CUDA
+    device id)."""
+    cfg.env_cfg.dist_cfg = dict(backend='gloo')
+    replace_sync_bn(cfg.model)
+    cfg.model_wrapper_cfg = dict(
+        type='MMDistributedDataParallel', device_ids=None,
+        broadcast_buffers=False)
+
+
+def init_cpu_distributed(cfg: Config) -> None:
+    """Join the process group of a CPU (gloo) DDP run.
+
+    mmengine's launcher calls ``torch.cuda.set_device`` unconditionally,
+    which a CPU-only torch cannot do; the Runner skips its own
+    initialisation when the group already exists.
+    """
+    if (cfg.launcher == 'pytorch' and not torch.cuda.is_available()
+            and not torch.distributed.is_initialized()):
+        torch.distributed.init_process_group(backend='gloo')
+
+
+def set_local_rank_env(local_rank: int) -> None:
+    """``torch.distributed.launch`` passes ``--local-rank``; torchrun sets
+    ``LOCAL_RANK``. mmengine reads the environment variable."""
+    os.environ.setdefault('LOCAL_RANK', str(local_rank))

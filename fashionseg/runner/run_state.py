@@ -1,0 +1,131 @@
+"""Resuming an interrupted training stage, and publishing its final model.
+
+The pipeline keeps a training stage's work dir between runs (``persist`` in
+dvc.yaml) so that an interrupted ``dvc repro`` resumes training from the
+last checkpoint instead of starting over. A kept work dir must only be
+resumed by the same run: ``--auto-resume`` compares the run's fingerprint
+(its resolved config and seed) with the one stored in the work dir, resumes
+when they agree (from the newest checkpoint that is whole, skipping one
+that an interrupted save left behind) and otherwise moves the old
+checkpoints aside (into ``WORK_DIR/stale-N/``, nothing is deleted), so that
+a changed parameter never continues someone else's training.
+"""
+import hashlib
+import json
+import logging
+import os
+import os.path as osp
+import zipfile
+from pathlib import Path
+
+import torch
+from mmengine.config import Config
+from mmengine.logging import print_log
+
+from fashionseg.checkpoints.loading import load_local_checkpoint
+from fashionseg.checkpoints.saving import PARTIAL_SUFFIX
+from fashionseg.utils.atomic_write import atomic_write
+
+FINGERPRINT_FILE = 'run_fingerprint.txt'
+LAST_CHECKPOINT = 'last_checkpoint'
+
+
+def run_fingerprint(cfg: Config) -> str:
+    """A hash of everything that defines a training run's result."""
+    settings = cfg.to_dict()
+    for volatile in ('resume', 'load_from', 'launcher'):
+        settings.pop(volatile, None)
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def move_aside(work_dir: Path) -> None:
+    """Move the checkpoints (``*.pth``, ``last_checkpoint``) of a run
+    that is not this one into a new ``WORK_DIR/stale-N/``, and say so; they
+    are the user's to keep or delete."""
+    stale = sorted(work_dir.glob('*.pth')) + [
+        p for p in [work_dir / LAST_CHECKPOINT] if p.is_file()]
+    if not stale:
+        return
+    number = 1
+    while (work_dir / f'stale-{number}').exists():
+        number += 1
+    aside = work_dir / f'stale-{number}'
+    aside.mkdir()
+    for path in stale:
+        os.replace(path, aside / path.name)
+    print_log(f'{work_dir} held checkpoints of another run (another config, '
+              f'seed or parameters); moved {len(stale)} file(s) to {aside} '
+              'and starting afresh', logger='current', level=logging.WARNING)
+
+
+def _step_of(path: Path) -> int:
+    return int(path.stem.rsplit('_', 1)[1])
+
+
+def newest_whole_checkpoint(work_dir: Path):
+    """The newest ``epoch_N.pth`` / ``iter_N.pth`` in ``work_dir`` that is
+    a complete file (a whole zip archive, as torch saves), and the newer
+    ones skipped because they are not."""
+    candidates = sorted(
+        (p for pattern in ('epoch_*.pth', 'iter_*.pth')
+         for p in work_dir.glob(pattern)
+         if p.stem.rsplit('_', 1)[1].isdigit()),
+        key=_step_of, reverse=True)
+    skipped = []
+    for path in candidates:
+        if zipfile.is_zipfile(path):
+            return path, skipped
+        skipped.append(str(path))
+    return None, skipped
+
+
+def prepare_auto_resume(cfg: Config, is_main_process: bool = True) -> bool:
+    """Set ``cfg.resume`` when the work dir holds an unfinished run of this
+    very config; otherwise move the checkpoints of whatever run was there
+    aside (:func:`move_aside`). Returns ``cfg.resume``."""
+    work_dir = Path(cfg.work_dir)
+    fingerprint = run_fingerprint(cfg)
+    stored = work_dir / FINGERPRINT_FILE
+    same_run = stored.is_file() and stored.read_text().strip() == fingerprint
+    cfg.resume = False
+    if same_run:
+        newest, skipped = newest_whole_checkpoint(work_dir)
+        if skipped:
+            print_log(f'skipping incomplete checkpoint(s) {skipped} in '
+                      f'{work_dir} (an interrupted save)', logger='current',
+                      level=logging.WARNING)
+        if newest is not None:
+            # Resume from that file, whatever last_checkpoint says.
+            cfg.resume, cfg.load_from = True, str(newest)
+            print_log(f'resuming from {newest}', logger='current')
+    if is_main_process:
+        # What an interrupted save of SafeCheckpointHook left half-written.
+        for partial in work_dir.glob(f'.*{PARTIAL_SUFFIX}'):
+            partial.unlink()
+        if not same_run and work_dir.is_dir():
+            move_aside(work_dir)
+        work_dir.mkdir(parents=True, exist_ok=True)
+        stored.write_text(fingerprint + '\n')
+    return cfg.resume
+
+
+def export_model(checkpoint: str, out: str) -> None:
+    """Write the weights (and meta) of ``checkpoint`` to ``out``, without
+    the optimizer state, atomically: the stable file the test stage reads."""
+    state = load_local_checkpoint(checkpoint, map_location='cpu')
+    exported = {'meta': state.get('meta', {}),
+                'state_dict': state['state_dict']}
+    with atomic_write(out, binary=True) as f:
+        torch.save(exported, f)
+
+
+def best_checkpoint(runner) -> str:
+    """The checkpoint with the best validation score (the paper's final
+    model, section 4); the last one when there was no validation."""
+    best = runner.message_hub.get_info('best_ckpt')
+    if best and osp.isfile(best):
+        return best
+    last = osp.join(runner.work_dir, LAST_CHECKPOINT)
+    with open(last) as f:
+        return f.read().strip()

@@ -1,0 +1,181 @@
+"""Training with the paper's recipe (section 4) through mmengine's Runner:
+the logic behind ``tools/train.py``: the device, precision and
+data-loading set-up, the run record and the run itself (the config is
+loaded by :mod:`fashionseg.runner.run_config`, shared with testing)."""
+import json
+import logging
+import os
+import os.path as osp
+from typing import List, Optional
+
+import torch
+from mmengine.config import Config
+from mmengine.dist import get_rank
+from mmengine.logging import print_log
+from mmengine.runner import Runner
+
+from fashionseg.checkpoints.pretrained import (disable_pretrained,
+                                               ensure_pretrained_weights,
+                                               pretrained_sources)
+from fashionseg.config_checks import check_dataset_folders
+from fashionseg.errors import UsageError
+from fashionseg.runner.run_config import (configure_cpu_ddp,
+                                          init_cpu_distributed,
+                                          load_run_config)
+from fashionseg.runner.run_state import (best_checkpoint, export_model,
+                                         prepare_auto_resume)
+from fashionseg.utils.atomic_write import write_text_atomic
+from fashionseg.utils.environment import collect_environment
+
+RUN_RECORD = 'run_record.json'
+# Images per optimiser step in the paper (section 4).
+PAPER_BATCH_SIZE = 5
+
+
+def enable_amp(cfg: Config) -> str:
+    """Mixed precision: bf16 where the GPU supports it, without a loss
+    scaler (:class:`fashionseg.runner.mixed_precision.BF16OptimWrapper`),
+    else fp16 with dynamic loss scaling (mmengine's ``AmpOptimWrapper``).
+    Returns the dtype used."""
+    if not torch.cuda.is_available():
+        raise UsageError('--amp needs a CUDA GPU; mmengine has no '
+                         'mixed-precision training on the CPU')
+    if cfg.optim_wrapper.type in ('AmpOptimWrapper', 'BF16OptimWrapper'):
+        return cfg.optim_wrapper.get(
+            'dtype', 'bfloat16' if cfg.optim_wrapper.type ==
+            'BF16OptimWrapper' else 'float16')
+    if torch.cuda.is_bf16_supported():
+        cfg.optim_wrapper.type = 'BF16OptimWrapper'
+        return 'bfloat16'
+    cfg.optim_wrapper.type = 'AmpOptimWrapper'
+    cfg.optim_wrapper.dtype = 'float16'
+    cfg.optim_wrapper.loss_scale = 'dynamic'
+    return 'float16'
+
+
+def configure_gpu_loading(cfg: Config) -> None:
+    """Data loading for a GPU: pinned host memory (asynchronous copies)
+    and a deeper prefetch queue per worker."""
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(name)
+        if not loader:
+            continue
+        loader.pin_memory = True
+        if loader.get('num_workers', 0) > 0:
+            loader.setdefault('prefetch_factor', 4)
+
+
+def configure_training(config: str, work_dir: Optional[str] = None,
+                       cfg_options: Optional[dict] = None,
+                       resume: bool = False, amp: bool = False,
+                       pretrained: bool = True, launcher: str = 'none',
+                       seed: Optional[int] = None, auto_resume: bool = False,
+                       dvclive_dir: Optional[str] = None,
+                       data_root: Optional[str] = None,
+                       max_images: Optional[int] = None) -> Config:
+    """The config of a training run, as ``tools/train.py`` builds it.
+
+    ``auto_resume`` resumes only an unfinished run of the same config
+    (:mod:`fashionseg.runner.run_state`); ``dvclive_dir`` is where the training
+    curves go (default ``WORK_DIR/dvclive``); ``max_images`` trains and
+    validates on the first images of each split.
+    """
+    cfg = load_run_config(config, work_dir, cfg_options, launcher,
+                          data_root, max_images,
+                          ('train_dataloader', 'val_dataloader'))
+    check_dataset_folders(cfg, ('train_dataloader', 'val_dataloader'))
+    cfg.resume = resume
+    if seed is not None:
+        cfg.randomness = dict(cfg.get('randomness') or {}, seed=seed)
+    cfg.amp_dtype = enable_amp(cfg) if amp else None
+    if torch.cuda.is_available():
+        configure_gpu_loading(cfg)
+
+    if launcher != 'none' and not torch.cuda.is_available():
+        configure_cpu_ddp(cfg)
+    elif launcher != 'none':
+        cfg.sync_bn = 'torch'
+
+    cfg.pretrained_requested = pretrained_sources(cfg)
+    cfg.pretrained_weights = cfg.pretrained_requested if pretrained else []
+    cfg.no_pretrained = not pretrained
+    if not pretrained:
+        disable_pretrained(cfg)
+
+    if auto_resume:
+        prepare_auto_resume(cfg, int(os.environ.get('RANK', '0')) == 0)
+    # Pin DVCLive's folder to a stable path (the work dir by default) so
+    # that `dvc plots` finds the curves; a resumed run continues them.
+    for backend in cfg.visualizer.get('vis_backends', []):
+        if backend['type'] == 'SafeDVCLiveVisBackend':
+            backend['init_kwargs'] = dict(
+                backend.get('init_kwargs') or {},
+                dir=dvclive_dir or osp.join(cfg.work_dir, 'dvclive'),
+                resume=bool(cfg.resume))
+    return cfg
+
+
+def global_batch_size(cfg: Config, world_size: int) -> int:
+    """Images per optimiser step: the loader's batch on every process."""
+    return int(cfg.train_dataloader.batch_size) * int(world_size)
+
+
+def run_record(runner: Runner, cfg: Config, config: str,
+               weight_files: List[str]) -> dict:
+    """What a run was: config, commit, versions, device, seed, weights."""
+    environment = collect_environment()
+    return {
+        'config': config,
+        'resolved_config': osp.join(cfg.work_dir, osp.basename(config)),
+        'experiment_name': runner.experiment_name,
+        'seed': runner.seed,
+        'launcher': cfg.launcher,
+        'world_size': runner.world_size,
+        # With N processes (torchrun) each step sees N batches.
+        'batch_size_per_process': cfg.train_dataloader.batch_size,
+        'global_batch_size': global_batch_size(cfg, runner.world_size),
+        'paper_global_batch_size': PAPER_BATCH_SIZE,
+        'amp_dtype': cfg.amp_dtype,
+        'max_images': cfg.get('max_images'),
+        'resumed': bool(cfg.resume),
+        'pretrained': {
+            'loaded': bool(cfg.pretrained_weights),
+            'requested_by_config': cfg.pretrained_requested,
+            'no_pretrained_flag': cfg.no_pretrained,
+            'files': weight_files,
+        },
+        'device': environment['device'],
+        'git': environment['git'],
+        'packages': environment['packages'],
+        'platform': environment['platform'],
+    }
+
+
+def train(cfg: Config, config: str,
+          export_best: Optional[str] = None) -> Runner:
+    """Fetch the pretrained weights, build the runner, record the run and
+    train; ``export_best`` receives the weights of the best checkpoint."""
+    weight_files = []
+    if cfg.pretrained_weights:
+        weight_files = ensure_pretrained_weights(cfg)
+    init_cpu_distributed(cfg)
+    runner = Runner.from_cfg(cfg)
+    if get_rank() == 0:
+        record = run_record(runner, cfg, config, weight_files)
+        if record['global_batch_size'] != PAPER_BATCH_SIZE:
+            print_log(
+                f'global batch size {record["global_batch_size"]} '
+                f'({record["batch_size_per_process"]} per process x '
+                f'{record["world_size"]} processes) differs from the '
+                f"paper's {PAPER_BATCH_SIZE}; recorded in {RUN_RECORD}",
+                logger='current', level=logging.WARNING)
+        write_text_atomic(
+            osp.join(cfg.work_dir, RUN_RECORD),
+            json.dumps(record, indent=2) + '\n')
+        if cfg.no_pretrained:
+            print_log('training from scratch (--no-pretrained)',
+                      logger='current', level=logging.WARNING)
+    runner.train()
+    if export_best and get_rank() == 0:
+        export_model(best_checkpoint(runner), export_best)
+    return runner

@@ -1,0 +1,122 @@
+"""The usual mistakes, made as a user makes them (the tools in a
+subprocess, real configs, the bundled photos): each ends in one `error:`
+line that names what was wrong, before any config dump, and no
+traceback."""
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import REPO
+from mmengine.config import Config
+from raw_formats import BUNDLED_CCP
+
+from custom_datasets.convert import convert_release
+from fashionseg.inference.segmenter import build_model
+
+FPN = 'mmseg_configs/demo/fpn_x101_ccp.py'
+SEMFPN = 'mmseg_configs/demo/semfpn_x101_ccp.py'
+
+
+@pytest.fixture(scope='module')
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp('usage')
+    data = root / 'ccp'
+    convert_release('ccp', BUNDLED_CCP, data, 64)
+    # Weights of the demo's FPN (untrained: only their names matter).
+    checkpoint = root / 'fpn.pth'
+    model = build_model(Config.fromfile(str(REPO / FPN)), None)
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, checkpoint)
+    return root, data, checkpoint
+
+
+def _run(tool, *args):
+    result = subprocess.run(
+        [sys.executable, f'tools/{tool}', *map(str, args)], cwd=REPO,
+        capture_output=True, text=True, timeout=600)
+    return result
+
+
+def _one_error_line(result, *fragments):
+    assert result.returncode != 0
+    assert 'Traceback' not in result.stderr, result.stderr[-3000:]
+    errors = [line for line in (result.stdout + result.stderr).splitlines()
+              if line.startswith('error: ')]
+    assert len(errors) == 1, result.stderr[-3000:]
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+    # Before any config dump: nothing much was printed at all.
+    assert len(result.stdout.splitlines()) < 5, result.stdout[-2000:]
+    return errors[0]
+
+
+def test_a_config_that_does_not_exist(setup):
+    _, data, checkpoint = setup
+    _one_error_line(_run('train.py', 'mmseg_configs/fpn_x101_cfdp.py',
+                         '--data-root', data),
+                    'config mmseg_configs/fpn_x101_cfdp.py does not exist',
+                    'did you mean fpn_x101_cfpd.py')
+    _one_error_line(_run('test.py', 'nowhere/fpn.py', checkpoint),
+                    'config nowhere/fpn.py does not exist')
+
+
+def test_a_dataset_not_converted(setup, tmp_path):
+    _, _, checkpoint = setup
+    _one_error_line(
+        _run('train.py', FPN, '--data-root', tmp_path / 'data' / 'ccp'),
+        f'{tmp_path / "data" / "ccp"} does not exist',
+        'python tools/convert_data.py ccp')
+    (tmp_path / 'raw').mkdir()
+    _one_error_line(
+        _run('test.py', FPN, checkpoint, '--data-root', tmp_path / 'raw'),
+        f'{tmp_path / "raw" / "img_dir" / "test"} does not exist',
+        'not a converted ccp dataset')
+
+
+@pytest.mark.parametrize('option, fragments', [
+    (['train_cfg.max_epoch=1'],
+     ["train_cfg has no setting 'max_epoch'", 'train_cfg.max_epochs']),
+    (['dataset.indice=2'], ["the config has no setting 'dataset'"]),
+    (['train_dataloader.dataset.indice=2'],
+     ['train_dataloader.dataset.indices']),
+    (['train_cfg.max_epochs', '1'],
+     ['KEY=VALUE', "'train_cfg.max_epochs' has no \"=\""]),
+])
+def test_cfg_options_unknown_or_malformed(setup, option, fragments):
+    _, data, _ = setup
+    _one_error_line(_run('train.py', FPN, '--data-root', data,
+                         '--cfg-options', *option), *fragments)
+
+
+def test_a_checkpoint_that_does_not_exist(setup, tmp_path):
+    _, data, _ = setup
+    for tool in ('test.py', 'benchmark_inference.py'):
+        _one_error_line(_run(tool, FPN, tmp_path / 'best.pth', '--data-root',
+                             data),
+                        f'checkpoint {tmp_path / "best.pth"} does not exist')
+
+
+def test_weights_of_another_model_are_refused(setup, tmp_path):
+    """A checkpoint of the paper's FPN tested with the semantic-FPN config
+    stops (it used to score aAcc 0.0 and exit 0)."""
+    _, data, checkpoint = setup
+    for tool, extra in (('test.py', ['--work-dir', tmp_path / 'w']),
+                        ('benchmark_inference.py', ['--images', 1])):
+        result = _run(tool, SEMFPN, checkpoint, '--data-root', data,
+                      '--device', 'cpu', *extra)
+        assert result.returncode != 0
+        assert 'Traceback' not in result.stderr, result.stderr[-3000:]
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith(f'error: checkpoint {checkpoint} does not '
+                               f'fit the model of {SEMFPN}'), last
+        assert 'missing' in last and 'unexpected' in last
+    assert not (tmp_path / 'w' / 'metrics.json').exists()
+
+
+def test_no_pkg_resources_warning(setup):
+    _, data, checkpoint = setup
+    result = _run('test.py', FPN, checkpoint, '--data-root', data,
+                  '--device', 'cpu', '--max-images', 1, '--work-dir',
+                  setup[0] / 'w')
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'pkg_resources' not in result.stderr
