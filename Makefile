@@ -37,7 +37,8 @@ else
 $(error MMCV_OPS must be cpu or cuda, not '$(MMCV_OPS)')
 endif
 
-.PHONY: install test test-fast repro demo gpu-check clean-venv check-stack FORCE
+.PHONY: install test test-fast repro demo gpu-check clean-venv check-stack FORCE \
+	wheelhouse offline-install
 
 install: check-stack
 
@@ -104,8 +105,25 @@ repro: check-stack
 # tests (params.yaml, `demo:`); writes results/demo/.
 # Every GPU path checked and timed on this machine's GPU (tools/gpu_check.py;
 # README, "GPU machines"): results/gpu_check/gpu_check.{json,md}.
-gpu-check: check-stack
-	$(BIN)/python tools/gpu_check.py --out results/gpu_check
+# A .venv made by `make offline-install` (over a GPU machine's own torch,
+# without network) is used as it is.
+OFFLINE_STAMP := $(VENV)/.offline-install
+gpu-check: $(if $(wildcard $(OFFLINE_STAMP)),,check-stack)
+	$(BIN)/python tools/gpu_check.py --out results/gpu_check $(GPU_CHECK_ARGS)
+
+# A GPU machine with its own CUDA PyTorch and no network (docs/install.md,
+# "A GPU machine without network"): `make wheelhouse` on a networked
+# machine writes $(WHEELHOUSE) for that machine's Python; `make
+# offline-install` there installs from it over its python3.
+WHEELHOUSE ?= wheelhouse
+WHEEL_PYTHON ?= 3.12
+WHEEL_HAVE ?=
+wheelhouse: check-stack
+	$(BIN)/python tools/wheelhouse.py download --out $(WHEELHOUSE) \
+		--python-version $(WHEEL_PYTHON) $(if $(WHEEL_HAVE),--have $(WHEEL_HAVE))
+
+offline-install:
+	$(PYTHON) tools/wheelhouse.py install --from $(WHEELHOUSE) --venv $(VENV)
 
 demo: check-stack
 	$(BIN)/dvc repro demo-report

@@ -7,8 +7,8 @@ import argparse
 
 from fashionseg.runner.run_config import set_local_rank_env
 from fashionseg.runner.training import configure_training, train
-from fashionseg.utils.cli import (add_max_images_argument,
-                                  add_runner_arguments, run_tool)
+from fashionseg.runner.arguments import add_runner_arguments
+from fashionseg.utils.cli import add_max_images_argument, run_tool
 from fashionseg.utils.device import parse_bool, select_device
 
 

@@ -40,8 +40,12 @@ def search(scores_dir: Path, data_root: Path, split: str = 'val',
     backend = backend or CRFBackend(workers=workers)
     items, classes = split_items(scores_dir, data_root, split, max_images)
     candidates = sample_params(trials, seed)
+    # The labels without CRF (the argmax) on the same backend: no process
+    # pool is forked after the torch backend's threads have run, which can
+    # hang the pool's workers (OpenCV's thread pool state is copied
+    # half-way).
     baseline, _ = refine_split(items, classes, None, workers,
-                               backend=CRFBackend(workers=workers))
+                               backend=backend)
     tasks = [(item, params, len(classes), False)
              for params in candidates for item in items]
     stats = [r[0] for r in run_tasks(tasks, workers, desc='CRF search',

@@ -1,48 +1,140 @@
-"""Running the check's steps in order, each recorded as passed or failed
-before the next runs (:mod:`fashionseg.gpu_check.steps`)."""
+"""Running the check's steps within a time budget: each step in its own
+process (``tools/gpu_check.py --step NAME``) with a hard timeout from what
+is left of the budget, so that a step that fails, raises a usage error or
+hangs is recorded as such and the next steps still run. Every
+sub-measurement is appended to ``gpu_check.jsonl`` as it is made (by the
+step's process), and ``gpu_check.json`` and ``gpu_check.md`` are rewritten
+after every step, so that a run cut short keeps what it measured."""
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
-import traceback
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
+from typing import Callable, List
 
-from fashionseg.gpu_check.steps import FULL, QUICK, CheckPaths, GPUCheck
+from fashionseg.gpu_check.steps import (STEP_NAMES, STEP_WEIGHTS,
+                                        CheckPaths, measurements,
+                                        result_path, sizes_for)
 from fashionseg.gpu_check.summary import bars, summary_table
 from fashionseg.utils.atomic_write import write_text_atomic
 from fashionseg.utils.device import device_name
 
+DEFAULT_BUDGET = 300.0
+# A step is not started with less than this many seconds left.
+MIN_STEP_SECONDS = 5.0
+STEP_START_SECONDS = 20.0
+
+
+def step_command(paths: CheckPaths, out: Path, device: str, quick: bool,
+                 long: bool) -> Callable[[str], List[str]]:
+    """How a step runs: the checkout's ``tools/gpu_check.py --step``."""
+    def command(name: str) -> List[str]:
+        return ([sys.executable, str(paths.repo / 'tools' / 'gpu_check.py'),
+                 '--step', name, '--out', str(out), '--device', device]
+                + (['--quick'] if quick else [])
+                + (['--long'] if long else []))
+    return command
+
+
+def _run_step(command: List[str], cwd: Path, timeout: float, log: Path):
+    """(exit status or None when it ran out of time, seconds)."""
+    started = time.perf_counter()
+    with open(log, 'wb') as output:
+        process = subprocess.Popen(command, cwd=cwd, stdout=output,
+                                   stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        try:
+            status = process.wait(timeout=max(timeout, 0.1))
+        except subprocess.TimeoutExpired:
+            # The step's whole process group: data-loader workers and
+            # compile workers too.
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            status = None
+    return status, time.perf_counter() - started
+
+
+def _step_record(name: str, out: Path, status, seconds: float,
+                 timeout: float, log: Path) -> dict:
+    """What a finished (or killed) step leaves: its own result file when
+    it wrote one, else a failure with the end of its log; and every
+    measurement it appended, whatever happened."""
+    written = result_path(out, name)
+    measured = measurements(out, name)
+    if status is None:
+        result = dict(status='timeout',
+                      error=f'ran out of its {timeout:.0f} s of the budget')
+    elif written.is_file():
+        result = json.loads(written.read_text())
+    else:
+        tail = log.read_text(errors='replace')[-1500:] if log.is_file() \
+            else ''
+        lines = [line for line in tail.splitlines() if line.strip()]
+        result = dict(status='fail',
+                      error=(lines[-1] if lines else
+                             f'exited with status {status}'),
+                      log_tail=tail)
+    if measured:
+        result.setdefault('measured', measured)
+    result.update(wall_seconds=round(seconds, 2), timeout_seconds=round(
+        timeout, 1), log=str(log))
+    return result
+
 
 def run_gpu_check(out: Path, paths: CheckPaths, device: str = 'cuda',
-                  quick: bool = False,
-                  progress: Callable[[str], None] = print) -> dict:
-    """Run every step; ``gpu_check.json`` in ``out`` is rewritten after
-    each, so that a run cut short keeps what it measured."""
-    sizes = QUICK if quick else FULL
-    check = GPUCheck(out, device, sizes, paths)
-    check.work.mkdir(parents=True, exist_ok=True)
+                  quick: bool = False, long: bool = False,
+                  budget: float = DEFAULT_BUDGET,
+                  progress: Callable[[str], None] = print,
+                  command: Callable[[str], List[str]] = None) -> dict:
+    """Run every step within ``budget`` seconds and write the record."""
+    out = Path(out)
+    work = out / 'work'
+    work.mkdir(parents=True, exist_ok=True)
+    # A new run starts from nothing: stale results and state would pass
+    # for this run's.
+    for stale in [out / 'gpu_check.jsonl', work / 'state.json'] + list(
+            work.glob('step_*.json')):
+        stale.unlink(missing_ok=True)
+    sizes = sizes_for(quick, long)
+    command = command or step_command(paths, out, device, quick, long)
     record = dict(device=device, device_name=device_name(device),
-                  quick=quick, sizes=asdict(sizes), checks={})
-    for name, step in check.steps():
-        progress(f'[gpu-check] {name} ...')
-        started = time.perf_counter()
-        try:
-            result = dict(status='pass', **step())
-        except Exception as error:  # noqa: BLE001 (recorded, then go on)
-            result = dict(status='fail',
-                          error=f'{type(error).__name__}: {error}',
-                          traceback=traceback.format_exc(limit=6))
-        result['wall_seconds'] = time.perf_counter() - started
+                  quick=quick, long=long, budget_seconds=budget,
+                  sizes=asdict(sizes), checks={})
+    started = time.perf_counter()
+    for index, name in enumerate(STEP_NAMES):
+        left = budget - (time.perf_counter() - started)
+        weights = [STEP_WEIGHTS[n] for n in STEP_NAMES[index:]]
+        # At least what a step needs to start and do anything (its process
+        # and, for some, a tool's process), where that much is left.
+        timeout = min(left, max(left * weights[0] / sum(weights),
+                                STEP_START_SECONDS))
+        if timeout < MIN_STEP_SECONDS:
+            result = dict(status='skipped', wall_seconds=0.0,
+                          error=f'{max(left, 0):.0f} s of the budget left')
+        else:
+            progress(f'[gpu-check {time.perf_counter() - started:6.1f} s] '
+                     f'{name} (at most {timeout:.0f} s) ...')
+            log = work / f'{name}.log'
+            status, seconds = _run_step(command(name), paths.repo, timeout,
+                                        log)
+            result = _step_record(name, out, status, seconds, timeout, log)
         record['checks'][name] = result
-        progress(f'[gpu-check] {name}: {result["status"]} '
-                 f'({result["wall_seconds"]:.1f} s)'
-                 + (f': {result["error"]}' if 'error' in result else ''))
-        record['passed'] = all(c['status'] == 'pass'
-                               for c in record['checks'].values())
-        write_text_atomic(Path(out) / 'gpu_check.json',
-                          json.dumps(record, indent=2, default=str) + '\n')
-    record['bars'] = bars(record) if device == 'cuda' and not quick else {}
-    write_text_atomic(Path(out) / 'gpu_check.json',
-                      json.dumps(record, indent=2, default=str) + '\n')
-    write_text_atomic(Path(out) / 'gpu_check.md', summary_table(record))
+        progress(f'[gpu-check {time.perf_counter() - started:6.1f} s] '
+                 f'{name}: {result["status"]}'
+                 + (f': {result["error"]}' if result.get('error') else ''))
+        _write(record, out, device, quick, started)
     return record
+
+
+def _write(record: dict, out: Path, device: str, quick: bool,
+           started: float) -> None:
+    record['wall_seconds'] = round(time.perf_counter() - started, 2)
+    record['passed'] = all(c['status'] == 'pass'
+                           for c in record['checks'].values())
+    record['bars'] = bars(record) if device == 'cuda' and not quick else {}
+    write_text_atomic(out / 'gpu_check.json',
+                      json.dumps(record, indent=2, default=str) + '\n')
+    write_text_atomic(out / 'gpu_check.md', summary_table(record))

@@ -7,9 +7,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional, Tuple, Type
 
-from mmengine.config import DictAction
-
-from fashionseg.errors import ERROR_EXIT_STATUS, HarnessError, UsageError
+from fashionseg.errors import ERROR_EXIT_STATUS, HarnessError
 from fashionseg.utils.atomic_write import write_text_atomic
 from fashionseg.utils.device import DEVICES
 
@@ -44,19 +42,6 @@ def emit_json(record: dict, out: Optional[Path] = None,
         sys.stdout.write(text)
 
 
-class ConfigOptionsAction(DictAction):
-    """mmengine's ``DictAction`` (KEY=VALUE pairs), with one line for a
-    pair that has no ``=`` instead of a traceback."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        for value in values:
-            if '=' not in value:
-                raise UsageError(
-                    f'{option_string} takes KEY=VALUE pairs; '
-                    f'{value!r} has no "=" (e.g. train_cfg.max_epochs=1)')
-        super().__call__(parser, namespace, values, option_string)
-
-
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
     """``--device auto|cpu|cuda`` (:func:`fashionseg.utils.device.
     select_device`)."""
@@ -79,19 +64,3 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f'must be at least 1, not {value}')
     return value
-
-
-def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
-    """What every mmengine ``Runner`` tool takes, as MMSegmentation's own
-    ``tools/train.py`` and ``tools/test.py`` name them: ``--data-root``,
-    ``--device``, ``--cfg-options``, ``--launcher``, ``--local_rank``."""
-    parser.add_argument('--data-root', help='converted dataset folder to '
-                        'use instead of the config\'s data_root')
-    add_device_argument(parser)
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=ConfigOptionsAction,
-        help='override settings in the config, key=value (mmengine syntax)')
-    parser.add_argument(
-        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)

@@ -1,5 +1,7 @@
-"""make gpu-check's command at toy sizes on the CPU, so that it never
-rots on machines without a GPU."""
+"""make gpu-check's command at toy sizes on the CPU, so that it never rots
+on machines without a GPU; and its runner under a step that fails, one
+that stops on a usage error and one that hangs past its share of the
+budget."""
 import json
 import subprocess
 import sys
@@ -8,51 +10,94 @@ from conftest import REPO
 
 from fashionseg.gpu_check import run, steps
 
-STEPS = ['stack', 'train', 'test', 'crf', 'inference', 'projection']
+STEPS = list(steps.STEP_NAMES)
 
 
 def test_quick_check_runs_every_step(tmp_path):
     out = tmp_path / 'check'
     result = subprocess.run(
         [sys.executable, 'tools/gpu_check.py', '--device', 'cpu', '--quick',
-         '--out', str(out)], cwd=REPO, capture_output=True, text=True,
-        timeout=900)
+         '--budget', '600', '--out', str(out)], cwd=REPO,
+        capture_output=True, text=True, timeout=900)
     record = json.loads((out / 'gpu_check.json').read_text())
     failed = {k: v.get('error') for k, v in record['checks'].items()
               if v['status'] != 'pass'}
-    assert result.returncode == 0, (failed, result.stderr[-2000:])
+    assert result.returncode == 0, (failed, result.stdout[-3000:])
     assert list(record['checks']) == STEPS
     assert record['passed'] and not failed
     checks = record['checks']
+    assert checks['data']['size'] == list(steps.QUICK.image)
     assert checks['train']['resumed_to_epoch'] == 2
     assert checks['train']['benchmark']['fp32_batch5'][
         'images_per_second_full_loop'] > 0
     assert set(checks['test']['score_files']) == {'val', 'test'}
-    assert checks['crf']['agreement']['min_agreement'] >= 0.99
-    assert checks['crf']['search']['images'] == steps.QUICK.search_images
+    crf = checks['crf']
+    assert crf['agreement']['min_agreement'] >= 0.99
+    assert crf['agreement']['pydensecrf_seconds_per_image'] > 0
+    assert crf['search']['images'] == steps.QUICK.search_images
+    assert crf['search']['projected_seconds_50x108'] > \
+        crf['search']['seconds']
+    protocol = checks['inference']['paper_protocol']
+    assert protocol['images_per_s_with_crf'] < protocol['images_per_s']
     assert checks['inference']['engine']['best'] is not None
     assert checks['projection']['total_hours'] > 0
+    # Every sub-measurement was appended as it was made.
+    lines = [json.loads(line) for line in
+             (out / 'gpu_check.jsonl').read_text().splitlines()]
+    assert {line['step'] for line in lines} >= {'stack', 'train', 'crf',
+                                                'inference'}
     table = (out / 'gpu_check.md').read_text()
     for step in STEPS:
         assert f'| {step} | pass |' in table
+    assert 'Traceback' not in result.stdout + result.stderr
 
 
-def test_a_failing_step_does_not_hide_the_rest(tmp_path, monkeypatch):
-    def broken(self):
-        raise RuntimeError('the test tool crashed')
+def test_failures_usage_errors_and_hangs_are_recorded(tmp_path):
+    out = tmp_path / 'check'
+    paths = steps.CheckPaths.of_checkout(REPO)
+    tool = [sys.executable, str(REPO / 'tools' / 'gpu_check.py')]
+    # A step that measures something, then hangs.
+    hang = [sys.executable, '-c', (
+        'import json, time; open({!r}, "a").write(json.dumps(dict('
+        'step="data", key="before the hang", value=1)) + "\\n"); '
+        'time.sleep(600)').format(str(out / 'gpu_check.jsonl'))]
+    # A step whose tool stops on a usage error (a GPU asked for where none
+    # is visible): one `error:` line, exit status 2, no result file.
+    usage = [sys.executable, '-c', (
+        'import os, runpy, sys; os.environ["CUDA_VISIBLE_DEVICES"] = ""; '
+        'sys.argv = ["gpu_check.py", "--step", "test", "--out", {!r}, '
+        '"--device", "cuda"]; runpy.run_path({!r}, run_name="__main__")'
+        ).format(str(out), tool[1])]
 
-    monkeypatch.setattr(steps.GPUCheck, 'test', broken)
-    # Only the steps that do not need a trained model, to stay quick.
-    monkeypatch.setattr(steps.GPUCheck, 'train', lambda self: {})
-    record = run.run_gpu_check(tmp_path, steps.CheckPaths.of_checkout(REPO),
-                               'cpu', quick=True, progress=lambda line: None)
-    assert list(record['checks']) == STEPS
-    assert record['checks']['test'] == dict(
-        record['checks']['test'], status='fail',
-        error='RuntimeError: the test tool crashed')
-    assert record['checks']['stack']['status'] == 'pass'
-    # Later steps ran and reported their own failure.
-    assert 'error' in record['checks']['crf']
+    def command(name):
+        if name == 'data':
+            return hang
+        if name == 'test':
+            return usage
+        # The real steps: train and later ones fail, having no data.
+        return tool + ['--step', name, '--out', str(out), '--device', 'cpu',
+                       '--quick']
+
+    lines = []
+    record = run.run_gpu_check(out, paths, 'cpu', quick=True, budget=180,
+                               progress=lines.append, command=command)
+    checks = record['checks']
+    assert list(checks) == STEPS
+    assert checks['stack']['status'] == 'pass'
+    assert checks['data']['status'] == 'timeout'
+    assert checks['data']['wall_seconds'] < checks['data'][
+        'timeout_seconds'] + 5
+    assert checks['data']['measured'] == {'before the hang': 1}
+    assert checks['train']['status'] == 'fail'
+    assert 'needs data' in checks['train']['error']
+    assert checks['test']['status'] == 'fail'
+    assert checks['test']['error'].startswith('error: device cuda was asked')
+    for name in ('crf', 'inference', 'projection'):
+        assert checks[name]['status'] == 'fail', name
     assert not record['passed']
-    saved = json.loads((tmp_path / 'gpu_check.json').read_text())
-    assert saved['checks']['test']['status'] == 'fail'
+    saved = json.loads((out / 'gpu_check.json').read_text())
+    assert saved['checks']['data']['status'] == 'timeout'
+    table = (out / 'gpu_check.md').read_text()
+    assert '| data | timeout |' in table and '| test | fail |' in table
+    assert any('data: timeout' in line for line in lines)
+

@@ -1,0 +1,76 @@
+"""The offline install's parts that run without a network: what a
+wheelhouse holds and leaves out, an environment that sees the machine's
+own torch although that Python is itself a virtual environment, and the
+one-line errors. (Writing a wheelhouse needs the package index; the whole
+install was run by hand: docs/install.md, "A GPU machine without
+network".)"""
+import subprocess
+import sys
+
+from conftest import REPO
+
+from fashionseg.utils import wheelhouse
+
+
+def test_requirements_leave_out_torch_and_the_packages_built_there():
+    requirements = wheelhouse.project_requirements(REPO / 'pyproject.toml')
+    names = {wheelhouse.canonical(r.split('=')[0].split('<')[0]
+                                  .split('>')[0]) for r in requirements}
+    assert {'torch', 'mmcv', 'pydensecrf2'}.isdisjoint(names)
+    assert {'mmengine', 'mmsegmentation', 'dvc', 'dvclive'} <= names
+
+
+def test_the_machines_packages_are_read_from_freeze_list_or_names(tmp_path):
+    have = tmp_path / 'have.txt'
+    have.write_text('Package Version\n------- -------\nNumPy 2.5.2\n'
+                    'opencv_python_headless==4.11\nfsspec @ file:///x\n'
+                    'cython, torch\n# a comment\n')
+    assert wheelhouse.read_have(have) == {
+        'numpy', 'opencv-python-headless', 'fsspec', 'cython', 'torch'}
+    assert wheelhouse.read_have(None) == set()
+
+
+def test_a_new_environment_sees_the_machines_torch_after_its_own(tmp_path):
+    """The machine's Python here is the project's .venv: a virtual
+    environment, as in many GPU containers, whose packages `venv
+    --system-site-packages` would not reach."""
+    env = tmp_path / 'env'
+    subprocess.run([sys.executable, '-m', 'venv', '--without-pip', str(env)],
+                   check=True)
+    python = str(env / 'bin' / 'python')
+    probe = [python, '-c', 'import torch; print(torch.__file__)']
+    assert subprocess.run(probe, capture_output=True).returncode != 0
+    wheelhouse._see_machine_packages(sys.executable, python)
+    found = subprocess.run(probe, capture_output=True, text=True, check=True)
+    import torch
+    assert found.stdout.strip() == torch.__file__
+    # Its own folder comes first: a package installed there wins.
+    paths = subprocess.run(
+        [python, '-c', 'import sys; print(sys.path)'], capture_output=True,
+        text=True, check=True).stdout
+    assert paths.index(str(env)) < paths.index(torch.__file__.split(
+        '/torch/')[0])
+
+
+def _tool(*args):
+    return subprocess.run([sys.executable, 'tools/wheelhouse.py', *args],
+                          cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_install_from_a_folder_that_is_no_wheelhouse_is_one_error(tmp_path):
+    result = _tool('install', '--from', str(tmp_path), '--venv',
+                   str(tmp_path / 'env'))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f'error: {tmp_path} is not a wheelhouse (no wheelhouse.json); write '
+        'one with `tools/wheelhouse.py download` first']
+    assert not (tmp_path / 'env').exists()
+
+
+def test_download_refuses_to_replace_a_folder_it_did_not_write(tmp_path):
+    (tmp_path / 'mine.txt').write_text('keep me')
+    result = _tool('download', '--out', str(tmp_path))
+    assert result.returncode == 2
+    assert 'is not a wheelhouse' in result.stderr
+    assert (tmp_path / 'mine.txt').read_text() == 'keep me'
