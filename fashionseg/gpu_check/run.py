@@ -5,11 +5,13 @@ hangs is recorded as such and the next steps still run. Every
 sub-measurement is appended to ``gpu_check.jsonl`` as it is made (by the
 step's process), and ``gpu_check.json`` and ``gpu_check.md`` are rewritten
 after every step, so that a run cut short keeps what it measured."""
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -46,14 +48,18 @@ def _run_step(command: List[str], cwd: Path, timeout: float, log: Path):
         process = subprocess.Popen(command, cwd=cwd, stdout=output,
                                    stderr=subprocess.STDOUT,
                                    start_new_session=True)
+        status = None
         try:
             status = process.wait(timeout=max(timeout, 0.1))
         except subprocess.TimeoutExpired:
-            # The step's whole process group: data-loader workers and
-            # compile workers too.
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            status = None
+            pass
+        finally:
+            # The step's whole process group (data-loader and compile
+            # workers too), also when the check itself is stopped.
+            if process.poll() is None or status is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
     return status, time.perf_counter() - started
 
 
@@ -104,6 +110,26 @@ def run_gpu_check(out: Path, paths: CheckPaths, device: str = 'cuda',
                   quick=quick, long=long, budget_seconds=budget,
                   sizes=asdict(sizes), checks={})
     started = time.perf_counter()
+    # A check stopped from outside (SIGTERM, a cluster's time limit) ends
+    # the running step's processes on its way out.
+    previous = signal.signal(signal.SIGTERM, _stop) \
+        if threading.current_thread() is threading.main_thread() else None
+    try:
+        _run_steps(record, out, paths, command, budget, started, progress,
+                   device, quick)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    return record
+
+
+def _stop(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def _run_steps(record, out, paths, command, budget, started, progress,
+               device, quick) -> None:
+    work = out / 'work'
     for index, name in enumerate(STEP_NAMES):
         left = budget - (time.perf_counter() - started)
         weights = [STEP_WEIGHTS[n] for n in STEP_NAMES[index:]]
@@ -126,7 +152,6 @@ def run_gpu_check(out: Path, paths: CheckPaths, device: str = 'cuda',
                  f'{name}: {result["status"]}'
                  + (f': {result["error"]}' if result.get('error') else ''))
         _write(record, out, device, quick, started)
-    return record
 
 
 def _write(record: dict, out: Path, device: str, quick: bool,
