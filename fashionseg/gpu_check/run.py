@@ -17,9 +17,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, List
 
-from fashionseg.gpu_check.steps import (STEP_NAMES, STEP_WEIGHTS,
-                                        CheckPaths, measurements,
-                                        result_path, sizes_for)
+from fashionseg.gpu_check.steps import (MEASUREMENTS, STEP_NAMES,
+                                        STEP_WEIGHTS, CheckPaths,
+                                        measurements, result_path,
+                                        sizes_for)
 from fashionseg.gpu_check.summary import bars, summary_table
 from fashionseg.utils.atomic_write import write_text_atomic
 from fashionseg.utils.device import device_name
@@ -41,26 +42,55 @@ def step_command(paths: CheckPaths, out: Path, device: str, quick: bool,
     return command
 
 
-def _run_step(command: List[str], cwd: Path, timeout: float, log: Path):
-    """(exit status or None when it ran out of time, seconds)."""
+def _run_step(command: List[str], cwd: Path, timeout: float, log: Path,
+              measured: Path, progress: Callable[[str], None]):
+    """(exit status or None when it ran out of time, seconds). Each
+    measurement the step appends to ``measured`` is shown as it comes."""
     started = time.perf_counter()
+    shown = measured.stat().st_size if measured.is_file() else 0
     with open(log, 'wb') as output:
         process = subprocess.Popen(command, cwd=cwd, stdout=output,
                                    stderr=subprocess.STDOUT,
                                    start_new_session=True)
         status = None
         try:
-            status = process.wait(timeout=max(timeout, 0.1))
-        except subprocess.TimeoutExpired:
-            pass
+            while status is None and \
+                    time.perf_counter() - started < max(timeout, 0.1):
+                try:
+                    status = process.wait(timeout=1)
+                except subprocess.TimeoutExpired:
+                    pass
+                shown = _show_new(measured, shown, progress)
         finally:
             # The step's whole process group (data-loader and compile
-            # workers too), also when the check itself is stopped.
-            if process.poll() is None or status is None:
+            # workers too), when it ran out of time and also when the
+            # check itself is stopped.
+            if process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+    _show_new(measured, shown, progress)
     return status, time.perf_counter() - started
+
+
+def _show_new(measured: Path, shown: int, progress) -> int:
+    """Show the measurements appended since byte ``shown``; returns where
+    the next look starts (after the last whole line)."""
+    if not measured.is_file():
+        return shown
+    with open(measured, 'rb') as f:
+        f.seek(shown)
+        text = f.read().decode(errors='replace')
+    whole = text[:text.rfind('\n') + 1]
+    for line in whole.splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        progress(f'  [{entry.get("step")} {entry.get("seconds", 0):6.1f} s] '
+                 f'{entry.get("key")}: '
+                 + json.dumps(entry.get('value'), default=str)[:120])
+    return shown + len(whole.encode())
 
 
 def _step_record(name: str, out: Path, status, seconds: float,
@@ -101,7 +131,7 @@ def run_gpu_check(out: Path, paths: CheckPaths, device: str = 'cuda',
     work.mkdir(parents=True, exist_ok=True)
     # A new run starts from nothing: stale results and state would pass
     # for this run's.
-    for stale in [out / 'gpu_check.jsonl', work / 'state.json'] + list(
+    for stale in [out / MEASUREMENTS, work / 'state.json'] + list(
             work.glob('step_*.json')):
         stale.unlink(missing_ok=True)
     sizes = sizes_for(quick, long)
@@ -145,7 +175,7 @@ def _run_steps(record, out, paths, command, budget, started, progress,
                      f'{name} (at most {timeout:.0f} s) ...')
             log = work / f'{name}.log'
             status, seconds = _run_step(command(name), paths.repo, timeout,
-                                        log)
+                                        log, out / MEASUREMENTS, progress)
             result = _step_record(name, out, status, seconds, timeout, log)
         record['checks'][name] = result
         progress(f'[gpu-check {time.perf_counter() - started:6.1f} s] '

@@ -100,4 +100,7 @@ def test_failures_usage_errors_and_hangs_are_recorded(tmp_path):
     table = (out / 'gpu_check.md').read_text()
     assert '| data | timeout |' in table and '| test | fail |' in table
     assert any('data: timeout' in line for line in lines)
+    # What the hanging step measured was shown as it came.
+    assert any('[data' in line and 'before the hang: 1' in line
+               for line in lines)
 
