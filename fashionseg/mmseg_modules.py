@@ -16,9 +16,12 @@ from fashionseg.models import ConcatFPNHead, PaperFPN
 from fashionseg.runner.dvclive_backend import SafeDVCLiveVisBackend
 from fashionseg.runner.mixed_precision import BF16OptimWrapper
 from fashionseg.runner.score_hook import SaveDecodeScoresHook
+from fashionseg.runner.speedups import (ChannelsLastHook,
+                                        FastSegDataPreProcessor)
 
 __all__ = [
-    'BF16OptimWrapper', 'ClassIoUMetric', 'ConcatFPNHead',
+    'BF16OptimWrapper', 'ChannelsLastHook', 'ClassIoUMetric', 'ConcatFPNHead',
+    'FastSegDataPreProcessor',
     'PlainCheckpointHook', 'SafeDVCLiveVisBackend',
     'SaveDecodeScoresHook', 'SegmenterTestLoop', 'SegmenterValLoop',
     'UnsafeCheckpointError', 'load_local_checkpoint',

@@ -11,6 +11,7 @@ from pathlib import Path
 from mmengine.config import DictAction
 
 from fashionseg.benchmarks.training import benchmark_training
+from fashionseg.runner.speedups import SPEEDUPS, parse_speedups
 from fashionseg.utils.cli import emit_json, run_tool
 
 
@@ -20,6 +21,8 @@ def parse_args():
     parser.add_argument('--iters', type=int, default=50)
     parser.add_argument('--warmup', type=int, default=10)
     parser.add_argument('--amp', action='store_true')
+    parser.add_argument('--speedups', default='none', metavar='NAME[,NAME]',
+                        help=f'training speed-ups: {", ".join(SPEEDUPS)}')
     parser.add_argument('--pretrained', action='store_true',
                         help='load the ImageNet weights (not needed for '
                         'speed)')
@@ -33,7 +36,8 @@ def main():
     with tempfile.TemporaryDirectory() as work_dir:
         result = benchmark_training(
             args.config, work_dir, args.iters, args.warmup, args.amp,
-            args.cfg_options, args.pretrained)
+            args.cfg_options, args.pretrained,
+            parse_speedups(args.speedups))
     emit_json(result, args.out)
 
 

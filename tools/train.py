@@ -5,9 +5,10 @@
 """
 import argparse
 
-from fashionseg.runner.run_config import set_local_rank_env
-from fashionseg.runner.training import configure_training, train
 from fashionseg.runner.arguments import add_runner_arguments
+from fashionseg.runner.run_config import set_local_rank_env
+from fashionseg.runner.speedups import SPEEDUPS, parse_speedups
+from fashionseg.runner.training import configure_training, train
 from fashionseg.utils.cli import add_max_images_argument, run_tool
 from fashionseg.utils.device import parse_bool, select_device
 
@@ -41,6 +42,10 @@ def parse_args():
     parser.add_argument('--dvclive-dir', help='folder for the DVCLive '
                         'training curves (default WORK_DIR/dvclive)')
     parser.add_argument('--seed', type=int, help='random seed')
+    parser.add_argument(
+        '--speedups', default='none', metavar='NAME[,NAME]',
+        help='training speed-ups that compute the same step: '
+        f'{", ".join(SPEEDUPS)} (or none, the default)')
     add_max_images_argument(parser)
     add_runner_arguments(parser)
     return parser.parse_args()
@@ -56,7 +61,8 @@ def main():
         pretrained=args.pretrained and not args.no_pretrained,
         launcher=args.launcher, seed=args.seed,
         auto_resume=args.auto_resume, dvclive_dir=args.dvclive_dir,
-        data_root=args.data_root, max_images=args.max_images)
+        data_root=args.data_root, max_images=args.max_images,
+        speedups=parse_speedups(args.speedups))
     train(cfg, args.config, export_best=args.export_best)
 
 

@@ -6,7 +6,7 @@ The paper trains at batch 5 (section 4); issue bar: the full loop reaches at
 least 90 % of the model-only rate on a GPU.
 """
 import time
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from mmengine.hooks import Hook
@@ -56,9 +56,11 @@ def _iter_based(cfg, iters: int) -> None:
 def benchmark_training(config: str, work_dir: str, iters: int = 50,
                        warmup: int = 10, amp: bool = False,
                        cfg_options: Optional[dict] = None,
-                       pretrained: bool = False) -> dict:
+                       pretrained: bool = False,
+                       speedups: Sequence[str] = ()) -> dict:
     cfg = configure_training(config, work_dir=work_dir, amp=amp,
-                             pretrained=pretrained, cfg_options=cfg_options)
+                             pretrained=pretrained, cfg_options=cfg_options,
+                             speedups=speedups)
     _iter_based(cfg, iters + warmup)
     runner = Runner.from_cfg(cfg)
     batch_size = cfg.train_dataloader.batch_size
@@ -86,6 +88,7 @@ def benchmark_training(config: str, work_dir: str, iters: int = 50,
         'batch_size': batch_size,
         'iterations_timed': iters,
         'amp': cfg.amp_dtype,
+        'speedups': list(cfg.training_speedups),
         'images_per_second_model_only': round(model_only, 3),
         'images_per_second_full_loop': round(full, 3),
         'full_loop_fraction_of_model_only': round(full / model_only, 3),

@@ -17,9 +17,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, List
 
-from fashionseg.gpu_check.steps import (MEASUREMENTS, STEP_NAMES,
-                                        STEP_WEIGHTS, CheckPaths,
-                                        measurements, result_path,
+from fashionseg.errors import HarnessError
+from fashionseg.gpu_check.steps import (MEASUREMENTS, STEP_NAMES, STEP_WEIGHTS,
+                                        CheckPaths, measurements, result_path,
                                         sizes_for)
 from fashionseg.gpu_check.summary import bars, summary_table
 from fashionseg.utils.atomic_write import write_text_atomic
@@ -153,8 +153,15 @@ def run_gpu_check(out: Path, paths: CheckPaths, device: str = 'cuda',
     return record
 
 
+class CheckStopped(HarnessError):
+    """The check was stopped from outside while a step ran."""
+
+
 def _stop(signum, frame):
-    raise SystemExit(128 + signum)
+    raise CheckStopped(
+        f'stopped by {signal.Signals(signum).name}; the running step\'s '
+        'processes were ended, and what the steps measured is in '
+        f'{MEASUREMENTS}')
 
 
 def _run_steps(record, out, paths, command, budget, started, progress,

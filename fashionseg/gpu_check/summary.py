@@ -24,6 +24,8 @@ def bars(record: dict) -> dict:
         'benchmark_fp32_batch5') or {}
     bf16 = train.get('bf16_batch16') or train.get(
         'benchmark_bf16_batch16') or {}
+    fast = train.get('fp32_batch5_speedups') or train.get(
+        'benchmark_fp32_batch5_speedups') or {}
     crf_rates = _get(checks, 'crf', 'images_per_s') or {
         k: v for k, v in (_get(checks, 'crf', 'measured') or {}).items()
         if k.startswith('torch_images_per_s')}
@@ -36,6 +38,8 @@ def bars(record: dict) -> dict:
             bf16.get('full_loop_fraction_of_model_only'), 0.9),
         'training fp32 batch 5 images/s (full loop)': (
             fp32.get('images_per_second_full_loop'), None),
+        'training fp32 batch 5 with the speed-ups images/s (full loop)': (
+            fast.get('images_per_second_full_loop'), None),
         'PyTorch CRF images/s at 600 x 400': (
             max(crf_rates.values()) if crf_rates else None, 100),
         'CRF search 50 x 108, projected (seconds, at most)': (

@@ -6,7 +6,7 @@ import json
 import logging
 import os
 import os.path as osp
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import torch
 from mmengine.config import Config
@@ -24,6 +24,7 @@ from fashionseg.runner.run_config import (configure_cpu_ddp,
                                           load_run_config)
 from fashionseg.runner.run_state import (best_checkpoint, export_model,
                                          prepare_auto_resume)
+from fashionseg.runner.speedups import apply_speedups
 from fashionseg.utils.atomic_write import write_text_atomic
 from fashionseg.utils.environment import collect_environment
 
@@ -72,13 +73,15 @@ def configure_training(config: str, work_dir: Optional[str] = None,
                        seed: Optional[int] = None, auto_resume: bool = False,
                        dvclive_dir: Optional[str] = None,
                        data_root: Optional[str] = None,
-                       max_images: Optional[int] = None) -> Config:
+                       max_images: Optional[int] = None,
+                       speedups: Sequence[str] = ()) -> Config:
     """The config of a training run, as ``tools/train.py`` builds it.
 
     ``auto_resume`` resumes only an unfinished run of the same config
     (:mod:`fashionseg.runner.run_state`); ``dvclive_dir`` is where the training
     curves go (default ``WORK_DIR/dvclive``); ``max_images`` trains and
-    validates on the first images of each split.
+    validates on the first images of each split; ``speedups`` are
+    :mod:`fashionseg.runner.speedups`' names.
     """
     cfg = load_run_config(config, work_dir, cfg_options, launcher,
                           data_root, max_images,
@@ -88,6 +91,7 @@ def configure_training(config: str, work_dir: Optional[str] = None,
     if seed is not None:
         cfg.randomness = dict(cfg.get('randomness') or {}, seed=seed)
     cfg.amp_dtype = enable_amp(cfg) if amp else None
+    apply_speedups(cfg, speedups)
     if torch.cuda.is_available():
         configure_gpu_loading(cfg)
 
@@ -136,6 +140,7 @@ def run_record(runner: Runner, cfg: Config, config: str,
         'global_batch_size': global_batch_size(cfg, runner.world_size),
         'paper_global_batch_size': PAPER_BATCH_SIZE,
         'amp_dtype': cfg.amp_dtype,
+        'training_speedups': list(cfg.get('training_speedups', [])),
         'max_images': cfg.get('max_images'),
         'resumed': bool(cfg.resume),
         'pretrained': {

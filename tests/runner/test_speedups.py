@@ -1,0 +1,113 @@
+"""The training speed-ups compute the same step: one optimisation step
+of the paper's FPN (the demo's narrow one) with each speed-up gives the
+plain step's loss and updated weights, and the configs and the record
+say which were on."""
+import copy
+
+import pytest
+import torch
+from conftest import REPO
+from mmengine.config import Config
+from mmengine.optim import OptimWrapper
+from mmengine.registry import init_default_scope
+from mmengine.structures import PixelData
+from mmseg.registry import MODELS
+from mmseg.structures import SegDataSample
+
+import fashionseg.mmseg_modules  # noqa: F401 (registers the speed-ups)
+from fashionseg.errors import UsageError
+from fashionseg.runner.speedups import SPEEDUPS, apply_speedups, parse_speedups
+
+CONFIG = str(REPO / 'mmseg_configs' / 'demo' / 'fpn_x101_ccp.py')
+
+
+def _batch(seed=0, size=(70, 50), classes=59):
+    generator = torch.Generator().manual_seed(seed)
+    inputs, samples = [], []
+    for _ in range(2):
+        inputs.append(torch.randint(0, 256, (3, *size), dtype=torch.uint8,
+                                    generator=generator))
+        sample = SegDataSample()
+        sample.gt_sem_seg = PixelData(data=torch.randint(
+            0, classes, (1, *size), generator=generator))
+        sample.set_metainfo(dict(img_shape=size, ori_shape=size,
+                                 pad_shape=size))
+        samples.append(sample)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def _step(speedups, sgd=False):
+    init_default_scope('mmseg')
+    cfg = Config.fromfile(CONFIG)
+    apply_speedups(cfg, speedups)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    model.train()
+    if 'channels-last' in speedups:
+        model.to(memory_format=torch.channels_last)
+    optimizer = cfg.optim_wrapper.optimizer
+    kwargs = {k: v for k, v in optimizer.items() if k != 'type'}
+    # Adam's first step moves each weight by about the learning rate in
+    # the direction of its gradient's sign, so a gradient within rounding
+    # of zero (zero-initialised norms have many) can flip a whole step:
+    # the layouts are compared through a plain SGD step, which moves each
+    # weight in proportion to its gradient.
+    optim = torch.optim.SGD(model.parameters(), lr=0.01) if sgd else \
+        getattr(torch.optim, optimizer.type)(model.parameters(), **kwargs)
+    wrapper = OptimWrapper(optim)
+    losses = model.train_step(copy.deepcopy(_batch()), wrapper)
+    return ({k: v.item() for k, v in losses.items()},
+            {k: v.detach().contiguous() for k, v in
+             model.state_dict().items()})
+
+
+@pytest.fixture(scope='module')
+def plain():
+    return {sgd: _step([], sgd) for sgd in (False, True)}
+
+
+# Summation order differs between memory layouts. Measured on this CPU:
+# weights after the SGD step within 1e-5 (the first convolution, whose
+# gradient sums over every input position; weights are about 0.03), the
+# norms' running statistics within 3e-4 relative and 1e-4 absolute
+# (channels-last batch norm reduces in another order and estimates the
+# variance by another algorithm).
+def _tolerance(key):
+    if 'running_' in key:
+        return dict(rtol=1e-3, atol=2e-4)
+    return dict(rtol=1e-4, atol=2e-5)
+
+
+@pytest.mark.parametrize('speedup', SPEEDUPS)
+def test_each_speedup_gives_the_plain_step(plain, speedup):
+    sgd = speedup != 'foreach-adam'
+    losses, weights = _step([speedup], sgd)
+    reference_losses, reference_weights = plain[sgd]
+    for key, value in reference_losses.items():
+        assert losses[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+    for key, value in reference_weights.items():
+        torch.testing.assert_close(weights[key], value, msg=key,
+                                   **_tolerance(key))
+
+
+def test_all_speedups_together_give_the_plain_step(plain):
+    losses, weights = _step(list(SPEEDUPS), sgd=True)
+    assert losses['decode.loss_ce'] == pytest.approx(
+        plain[True][0]['decode.loss_ce'], rel=1e-5)
+    for key, value in plain[True][1].items():
+        torch.testing.assert_close(weights[key], value, msg=key,
+                                   **_tolerance(key))
+
+
+def test_the_config_records_what_is_on_and_refuses_the_unknown():
+    cfg = Config.fromfile(CONFIG)
+    assert apply_speedups(cfg, ['channels-last', 'foreach-adam']) == [
+        'channels-last', 'foreach-adam']
+    assert cfg.training_speedups == ['channels-last', 'foreach-adam']
+    assert cfg.model.data_preprocessor.type == 'FastSegDataPreProcessor'
+    assert {'type': 'ChannelsLastHook'} in cfg.custom_hooks
+    assert cfg.optim_wrapper.optimizer.foreach is True
+    assert parse_speedups('none') == [] and parse_speedups('') == []
+    with pytest.raises(UsageError, match="unknown training speed-up 'fast'"):
+        parse_speedups('channels-last,fast')
