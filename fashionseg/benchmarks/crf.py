@@ -48,9 +48,13 @@ def benchmark_inputs(photo_path=None, seed: int = 0):
                                               WIDTH)
 
 
-def _one(args):
-    image, log_probs = args
-    return dense_crf(image, log_probs, PARAMS)
+def _reference_labels(task):
+    """pydensecrf's labels of one (image, log probabilities, parameter set),
+    and the seconds they took on this core."""
+    image, log_probs, params = task
+    start = time.perf_counter()
+    labels = dense_crf(image, log_probs, params)
+    return labels, time.perf_counter() - start
 
 
 def _init():
@@ -58,16 +62,16 @@ def _init():
 
 
 def images_per_second(image, log_probs, workers: int, images: int) -> float:
-    tasks = [(image, log_probs)] * images
+    tasks = [(image, log_probs, PARAMS)] * images
     if workers == 1:
         start = time.perf_counter()
         for task in tasks:
-            _one(task)
+            _reference_labels(task)
         return images / (time.perf_counter() - start)
     with get_context('fork').Pool(workers, initializer=_init) as pool:
-        pool.map(_one, tasks[:workers])  # warm the workers
+        pool.map(_reference_labels, tasks[:workers])  # warm the workers
         start = time.perf_counter()
-        pool.map(_one, tasks, chunksize=1)
+        pool.map(_reference_labels, tasks, chunksize=1)
         return images / (time.perf_counter() - start)
 
 
@@ -139,15 +143,6 @@ def run_benchmark(photo_path=None, images: int = 8,
             record['pydensecrf']['images_per_second_one_core'] /
             rates['one_thread'][str(batch_sizes[0])], 3)
     return record
-
-
-def _reference_labels(task):
-    """pydensecrf's labels of one (image, log probabilities, parameter set),
-    and the seconds they took on this core."""
-    image, log_probs, params = task
-    start = time.perf_counter()
-    labels = dense_crf(image, log_probs, params)
-    return labels, time.perf_counter() - start
 
 
 def agreement(items: Sequence, classes: Sequence[str],

@@ -21,7 +21,6 @@ class ConfigOptionsAction(DictAction):
         super().__call__(parser, namespace, values, option_string)
 
 
-
 def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
     """What every mmengine ``Runner`` tool takes, as MMSegmentation's own
     ``tools/train.py`` and ``tools/test.py`` name them: ``--data-root``,

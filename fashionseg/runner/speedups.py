@@ -49,6 +49,8 @@ class FastSegDataPreProcessor(SegDataPreProcessor):
     def __init__(self, non_blocking: bool = False,
                  channels_last: bool = False, **kwargs):
         super().__init__(**kwargs)
+        # mmengine's BaseDataPreprocessor copies with this attribute;
+        # SegDataPreProcessor does not pass the argument on to it.
         self._non_blocking = non_blocking
         self.channels_last = channels_last
 

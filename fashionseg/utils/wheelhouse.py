@@ -9,9 +9,9 @@ for the target with pip itself, pinned by ``constraints.txt``, and adds the
 source archives of mmcv and pydensecrf2 and what their builds need.
 ``install`` makes a virtual environment over the machine's Python (whose
 packages it sees after its own, so that its torch is used), installs the
-wheels with pip's index off, compiles mmcv's CPU ops and pydensecrf2 against that torch in
-parallel, and installs the project (docs/install.md, "A GPU machine
-without network").
+wheels with pip's index off, compiles mmcv's CPU ops and pydensecrf2
+against that torch in parallel, and installs the project
+(docs/install.md, "A GPU machine without network").
 """
 import json
 import os
@@ -111,8 +111,8 @@ def _pip_error(output: str) -> str:
     """pip's own error lines (its last line is often a progress bar)."""
     errors = [line for line in output.splitlines()
               if line.startswith('ERROR')]
-    return ' / '.join(errors[-3:]) or (output.strip().splitlines()
-                                      or ['no output'])[-1]
+    lines = output.strip().splitlines() or ['no output']
+    return ' / '.join(errors[-3:]) or lines[-1]
 
 
 def _pinned(constraints: Path, name: str) -> str:
@@ -211,10 +211,9 @@ def download(out: Path, python_version: str, platforms: Sequence[str],
 def _build_env(jobs: int) -> Dict[str, str]:
     """mmcv's CPU ops only (the GPU hidden: FPN, PSPNet and FCN need none of
     its CUDA ops), without debug information, on every core."""
-    env = dict(os.environ, MMCV_WITH_OPS='1', FORCE_CUDA='0',
-               CUDA_VISIBLE_DEVICES='', MAX_JOBS=str(jobs),
-               CFLAGS=MMCV_CFLAGS, CXXFLAGS=MMCV_CFLAGS)
-    return env
+    return dict(os.environ, MMCV_WITH_OPS='1', FORCE_CUDA='0',
+                CUDA_VISIBLE_DEVICES='', MAX_JOBS=str(jobs),
+                CFLAGS=MMCV_CFLAGS, CXXFLAGS=MMCV_CFLAGS)
 
 
 def _torch_of(python: str) -> str:
@@ -230,7 +229,7 @@ def _torch_of(python: str) -> str:
 
 def _site_packages(python: str) -> List[str]:
     result = subprocess.run(
-        [python, '-c', 'import json, site, sys; print(json.dumps('
+        [python, '-c', 'import json, sys; print(json.dumps('
          '[p for p in sys.path if p.endswith("-packages")]))'],
         capture_output=True, text=True, check=True)
     return json.loads(result.stdout)
@@ -282,7 +281,7 @@ def install(wheelhouse: Path, venv: Path, repo: Path,
                               '`tools/wheelhouse.py download` first')
     torch_version = _torch_of(python)
     venv_python = str(venv / 'bin' / 'python')
-    if not (venv / 'bin' / 'python').exists():
+    if not Path(venv_python).exists():
         made = subprocess.run([python, '-m', 'venv', str(venv)])
         if made.returncode != 0:
             # A Python without ensurepip (Debian's, say): an environment
@@ -326,4 +325,3 @@ def install(wheelhouse: Path, venv: Path, repo: Path,
                   cuda_available=check.stdout.split()[1] == 'True')
     (venv / STAMP).write_text(json.dumps(record, indent=2) + '\n')
     return record
-

@@ -104,3 +104,22 @@ def test_failures_usage_errors_and_hangs_are_recorded(tmp_path):
     assert any('[data' in line and 'before the hang: 1' in line
                for line in lines)
 
+
+def test_the_bars_read_what_a_step_measured_before_it_ran_out_of_time():
+    from fashionseg.gpu_check.summary import bars
+    row = dict(agrees=True, model_images_per_s=1000.0,
+               end_to_end_images_per_s=700.0)
+    slower = dict(row, model_images_per_s=600.0)
+    disagrees = dict(row, agrees=False, model_images_per_s=5000.0)
+    record = {'checks': {
+        'train': {'status': 'timeout', 'measured': {
+            'benchmark_fp32_batch5': {'images_per_second_full_loop': 88.0}}},
+        'inference': {'status': 'timeout', 'measured': {
+            'engine a': slower, 'engine b': row, 'engine c': disagrees}}}}
+    found = bars(record)
+    assert found['training fp32 batch 5 images/s (full loop)'][
+        'measured'] == 88.0
+    assert found['engine images/s model only'] == dict(
+        measured=1000.0, target=2500, met=False)
+    assert found['engine images/s end to end']['measured'] == 700.0
+    assert found['PyTorch CRF images/s at 600 x 400']['measured'] is None
