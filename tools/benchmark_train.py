@@ -2,15 +2,14 @@
 second with the model-only rate (one batch reused) for a config.
 
     python tools/benchmark_train.py mmseg_configs/fpn_x101_ccp.py \\
-        --cfg-options train_dataloader.dataset.data_root=data/ccp
+        --data-root data/ccp --amp --speedups channels-last,fp32-resize
 """
 import argparse
 import tempfile
 from pathlib import Path
 
-from mmengine.config import DictAction
-
 from fashionseg.benchmarks.training import benchmark_training
+from fashionseg.runner.arguments import ConfigOptionsAction
 from fashionseg.runner.speedups import SPEEDUPS, parse_speedups
 from fashionseg.utils.cli import emit_json, run_tool
 
@@ -26,8 +25,11 @@ def parse_args():
     parser.add_argument('--pretrained', action='store_true',
                         help='load the ImageNet weights (not needed for '
                         'speed)')
+    parser.add_argument('--data-root', help='converted dataset folder to '
+                        'use instead of the config\'s data_root')
     parser.add_argument('--out', type=Path, help='JSON file to write')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    parser.add_argument('--cfg-options', nargs='+',
+                        action=ConfigOptionsAction)
     return parser.parse_args()
 
 
@@ -37,7 +39,7 @@ def main():
         result = benchmark_training(
             args.config, work_dir, args.iters, args.warmup, args.amp,
             args.cfg_options, args.pretrained,
-            parse_speedups(args.speedups))
+            parse_speedups(args.speedups), args.data_root)
     emit_json(result, args.out)
 
 

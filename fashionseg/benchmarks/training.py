@@ -12,6 +12,8 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
+from fashionseg.benchmarks.arithmetic import (count_flops, fraction_of_peak,
+                                              peak_tflops)
 from fashionseg.runner.training import configure_training
 from fashionseg.utils.device import device_name, synchronize
 
@@ -53,14 +55,35 @@ def _iter_based(cfg, iters: int) -> None:
     cfg.visualizer.vis_backends = [dict(type='LocalVisBackend')]
 
 
+def _training_flops(model, batch) -> int:
+    """Operations of one forward and backward pass over ``batch`` (the
+    optimiser's update is left out: elementwise, a rounding error here)."""
+    def step():
+        data = model.data_preprocessor(batch, True)
+        losses = model(**data, mode='loss')
+        loss, _ = model.parse_losses(losses)
+        loss.backward()
+    # Counted eagerly: a compiled model (the ``compile`` speed-up) would
+    # otherwise recompile for the counter.
+    with torch.compiler.set_stance('force_eager'):
+        flops = count_flops(step)
+    model.zero_grad(set_to_none=True)
+    return flops
+
+
+def _rounded(value):
+    return None if value is None else round(value, 4)
+
+
 def benchmark_training(config: str, work_dir: str, iters: int = 50,
                        warmup: int = 10, amp: bool = False,
                        cfg_options: Optional[dict] = None,
                        pretrained: bool = False,
-                       speedups: Sequence[str] = ()) -> dict:
+                       speedups: Sequence[str] = (),
+                       data_root: Optional[str] = None) -> dict:
     cfg = configure_training(config, work_dir=work_dir, amp=amp,
                              pretrained=pretrained, cfg_options=cfg_options,
-                             speedups=speedups)
+                             speedups=speedups, data_root=data_root)
     _iter_based(cfg, iters + warmup)
     runner = Runner.from_cfg(cfg)
     batch_size = cfg.train_dataloader.batch_size
@@ -83,6 +106,9 @@ def benchmark_training(config: str, work_dir: str, iters: int = 50,
     synchronize()
     model_only = iters * batch_size / (time.perf_counter() - start)
     device = device_name()
+    flops = _training_flops(model, batch) / batch_size
+    precision = 'bf16' if cfg.amp_dtype == 'bfloat16' else \
+        'fp32' if cfg.amp_dtype is None else cfg.amp_dtype
     return {
         'config': config,
         'batch_size': batch_size,
@@ -92,7 +118,15 @@ def benchmark_training(config: str, work_dir: str, iters: int = 50,
         'images_per_second_model_only': round(model_only, 3),
         'images_per_second_full_loop': round(full, 3),
         'full_loop_fraction_of_model_only': round(full / model_only, 3),
+        'image_size': list(batch['inputs'][0].shape[-2:]),
+        'training_gflop_per_image': round(flops / 1e9, 1),
+        'peak_tflops': peak_tflops(device, precision),
+        'fraction_of_peak_full_loop': _rounded(fraction_of_peak(
+            full, flops, device, precision)),
+        'fraction_of_peak_model_only': _rounded(fraction_of_peak(
+            model_only, flops, device, precision)),
         'dataloader_workers': cfg.train_dataloader.num_workers,
+        'cudnn_benchmark': cfg.get('env_cfg', {}).get('cudnn_benchmark'),
         'peak_gpu_memory_gib': round(
             torch.cuda.max_memory_allocated() / 2**30, 2)
         if torch.cuda.is_available() else None,

@@ -9,8 +9,18 @@ optimisation step with each gives the plain step's loss and weights.
 - ``non-blocking``: batches copied to the GPU without blocking the host
   (the loaders already pin their memory on a GPU);
 - ``foreach-adam``: Adam's update for all parameters at once rather than
-  one tensor at a time (``fused`` on a GPU, ``foreach`` elsewhere).
+  one tensor at a time (``fused`` on a GPU, ``foreach`` elsewhere);
+- ``fp32-resize``: under bf16 autocast (``--amp``), the decode heads'
+  bilinear resizes (the pyramid levels to P2's size, the scores to the
+  label size) and their loss in fp32: autocast leaves ``interpolate`` in
+  the input's bf16, whose backward accumulates with slow bf16 atomics;
+  without autocast it changes nothing;
+- ``compile``: ``torch.compile`` of the backbone, the neck and the decode
+  heads' forward (not mmengine's whole ``train_step``, whose data
+  handling and logging would break the graph), in place, so that
+  checkpoints keep their keys; one compilation per input shape.
 """
+import functools
 from typing import Iterable, List
 
 import torch
@@ -18,11 +28,17 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmseg.models import SegDataPreProcessor
+from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.registry import HOOKS, MODELS
 
 from fashionseg.errors import UsageError
 
-SPEEDUPS = ('channels-last', 'non-blocking', 'foreach-adam')
+SPEEDUPS = ('channels-last', 'non-blocking', 'foreach-adam', 'fp32-resize',
+            'compile')
+# The speed-ups that compute the same step as the plain path (within
+# rounding); the others are checked against it within a wider tolerance
+# (tests/runner/test_speedups.py).
+SAME_STEP = ('channels-last', 'non-blocking', 'foreach-adam', 'fp32-resize')
 
 
 def parse_speedups(text) -> List[str]:
@@ -62,6 +78,10 @@ class FastSegDataPreProcessor(SegDataPreProcessor):
         return data
 
 
+def _bare(model):
+    return model.module if is_model_wrapper(model) else model
+
+
 @HOOKS.register_module()
 class ChannelsLastHook(Hook):
     """Puts the model's weights in channels-last layout before training
@@ -70,9 +90,86 @@ class ChannelsLastHook(Hook):
     priority = 'VERY_HIGH'
 
     def before_train(self, runner) -> None:
-        model = runner.model.module if is_model_wrapper(runner.model) \
-            else runner.model
-        model.to(memory_format=torch.channels_last)
+        _bare(runner.model).to(memory_format=torch.channels_last)
+
+
+def _in_fp32(method):
+    """``method`` with its floating-point tensor arguments (and those in
+    a list) in fp32 and autocast off."""
+    def to_fp32(value):
+        if torch.is_tensor(value) and value.is_floating_point():
+            return value.float()
+        if isinstance(value, (list, tuple)):
+            return type(value)(to_fp32(v) for v in value)
+        return value
+
+    def device_of(value):
+        if torch.is_tensor(value):
+            return value.device.type
+        if isinstance(value, (list, tuple)):
+            return next(filter(None, map(device_of, value)), None)
+        return None
+
+    @functools.wraps(method)
+    def wrapped(*args, **kwargs):
+        device = device_of(args) or 'cpu'
+        with torch.autocast(device, enabled=False):
+            return method(*map(to_fp32, args),
+                          **{k: to_fp32(v) for k, v in kwargs.items()})
+    return wrapped
+
+
+def resizes_in_fp32(model) -> int:
+    """Every decode head of ``model`` resizes and computes its loss in
+    fp32; returns how many heads. MMSegmentation's heads call its
+    ``resize`` inside ``_transform_inputs`` and ``loss_by_feat``, and
+    autocast cannot be told to keep ``interpolate`` in fp32, so these two
+    methods are wrapped on each head instance (no class is changed)."""
+    heads = [m for m in _bare(model).modules()
+             if isinstance(m, BaseDecodeHead)]
+    for head in heads:
+        if head.input_transform == 'resize_concat':
+            head._transform_inputs = _in_fp32(head._transform_inputs)
+        head.loss_by_feat = _in_fp32(head.loss_by_feat)
+    return len(heads)
+
+
+@HOOKS.register_module()
+class Fp32ResizeHook(Hook):
+    """:func:`resizes_in_fp32` before training."""
+    priority = 'VERY_HIGH'
+
+    def before_train(self, runner) -> None:
+        resizes_in_fp32(runner.model)
+
+
+def compile_model(model) -> List[str]:
+    """``torch.compile`` of the backbone, the neck and each decode head's
+    forward, in place (parameters and state-dict keys unchanged); returns
+    what was compiled. The heads' ``loss`` calls ``self.forward`` directly,
+    so the method itself is compiled there."""
+    model, compiled = _bare(model), []
+    for name in ('backbone', 'neck'):
+        module = getattr(model, name, None)
+        if module is not None:
+            module.compile()
+            compiled.append(name)
+    for name, head in model.named_modules():
+        if isinstance(head, BaseDecodeHead):
+            head.forward = torch.compile(head.forward)
+            compiled.append(name)
+    return compiled
+
+
+@HOOKS.register_module()
+class CompileHook(Hook):
+    """:func:`compile_model` before training, after the layout and fp32
+    resizes are in place."""
+    priority = 'HIGH'
+
+    def before_train(self, runner) -> None:
+        runner.logger.info('compiled: ' + ', '.join(compile_model(
+            runner.model)))
 
 
 def apply_speedups(cfg: Config, names: Iterable[str]) -> List[str]:
@@ -101,5 +198,11 @@ def apply_speedups(cfg: Config, names: Iterable[str]) -> List[str]:
             optimizer.fused = True
         else:
             optimizer.foreach = True
+    if 'fp32-resize' in names:
+        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
+            dict(type='Fp32ResizeHook')]
+    if 'compile' in names:
+        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
+            dict(type='CompileHook')]
     cfg.training_speedups = names
     return names

@@ -16,7 +16,9 @@ from mmseg.structures import SegDataSample
 
 import fashionseg.mmseg_modules  # noqa: F401 (registers the speed-ups)
 from fashionseg.errors import UsageError
-from fashionseg.runner.speedups import SPEEDUPS, apply_speedups, parse_speedups
+from fashionseg.runner.speedups import (SAME_STEP, SPEEDUPS, apply_speedups,
+                                        compile_model, parse_speedups,
+                                        resizes_in_fp32)
 
 CONFIG = str(REPO / 'mmseg_configs' / 'demo' / 'fpn_x101_ccp.py')
 
@@ -46,6 +48,10 @@ def _step(speedups, sgd=False):
     model.train()
     if 'channels-last' in speedups:
         model.to(memory_format=torch.channels_last)
+    if 'fp32-resize' in speedups:
+        resizes_in_fp32(model)
+    if 'compile' in speedups:
+        compile_model(model)
     optimizer = cfg.optim_wrapper.optimizer
     kwargs = {k: v for k, v in optimizer.items() if k != 'type'}
     # Adam's first step moves each weight by about the learning rate in
@@ -90,9 +96,9 @@ def _tolerance(key, same_layout=False):
     return dict(rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize('speedup', SPEEDUPS)
+@pytest.mark.parametrize('speedup', SAME_STEP)
 def test_each_speedup_gives_the_plain_step(plain, speedup):
-    sgd = speedup != 'foreach-adam'
+    sgd = speedup not in ('foreach-adam', 'fp32-resize')
     losses, weights = _step([speedup], sgd)
     reference_losses, reference_weights = plain[sgd]
     for key, value in reference_losses.items():
@@ -103,7 +109,7 @@ def test_each_speedup_gives_the_plain_step(plain, speedup):
 
 
 def test_all_speedups_together_give_the_plain_step(plain):
-    losses, weights = _step(list(SPEEDUPS), sgd=True)
+    losses, weights = _step(list(SAME_STEP), sgd=True)
     assert losses['decode.loss_ce'] == pytest.approx(
         plain[True][0]['decode.loss_ce'], rel=1e-5)
     for key, value in plain[True][1].items():
@@ -119,6 +125,47 @@ def test_the_config_records_what_is_on_and_refuses_the_unknown():
     assert cfg.model.data_preprocessor.type == 'FastSegDataPreProcessor'
     assert {'type': 'ChannelsLastHook'} in cfg.custom_hooks
     assert cfg.optim_wrapper.optimizer.foreach is True
+    assert set(SAME_STEP) < set(SPEEDUPS)
+    apply_speedups(cfg, ['fp32-resize', 'compile'])
+    assert {'type': 'Fp32ResizeHook'} in cfg.custom_hooks
+    assert {'type': 'CompileHook'} in cfg.custom_hooks
     assert parse_speedups('none') == [] and parse_speedups('') == []
     with pytest.raises(UsageError, match="unknown training speed-up 'fast'"):
         parse_speedups('channels-last,fast')
+
+
+def test_fp32_resize_computes_the_loss_from_fp32_scores_under_bf16():
+    """Under bf16 autocast the scores reach the loss in bf16 on the plain
+    path and in fp32 with ``fp32-resize``, whose loss is then nearer the
+    fp32 one."""
+    init_default_scope('mmseg')
+    cfg = Config.fromfile(CONFIG)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    model.train()
+    seen = []
+    head = model.decode_head
+    head.loss_decode.register_forward_pre_hook(
+        lambda module, args: seen.append(args[0].dtype))
+    batch = model.data_preprocessor(copy.deepcopy(_batch()), True)
+
+    def loss(dtype=None):
+        with torch.no_grad(), torch.autocast('cpu', torch.bfloat16,
+                                             enabled=dtype is not None):
+            return model.loss(**batch)['decode.loss_ce'].item()
+    exact, plain_bf16 = loss(), loss(torch.bfloat16)
+    assert resizes_in_fp32(model) == 1
+    fast_bf16 = loss(torch.bfloat16)
+    assert seen == [torch.float32, torch.bfloat16, torch.float32]
+    assert abs(fast_bf16 - exact) <= abs(plain_bf16 - exact) + 1e-6
+
+
+def test_compile_keeps_the_parameters_and_checkpoint_keys():
+    init_default_scope('mmseg')
+    model = MODELS.build(Config.fromfile(CONFIG).model)
+    keys = list(model.state_dict())
+    params = list(model.parameters())
+    assert compile_model(model) == ['backbone', 'neck', 'decode_head']
+    assert list(model.state_dict()) == keys
+    assert all(a is b for a, b in zip(model.parameters(), params))

@@ -123,3 +123,8 @@ def test_training_benchmark_reports_both_rates(datasets, tmp_path):
     assert result['full_loop_fraction_of_model_only'] == pytest.approx(
         result['images_per_second_full_loop'] /
         result['images_per_second_model_only'], rel=0.01)
+    # The operations a step costs are counted; the CPU has no datasheet
+    # peak to compare them with.
+    assert result['training_gflop_per_image'] > 0
+    assert result['peak_tflops'] is None
+    assert result['fraction_of_peak_full_loop'] is None

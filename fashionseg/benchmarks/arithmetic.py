@@ -1,0 +1,41 @@
+"""How much of a GPU's arithmetic a measured rate uses: the operations a
+step costs, counted by PyTorch's ``FlopCounterMode`` (a multiply-add is
+two operations), against the GPU's peak from its datasheet."""
+from typing import Callable, Optional
+
+from torch.utils.flop_counter import FlopCounterMode
+
+# Dense (no sparsity) tensor-core peaks from the vendors' datasheets, in
+# TFLOP/s: bf16, and TF32, which PyTorch's convolutions use for fp32
+# unless told otherwise (torch.backends.cudnn.allow_tf32). SXM parts.
+PEAK_TFLOPS = {
+    'H200': dict(bf16=989.0, tf32=494.0),
+    'H100': dict(bf16=989.0, tf32=494.0),
+    'A100': dict(bf16=312.0, tf32=156.0),
+}
+
+
+def peak_tflops(device_name: str, precision: str) -> Optional[float]:
+    """The datasheet peak of the GPU named ``device_name`` (as torch names
+    it) for ``precision`` (``bf16``, or ``fp32``, counted at TF32), or
+    None for a GPU not listed and for the CPU."""
+    key = 'tf32' if precision in ('fp32', 'tf32') else precision
+    for name, peaks in PEAK_TFLOPS.items():
+        if name in device_name.upper():
+            return peaks.get(key)
+    return None
+
+
+def count_flops(step: Callable[[], object]) -> int:
+    """The floating-point operations of one call of ``step``."""
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
+
+
+def fraction_of_peak(images_per_s: float, flops_per_image: float,
+                     device_name: str, precision: str) -> Optional[float]:
+    peak = peak_tflops(device_name, precision)
+    if peak is None or not flops_per_image:
+        return None
+    return images_per_s * flops_per_image / (peak * 1e12)
