@@ -21,7 +21,7 @@ optimisation step with each gives the plain step's loss and weights.
   checkpoints keep their keys; one compilation per input shape.
 """
 import functools
-from typing import Iterable, List
+from typing import Iterable, List, Optional
 
 import torch
 from mmengine.config import Config
@@ -172,9 +172,11 @@ class CompileHook(Hook):
             runner.model)))
 
 
-def apply_speedups(cfg: Config, names: Iterable[str]) -> List[str]:
+def apply_speedups(cfg: Config, names: Iterable[str],
+                   cfg_options: Optional[dict] = None) -> List[str]:
     """Turn ``names`` on in a training config; recorded as
-    ``cfg.training_speedups``."""
+    ``cfg.training_speedups``. ``cfg_options`` are the user's overrides,
+    which the speed-ups' own settings leave as they are."""
     names = parse_speedups(list(names))
     preprocessor = cfg.model.data_preprocessor
     if {'channels-last', 'non-blocking'} & set(names):
@@ -189,6 +191,13 @@ def apply_speedups(cfg: Config, names: Iterable[str]) -> List[str]:
     if 'channels-last' in names:
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
             dict(type='ChannelsLastHook')]
+        # cuDNN's autotuning of channels-last convolutions did not finish
+        # the first fp32 batch-5 iteration of the paper's FPN in 35 s, nor
+        # the first bf16 one in 60 s, for a single 600 x 400 shape (one
+        # H200, cuDNN 9.19); its heuristics then train at 173 images/s in
+        # bf16. An explicit --cfg-options env_cfg.cudnn_benchmark wins.
+        if 'env_cfg.cudnn_benchmark' not in (cfg_options or {}):
+            cfg.setdefault('env_cfg', {})['cudnn_benchmark'] = False
     if 'foreach-adam' in names:
         optimizer = cfg.optim_wrapper.optimizer
         if optimizer.get('type') not in ('Adam', 'AdamW'):

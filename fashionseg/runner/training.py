@@ -91,7 +91,7 @@ def configure_training(config: str, work_dir: Optional[str] = None,
     if seed is not None:
         cfg.randomness = dict(cfg.get('randomness') or {}, seed=seed)
     cfg.amp_dtype = enable_amp(cfg) if amp else None
-    apply_speedups(cfg, speedups)
+    apply_speedups(cfg, speedups, cfg_options)
     if torch.cuda.is_available():
         configure_gpu_loading(cfg)
 

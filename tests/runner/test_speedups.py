@@ -125,6 +125,12 @@ def test_the_config_records_what_is_on_and_refuses_the_unknown():
     assert cfg.model.data_preprocessor.type == 'FastSegDataPreProcessor'
     assert {'type': 'ChannelsLastHook'} in cfg.custom_hooks
     assert cfg.optim_wrapper.optimizer.foreach is True
+    # Channels-last trains with cuDNN's heuristics unless the user asks.
+    assert cfg.env_cfg.cudnn_benchmark is False
+    cfg = Config.fromfile(CONFIG)
+    cfg.env_cfg.cudnn_benchmark = True
+    apply_speedups(cfg, ['channels-last'], {'env_cfg.cudnn_benchmark': True})
+    assert cfg.env_cfg.cudnn_benchmark is True
     assert set(SAME_STEP) < set(SPEEDUPS)
     apply_speedups(cfg, ['fp32-resize', 'compile'])
     assert {'type': 'Fp32ResizeHook'} in cfg.custom_hooks
