@@ -20,6 +20,7 @@ Instead, the harness keeps what it saves to tensors and plain Python types:
 """
 import os.path as osp
 import pickle
+import zipfile
 from collections import OrderedDict
 from typing import Any
 
@@ -42,6 +43,11 @@ _PLAIN_LEAVES = (torch.Tensor, torch.dtype, torch.device, torch.Size, str,
 
 class UnsafeCheckpointError(DataError):
     """A checkpoint that cannot be loaded with weights-only unpickling."""
+
+
+class DamagedCheckpointError(DataError):
+    """A checkpoint file that torch cannot read: empty, cut short, altered
+    on disk, or not a checkpoint at all."""
 
 
 def _history_buffer_to_plain(buffer: HistoryBuffer) -> dict:
@@ -124,11 +130,14 @@ def load_local_checkpoint(filename: str, map_location=None) -> Any:
     """Load a local checkpoint with ``torch.load(weights_only=True)``.
 
     Registered as mmengine's loader for local paths, so ``Runner.resume``,
-    ``load_from`` and ``mmseg.apis.init_model`` all go through it.
+    ``load_from`` and ``mmseg.apis.init_model`` all go through it. A
+    damaged file (:func:`check_archive`) or one torch cannot read raises
+    :class:`DamagedCheckpointError`.
     """
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
         raise FileNotFoundError(f'{filename} can not be found.')
+    check_archive(filename)
     try:
         return torch.load(
             filename, map_location=map_location, weights_only=True)
@@ -137,8 +146,15 @@ def load_local_checkpoint(filename: str, map_location=None) -> Any:
         # exactly what must not be done with an untrusted file.
         lines = [line.strip() for line in str(error).splitlines()]
         detail = next((line for line in lines
-                       if 'GLOBAL' in line or 'Unsupported' in line),
-                      lines[0] if lines else 'unpickling refused')
+                       if 'global' in line.lower()), None)
+        if detail is None and not zipfile.is_zipfile(filename):
+            # Nothing refused, and not torch's archive format: an empty,
+            # cut or text file (legacy pickles end here too).
+            raise DamagedCheckpointError(
+                f'{filename}: not a checkpoint torch can read '
+                f'({_first_line(error)}); it is empty, cut short or '
+                'another kind of file') from None
+        detail = detail or (lines[0] if lines else 'unpickling refused')
         raise UnsafeCheckpointError(
             f'Refusing to load checkpoint {filename}: it is not made only of '
             f'tensors and plain Python data ({detail}). Loading it would '
@@ -146,6 +162,39 @@ def load_local_checkpoint(filename: str, map_location=None) -> Any:
             "harness's training runs load as they are; re-save other "
             'weights as a plain state_dict (torch.save(model.state_dict(), '
             'path)) in a trusted environment.') from None
+    except (RuntimeError, EOFError, ValueError, OSError,
+            zipfile.BadZipFile) as error:
+        # torch's archive reader on a damaged file (a record whose
+        # checksum fails, a central directory cut off, ...).
+        raise DamagedCheckpointError(
+            f'{filename}: the checkpoint is damaged and cannot be loaded '
+            f'({_first_line(error)})') from None
+
+
+def check_archive(filename: str) -> None:
+    """Refuse a checkpoint whose records fail their CRC-32 (torch's zip
+    archive stores one per record but does not check it when loading, so
+    a file altered on disk would load with wrong weights). A file that is
+    not a zip archive is left to ``torch.load``."""
+    try:
+        with zipfile.ZipFile(filename) as archive:
+            bad = archive.testzip()
+    except zipfile.BadZipFile:
+        return
+    except (OSError, EOFError, RuntimeError) as error:
+        raise DamagedCheckpointError(
+            f'{filename}: the checkpoint is damaged and cannot be read '
+            f'({_first_line(error)})') from None
+    if bad is not None:
+        raise DamagedCheckpointError(
+            f'{filename}: the checkpoint is damaged: its record {bad} fails '
+            'its checksum (the file was altered or cut after it was saved)')
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines()
+             if line.strip()]
+    return lines[0][:300] if lines else type(error).__name__
 
 
 CheckpointLoader.register_scheme(

@@ -24,6 +24,7 @@ from mmengine.logging import print_log
 
 from fashionseg.checkpoints.loading import load_local_checkpoint
 from fashionseg.checkpoints.saving import PARTIAL_SUFFIX
+from fashionseg.errors import DataError
 from fashionseg.utils.atomic_write import atomic_write
 
 FINGERPRINT_FILE = 'run_fingerprint.txt'
@@ -64,9 +65,10 @@ def _step_of(path: Path) -> int:
 
 
 def newest_whole_checkpoint(work_dir: Path):
-    """The newest ``epoch_N.pth`` / ``iter_N.pth`` in ``work_dir`` that is
-    a complete file (a whole zip archive, as torch saves), and the newer
-    ones skipped because they are not."""
+    """The newest ``epoch_N.pth`` / ``iter_N.pth`` in ``work_dir`` that
+    loads, and the newer ones skipped, each with why (a file cut short by
+    an interrupted save, or damaged on disk: torch's archive checks every
+    record, so the whole file is read)."""
     candidates = sorted(
         (p for pattern in ('epoch_*.pth', 'iter_*.pth')
          for p in work_dir.glob(pattern)
@@ -74,9 +76,16 @@ def newest_whole_checkpoint(work_dir: Path):
         key=_step_of, reverse=True)
     skipped = []
     for path in candidates:
-        if zipfile.is_zipfile(path):
-            return path, skipped
-        skipped.append(str(path))
+        if not zipfile.is_zipfile(path):
+            skipped.append((str(path), 'incomplete: not a whole archive '
+                            '(an interrupted save)'))
+            continue
+        try:
+            load_local_checkpoint(str(path), map_location='cpu')
+        except DataError as error:
+            skipped.append((str(path), str(error)))
+            continue
+        return path, skipped
     return None, skipped
 
 
@@ -91,9 +100,8 @@ def prepare_auto_resume(cfg: Config, is_main_process: bool = True) -> bool:
     cfg.resume = False
     if same_run:
         newest, skipped = newest_whole_checkpoint(work_dir)
-        if skipped:
-            print_log(f'skipping incomplete checkpoint(s) {skipped} in '
-                      f'{work_dir} (an interrupted save)', logger='current',
+        for path, why in skipped:
+            print_log(f'not resuming from {path}: {why}', logger='current',
                       level=logging.WARNING)
         if newest is not None:
             # Resume from that file, whatever last_checkpoint says.

@@ -12,19 +12,44 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 
+# The prefix of every temporary file (``.STEM.tmp-RANDOM.SUFFIX``): hidden,
+# and recognisable as this module's, so that a folder's reader can skip
+# what an interrupted writer left (:func:`is_temporary`).
+TEMPORARY_MARK = '.tmp-'
+
+
+def is_temporary(path) -> bool:
+    """Whether ``path`` is a temporary file of :func:`atomic_path`."""
+    name = Path(path).name
+    return name.startswith('.') and TEMPORARY_MARK in name
+
+
+def _umask() -> int:
+    # The process's umask can only be read by setting it; set it back at
+    # once.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(path, suffix: str = None):
     """Yield a temporary path beside ``path`` (with ``path``'s suffix, for
     writers that choose the format by it) and rename it to ``path`` once
-    the block ends without error; on error the temporary file goes."""
+    the block ends without error; on error the temporary file goes. The
+    file gets the mode a plain write would give it (0666 less the umask),
+    not the private 0600 of a temporary file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.stem}.',
+    fd, tmp = tempfile.mkstemp(dir=path.parent,
+                               prefix=f'.{path.stem}{TEMPORARY_MARK}',
                                suffix=path.suffix if suffix is None
                                else suffix)
     os.close(fd)
     try:
         yield Path(tmp)
+        if os.path.isfile(tmp):
+            os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with suppress(FileNotFoundError):
@@ -50,8 +75,12 @@ def write_text_atomic(path, text: str) -> None:
 def replace_folder(new: Path, target: Path) -> None:
     """Move the finished folder ``new`` to ``target`` (same file system),
     replacing what was there with two renames, so that ``target`` is at
-    every moment either the old folder or the new one."""
+    every moment either the old folder or the new one; ``new`` gets the
+    mode of a plain ``mkdir``."""
     new, target = Path(new), Path(target)
+    # A folder made by tempfile.mkdtemp is private (0700); the result gets
+    # the mode a plain mkdir would give it.
+    os.chmod(new, 0o777 & ~_umask())
     if not target.exists():
         os.replace(new, target)
         return

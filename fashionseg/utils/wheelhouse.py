@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Set
 
 from fashionseg.errors import UsageError
+from fashionseg.utils.atomic_write import replace_folder
 
 # Built on the GPU machine against its torch (mmcv 2.1.0 is published only
 # as source; pydensecrf2 too).
@@ -199,9 +200,7 @@ def download(out: Path, python_version: str, platforms: Sequence[str],
                         left_out_as_present=dropped,
                         bytes=sum(p.stat().st_size for p in tmp.iterdir()))
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + '\n')
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

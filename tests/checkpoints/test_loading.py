@@ -147,3 +147,48 @@ def test_plain_conversion_round_trips_history_buffers():
 def test_unconvertible_object_is_named_at_save_time():
     with pytest.raises(TypeError, match=r"checkpoint\['meta'\]\['fn'\]"):
         to_plain({'meta': {'fn': len}}, 'checkpoint')
+
+
+def _checkpoint(path, epoch):
+    torch.save({'state_dict': {'w': torch.arange(50000.) * epoch},
+                'meta': {'epoch': epoch}}, path)
+    return path
+
+
+def _damage_middle(path):
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 64] = bytes(b ^ 0xFF for b in
+                                     data[middle:middle + 64])
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize('damage', ['middle', 'empty', 'text', 'cut'])
+def test_a_damaged_checkpoint_is_refused_with_its_name(tmp_path, damage):
+    from fashionseg.checkpoints.loading import (DamagedCheckpointError,
+                                                load_local_checkpoint)
+    path = _checkpoint(tmp_path / 'epoch_1.pth', 1)
+    if damage == 'middle':  # its end (the zip directory) intact
+        _damage_middle(path)
+    elif damage == 'empty':
+        path.write_bytes(b'')
+    elif damage == 'text':
+        path.write_text('not a checkpoint\n')
+    else:
+        path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 3])
+    with pytest.raises(DamagedCheckpointError, match=str(path)):
+        load_local_checkpoint(str(path))
+
+
+def test_resuming_skips_a_damaged_newest_checkpoint_and_says_why(tmp_path):
+    from fashionseg.runner.run_state import newest_whole_checkpoint
+    _checkpoint(tmp_path / 'epoch_1.pth', 1)
+    _checkpoint(tmp_path / 'epoch_2.pth', 2)
+    _damage_middle(_checkpoint(tmp_path / 'epoch_3.pth', 3))
+    (tmp_path / 'epoch_4.pth').write_bytes(b'PK\x03\x04 half a save')
+    newest, skipped = newest_whole_checkpoint(tmp_path)
+    assert newest == tmp_path / 'epoch_2.pth'
+    assert [path for path, _ in skipped] == [
+        str(tmp_path / 'epoch_4.pth'), str(tmp_path / 'epoch_3.pth')]
+    assert 'interrupted save' in skipped[0][1]
+    assert 'fails its checksum' in skipped[1][1]
