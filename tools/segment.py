@@ -4,8 +4,13 @@ refined by the dense CRF with searched parameters.
 
     python tools/segment.py CONFIG CHECKPOINT PHOTO_OR_FOLDER... --out DIR \\
         [--crf crf_search.json] [--backend torch|pydensecrf] \\
-        [--batch-size 8] [--precision bf16] [--device cuda]
+        [--batch-size 8] [--precision bf16] [--device cuda] [--max-side PX]
+
+--out must be a new or empty folder, or one this tool wrote before (its
+segment.json says what is in it): a rerun finishes what an interrupted one
+left undone.
 """
+import os
 import argparse
 from pathlib import Path
 
@@ -13,9 +18,11 @@ from fashionseg.crf.backend import BACKEND_NAMES
 from fashionseg.crf.search import read_best_params
 from fashionseg.inference.arguments import (add_inference_arguments,
                                             inference_settings)
-from fashionseg.inference.photos import collect_photos, segment_photos
+from fashionseg.inference.photos import (DEFAULT_MAX_SIDE, collect_photos,
+                                         plan_outputs, segment_photos)
 from fashionseg.inference.segmenter import Segmenter
-from fashionseg.utils.cli import add_device_argument, run_tool
+from fashionseg.utils.cli import (add_device_argument, positive_int,
+                                  run_tool)
 from fashionseg.utils.device import select_device
 
 
@@ -33,8 +40,13 @@ def parse_args():
                         help='CRF backend: torch on the model\'s device '
                         '(default), pydensecrf on one core, or auto '
                         '(torch on a GPU, else pydensecrf)')
-    parser.add_argument('--workers', type=int, default=4,
-                        help='threads decoding photos')
+    parser.add_argument('--workers', type=positive_int, default=4,
+                        help='threads decoding photos (default 4)')
+    parser.add_argument('--max-side', type=positive_int,
+                        default=DEFAULT_MAX_SIDE, metavar='PX',
+                        help='a photo whose longer side is larger is '
+                        'segmented at this size and its labels enlarged '
+                        f'to the photo\'s (default {DEFAULT_MAX_SIDE})')
     add_inference_arguments(parser, batch_size=4)
     add_device_argument(parser)
     return parser.parse_args()
@@ -45,13 +57,24 @@ def main():
     device = select_device(args.device)
     settings = inference_settings(args)
     params = read_best_params(args.crf) if args.crf else None
-    photos = collect_photos(args.inputs)
+    photos, notes = collect_photos(args.inputs)
+    for note in notes:
+        print(f'left out: {note}')
+    plan_outputs(photos, args.out)  # refused before the model loads
     segmenter = Segmenter.from_config(args.config, args.checkpoint, device,
                                       settings)
-    result = segment_photos(segmenter, photos, args.out, params,
-                            args.backend, args.workers)
+    checkpoint = os.stat(args.checkpoint)
+    result = segment_photos(
+        segmenter, photos, args.out, params, args.backend, args.workers,
+        settings=dict(config=os.path.abspath(args.config),
+                      checkpoint=os.path.abspath(args.checkpoint),
+                      checkpoint_bytes=checkpoint.st_size,
+                      checkpoint_mtime=checkpoint.st_mtime),
+        max_side=args.max_side)
     print(f'{result["photos"]} photos segmented into {result["out_dir"]}'
-          + (' (CRF-refined)' if params else ''))
+          + (' (CRF-refined)' if params else '')
+          + (f'; {result["kept_from_earlier_run"]} of them by an earlier '
+             'run' if result['kept_from_earlier_run'] else ''))
 
 
 if __name__ == '__main__':

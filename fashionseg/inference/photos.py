@@ -5,12 +5,22 @@ overlay (PNG) per photo out, through the fast inference engine
 dense CRF with searched parameters (paper sections 2 and 4.2) in memory,
 on the engine's device.
 
-Photos are decoded by a pool of threads while the device works, in the
-order given.
+Nothing of the user's is written over: the output folder must be new,
+empty, or one this tool wrote before (its ``segment.json`` lists what it
+wrote); no output may land on an input photo or on another output of the
+same run; the tool's own outputs and temporaries are never taken for
+photos. A rerun after an interruption finishes what is missing and says
+so. Photos are decoded a bounded number ahead by a pool of threads, in
+the order given; a photo larger than ``max_side`` is segmented at that
+size and its labels enlarged to the photo's.
 """
+import contextlib
+import json
+import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import mmcv
 import numpy as np
@@ -19,12 +29,19 @@ from tqdm import tqdm
 
 from fashionseg.crf.backend import CRFBackend
 from fashionseg.crf.energy import CRFParams, image_log_probs
-from fashionseg.errors import DataError
+from fashionseg.errors import DataError, UsageError
 from fashionseg.inference.segmenter import Prediction, Segmenter
-from fashionseg.utils.atomic_write import atomic_write
+from fashionseg.utils.atomic_write import (atomic_write, is_temporary,
+                                           write_text_atomic)
 
 IMAGE_SUFFIXES = ('.bmp', '.jpeg', '.jpg', '.png', '.tif', '.tiff', '.webp')
-OVERLAY_ALPHA = 0.5
+OVERLAY_SUFFIX = '_overlay'
+# What the tool writes into its output folder beside the outputs: the
+# run's settings, its outputs and the photos done.
+MANIFEST = 'segment.json'
+# The longer side, in pixels, beyond which a photo is segmented at a
+# smaller size (the paper's photos are 600 x 400).
+DEFAULT_MAX_SIDE = 1024
 
 
 class PhotoInputError(DataError):
@@ -32,52 +49,212 @@ class PhotoInputError(DataError):
     photo, or two photos that would write the same output."""
 
 
-def collect_photos(inputs: Sequence) -> List[Path]:
-    """The photos named by ``inputs``: files as given, folders' image
-    files (by suffix, recursively, sorted)."""
-    photos = []
+class OutputFolderError(UsageError):
+    """An output folder that would lose or mix up files: one holding files
+    the tool did not write, one that is a file, or outputs that would
+    land on an input or on each other."""
+
+
+@dataclass(frozen=True)
+class PhotoOutputs:
+    """One photo and the two files it is written to."""
+    photo: Path
+    labels: Path
+    overlay: Path
+
+
+def _outputs_of_earlier_run(folder: Path) -> set:
+    """The resolved paths a ``segment.json`` in ``folder`` lists."""
+    manifest = folder / MANIFEST
+    if not manifest.is_file():
+        return set()
+    try:
+        names = json.loads(manifest.read_text()).get('outputs', [])
+    except (ValueError, AttributeError):
+        return set()
+    return {(folder / name).resolve() for name in names
+            if isinstance(name, str)}
+
+
+def collect_photos(inputs: Sequence) -> Tuple[List[Path], List[str]]:
+    """The photos named by ``inputs`` (files as given; folders' image
+    files by suffix, recursively, links followed, sorted) and one note per
+    kind of file left out of a folder, with how many and an example:
+    outputs of an earlier run (listed in the ``segment.json`` beside
+    them), temporaries of an interrupted write, links to nothing and link
+    loops."""
+    photos: List[Path] = []
+    left_out: Dict[str, List[Path]] = {}
     for entry in map(Path, inputs):
         if entry.is_dir():
-            found = sorted(p for p in entry.rglob('*')
-                           if p.is_file()
-                           and p.suffix.lower() in IMAGE_SUFFIXES)
+            found = _walk_folder(entry, left_out)
             if not found:
                 raise PhotoInputError(
                     f'{entry}: the folder holds no images '
-                    f'({", ".join(IMAGE_SUFFIXES)})')
+                    f'({", ".join(IMAGE_SUFFIXES)})'
+                    + ''.join(f'; left out: {note}'
+                              for note in _notes(left_out)))
             photos.extend(found)
         elif entry.is_file():
             photos.append(entry)
+        elif entry.is_symlink():
+            raise PhotoInputError(f'{entry}: a link to nothing')
         else:
             raise PhotoInputError(f'{entry}: no such file or folder')
-    seen = {}
+    return list(dict.fromkeys(photos)), _notes(left_out)
+
+
+def _notes(left_out: Dict[str, List[Path]]) -> List[str]:
+    return [f'{len(paths)} {why} (e.g. {paths[0]})'
+            for why, paths in left_out.items()]
+
+
+def _walk_folder(folder: Path, left_out: Dict[str, List[Path]]
+                 ) -> List[Path]:
+    found, seen_dirs = [], set()
+    earlier = set()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        root = Path(root)
+        real = root.resolve()
+        if real in seen_dirs:
+            left_out.setdefault('link loop(s), not followed again',
+                                []).append(root)
+            dirs[:] = []
+            continue
+        seen_dirs.add(real)
+        earlier |= _outputs_of_earlier_run(root)
+        dirs.sort()
+        for name in sorted(files):
+            path = root / name
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            if is_temporary(path):
+                left_out.setdefault('temporary file(s) of an interrupted '
+                                    'write', []).append(path)
+            elif not path.exists():
+                left_out.setdefault('link(s) to nothing', []).append(path)
+            elif path.resolve() in earlier:
+                left_out.setdefault('output(s) of an earlier '
+                                    'tools/segment.py run', []).append(path)
+            else:
+                found.append(path)
+    return found
+
+
+def plan_outputs(photos: Sequence[Path], out_dir: Path
+                 ) -> List[PhotoOutputs]:
+    """Where each photo is written (``STEM.png``, ``STEM_overlay.png``),
+    refusing an output that would land on an input photo or on another
+    output, and an ``out_dir`` that is a file."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputFolderError(f'--out {out_dir} is a file, not a folder')
+    inputs = {photo.resolve(): photo for photo in photos}
+    plans, writers = [], {}
     for photo in photos:
-        if photo.stem in seen and seen[photo.stem] != photo:
-            raise PhotoInputError(
-                f'{seen[photo.stem]} and {photo} would both be written as '
-                f'{photo.stem}.png; rename one or segment them separately')
-        seen[photo.stem] = photo
-    return list(dict.fromkeys(photos))
+        plan = PhotoOutputs(photo, out_dir / f'{photo.stem}.png',
+                            out_dir / f'{photo.stem}{OVERLAY_SUFFIX}.png')
+        for output in (plan.labels, plan.overlay):
+            target = output.resolve()
+            if target in inputs:
+                raise OutputFolderError(
+                    f'writing {output} would replace the input photo '
+                    f'{inputs[target]}; choose an --out folder that holds '
+                    'none of the photos')
+            if target in writers:
+                raise PhotoInputError(
+                    f'{writers[target]} and {photo} would both be written '
+                    f'as {output}; rename one or segment them separately')
+            writers[target] = photo
+        plans.append(plan)
+    return plans
+
+
+def claim_output_folder(out_dir: Path, plans: Sequence[PhotoOutputs],
+                        settings: dict) -> set:
+    """Make sure ``out_dir`` is the tool's to write: new, empty, or
+    holding only what an earlier run listed in its ``segment.json`` (and
+    temporaries of an interrupted write, which are removed). Returns the
+    photos (their output names) an earlier run with the same ``settings``
+    finished, whose outputs are still whole."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        return set()
+    manifest_path = out_dir / MANIFEST
+    manifest = {}
+    if manifest_path.is_file():
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except ValueError:
+            manifest = {}
+    owned = set(manifest.get('outputs', [])) | {MANIFEST}
+    foreign, temporaries = [], []
+    for path in sorted(out_dir.iterdir()):
+        if is_temporary(path) and path.is_file():
+            temporaries.append(path)
+        elif path.name not in owned or not manifest:
+            foreign.append(path)
+    if foreign:
+        shown = ', '.join(str(p) for p in foreign[:3])
+        more = f' and {len(foreign) - 3} more' if len(foreign) > 3 else ''
+        raise OutputFolderError(
+            f'--out {out_dir} holds files tools/segment.py did not write '
+            f'({shown}{more}); choose a new or empty folder')
+    for path in temporaries:
+        path.unlink()
+    if manifest.get('settings') != settings:
+        return set()
+    done = set(manifest.get('done', []))
+    return {plan.labels.name for plan in plans
+            if plan.labels.name in done and plan.labels.is_file()
+            and plan.overlay.is_file()}
+
+
+def _write_manifest(out_dir: Path, plans: Sequence[PhotoOutputs],
+                    settings: dict, done: set, earlier: Sequence[str],
+                    complete: bool) -> None:
+    outputs = sorted({name for plan in plans for name in (
+        plan.labels.name, plan.overlay.name)} | set(earlier))
+    write_text_atomic(out_dir / MANIFEST, json.dumps(dict(
+        tool='tools/segment.py', settings=settings, outputs=outputs,
+        done=sorted(done), complete=complete), indent=2) + '\n')
 
 
 def read_photo(path: Path) -> np.ndarray:
     """A photo decoded as MMSegmentation's ``LoadImageFromFile`` does
     (BGR, EXIF orientation applied)."""
     try:
-        image = mmcv.imfrombytes(Path(path).read_bytes(), flag='color')
+        data = Path(path).read_bytes()
     except OSError as error:
         raise PhotoInputError(f'{path}: cannot be read ({error})')
+    if not data:
+        raise PhotoInputError(f'{path}: an empty file, not an image')
+    try:
+        image = mmcv.imfrombytes(data, flag='color')
+    except Exception as error:  # noqa: BLE001 (OpenCV's and Pillow's own)
+        raise PhotoInputError(f'{path}: not an image ({error})') from None
     if image is None:
         raise PhotoInputError(f'{path}: not an image (cannot be decoded)')
     return image
 
 
-def decoded_photos(paths: Sequence[Path], workers: int = 4
+def decoded_photos(paths: Sequence[Path], workers: int = 4,
+                   ahead: Optional[int] = None
                    ) -> Iterator[Tuple[Path, np.ndarray]]:
-    """(path, BGR image) in order, decoded ahead by ``workers`` threads
-    (OpenCV releases the interpreter lock while it decodes)."""
+    """(path, BGR image) in order, decoded by ``workers`` threads (OpenCV
+    releases the interpreter lock while it decodes), at most ``ahead``
+    (default: twice the workers) decoded or decoding beyond the one
+    handed out, so that memory does not grow with the folder."""
+    ahead = ahead or 2 * workers
     with ThreadPoolExecutor(workers) as pool:
-        yield from zip(paths, pool.map(read_photo, paths))
+        pending = []
+        for path in paths:
+            pending.append((path, pool.submit(read_photo, path)))
+            if len(pending) > ahead:
+                done_path, future = pending.pop(0)
+                yield done_path, future.result()
+        for path, future in pending:
+            yield path, future.result()
 
 
 def colour_labels(labels: np.ndarray, palette: Sequence) -> Image.Image:
@@ -90,12 +267,15 @@ def colour_labels(labels: np.ndarray, palette: Sequence) -> Image.Image:
 
 def overlay(image_bgr: np.ndarray, labels: np.ndarray,
             palette: Sequence) -> np.ndarray:
-    """The photo beside the photo blended with its label colours (RGB)."""
+    """The photo beside the photo blended half and half with its label
+    colours (RGB; integer arithmetic, so that a large photo needs no
+    floating-point copy)."""
     rgb = image_bgr[:, :, ::-1]
     colours = np.asarray(palette, dtype=np.uint8)[labels]
-    blended = (rgb * (1 - OVERLAY_ALPHA) + colours * OVERLAY_ALPHA).astype(
-        np.uint8)
-    return np.concatenate([rgb, blended], axis=1)
+    out = np.empty((rgb.shape[0], 2 * rgb.shape[1], 3), np.uint8)
+    out[:, :rgb.shape[1]] = rgb
+    out[:, rgb.shape[1]:] = (rgb.astype(np.uint16) + colours) // 2
+    return out
 
 
 def refine_predictions(predictions: Sequence[Prediction],
@@ -113,61 +293,142 @@ def refine_predictions(predictions: Sequence[Prediction],
 def segment_photos(segmenter: Segmenter, photos: Sequence[Path],
                    out_dir: Path, crf_params: Optional[CRFParams] = None,
                    crf_backend: str = 'torch', workers: int = 4,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, settings: Optional[dict] = None,
+                   max_side: int = DEFAULT_MAX_SIDE,
+                   say=print) -> dict:
     """Label ``photos`` into ``out_dir`` (``STEM.png`` and
-    ``STEM_overlay.png``); returns what was written. ``crf_backend`` names
-    the CRF's backend (:meth:`fashionseg.crf.backend.CRFBackend.choose`),
-    on the segmenter's device."""
+    ``STEM_overlay.png``, and ``segment.json``); returns what was written.
+    ``crf_backend`` names the CRF's backend (:meth:`fashionseg.crf.backend.
+    CRFBackend.choose`), on the segmenter's device; ``settings`` (the
+    config, the checkpoint) decide whether an earlier run in ``out_dir``
+    did the same work, whose finished photos are then kept."""
+    if workers < 1:
+        raise UsageError(f'--workers must be at least 1, not {workers}')
+    if max_side < 32:
+        raise UsageError(f'--max-side must be at least 32, not {max_side}')
     backend = CRFBackend.choose(crf_backend, segmenter.device.type)
     meta = segmenter.model.dataset_meta or {}
     palette = meta.get('palette') or _default_palette(segmenter.num_classes)
     out_dir = Path(out_dir)
+    plans = plan_outputs(photos, out_dir)
+    # As JSON reads it back, so that it compares with an earlier run's;
+    # the batch size is left out: labels do not depend on it.
+    engine = {k: v for k, v in segmenter.settings.as_dict().items()
+              if k != 'batch_size'}
+    settings = json.loads(json.dumps(dict(
+        settings or {}, engine=engine,
+        crf=crf_params.as_dict() if crf_params else None,
+        crf_backend=backend.name if crf_params else None,
+        max_side=max_side)))
+    done = claim_output_folder(out_dir, plans, settings)
+    earlier = _earlier_outputs(out_dir)
+    todo = [plan for plan in plans if plan.labels.name not in done]
+    if done:
+        say(f'{out_dir}: an earlier run with the same settings finished '
+            f'{len(done)} of these {len(plans)} photos; segmenting the '
+            f'other {len(todo)}')
+    elif earlier:
+        say(f'{out_dir}: holds an earlier run\'s outputs (other settings, '
+            'other photos, or unfinished); segmenting all '
+            f'{len(plans)} photos again')
     out_dir.mkdir(parents=True, exist_ok=True)
+    _write_manifest(out_dir, plans, settings, done, earlier, False)
     batch_size = segmenter.settings.batch_size
-    written = []
-    bar = tqdm(total=len(photos), unit='photo', disable=not progress,
-               desc='segmenting')
-    batch = []
-    for path, image in decoded_photos(photos, workers):
-        batch.append((path, image))
-        if len(batch) == batch_size:
-            written += _segment_batch(segmenter, batch, out_dir, palette,
-                                      crf_params, backend)
+    by_photo = {plan.photo: plan for plan in todo}
+    manifest = (out_dir, plans, settings, earlier)
+    # Both closed before an error leaves: the bar finishes its line and
+    # the decoding threads stop, before the tool prints the error.
+    with tqdm(total=len(todo), unit='photo', disable=not progress,
+              desc='segmenting') as bar, contextlib.closing(decoded_photos(
+                  [plan.photo for plan in todo], workers,
+                  ahead=workers + batch_size)) as decoded:
+        batch = []
+        for path, image in decoded:
+            batch.append((by_photo[path], image))
+            if len(batch) == batch_size:
+                _finish_batch(segmenter, batch, palette, crf_params,
+                              backend, max_side, done, manifest)
+                bar.update(len(batch))
+                batch = []
+        if batch:
+            _finish_batch(segmenter, batch, palette, crf_params, backend,
+                          max_side, done, manifest)
             bar.update(len(batch))
-            batch = []
-    if batch:
-        written += _segment_batch(segmenter, batch, out_dir, palette,
-                                  crf_params, backend)
-        bar.update(len(batch))
-    bar.close()
-    return dict(photos=len(written), out_dir=str(out_dir),
-                label_maps=[str(w[0]) for w in written],
-                overlays=[str(w[1]) for w in written],
+    # Outputs of an earlier, larger run that this one did not write go:
+    # the folder holds what this run's manifest says, nothing else.
+    wanted = {name for plan in plans
+              for name in (plan.labels.name, plan.overlay.name)}
+    for name in earlier:
+        if name not in wanted:
+            (out_dir / name).unlink(missing_ok=True)
+    _write_manifest(out_dir, plans, settings, done, (), True)
+    return dict(photos=len(plans), segmented=len(todo),
+                kept_from_earlier_run=len(plans) - len(todo),
+                out_dir=str(out_dir),
+                label_maps=[str(plan.labels) for plan in plans],
+                overlays=[str(plan.overlay) for plan in plans],
                 crf=crf_params.as_dict() if crf_params else None)
 
 
-def _segment_batch(segmenter, batch, out_dir, palette, crf_params,
-                   backend: CRFBackend) -> list:
-    prepared = [segmenter.prepare(image) for _, image in batch]
+def _earlier_outputs(out_dir: Path) -> List[str]:
+    manifest = out_dir / MANIFEST
+    if not manifest.is_file():
+        return []
+    try:
+        return list(json.loads(manifest.read_text()).get('outputs', []))
+    except ValueError:
+        return []
+
+
+def _finish_batch(segmenter, batch, palette, crf_params, backend, max_side,
+                  done, manifest) -> None:
+    """Segment and write one batch, then record its photos as done (a
+    photo counts as done once both its files are written)."""
+    for plan, labels, image in _segment_batch(
+            segmenter, batch, crf_params, backend, max_side):
+        with atomic_write(plan.labels, binary=True) as f:
+            colour_labels(labels, palette).save(f, format='PNG')
+        with atomic_write(plan.overlay, binary=True) as f:
+            Image.fromarray(overlay(image, labels, palette)).save(
+                f, format='PNG')
+        done.add(plan.labels.name)
+    out_dir, plans, settings, earlier = manifest
+    _write_manifest(out_dir, plans, settings, done, earlier, False)
+
+
+def _segment_batch(segmenter, batch, crf_params, backend: CRFBackend,
+                   max_side: int) -> list:
+    """(plan, labels at the photo's size, photo) per photo of the batch;
+    a photo whose longer side exceeds ``max_side`` is segmented (and
+    refined) at that size and its labels enlarged (nearest neighbour)."""
+    work = [_at_most(image, max_side) for _, image in batch]
+    prepared = [segmenter.prepare(image) for image in work]
     metas = [p['data_samples'].metainfo for p in prepared]
     predictions = segmenter.predict([p['inputs'] for p in prepared], metas,
                                     keep_scores=crf_params is not None)
     labels = [p.labels.cpu().numpy() for p in predictions]
     if crf_params is not None:
-        rgb = [np.ascontiguousarray(image[:, :, ::-1]) for _, image in batch]
+        rgb = [np.ascontiguousarray(image[:, :, ::-1]) for image in work]
         labels = refine_predictions(predictions, metas, rgb, crf_params,
                                     backend)
-    written = []
-    for (path, image), label in zip(batch, labels):
-        label_path = out_dir / f'{path.stem}.png'
-        overlay_path = out_dir / f'{path.stem}_overlay.png'
-        with atomic_write(label_path, binary=True) as f:
-            colour_labels(label, palette).save(f, format='PNG')
-        with atomic_write(overlay_path, binary=True) as f:
-            Image.fromarray(overlay(image, label, palette)).save(
-                f, format='PNG')
-        written.append((label_path, overlay_path))
-    return written
+    results = []
+    for (plan, image), label in zip(batch, labels):
+        if label.shape != image.shape[:2]:
+            label = mmcv.imresize(np.asarray(label, np.uint8),
+                                  (image.shape[1], image.shape[0]),
+                                  interpolation='nearest')
+        results.append((plan, label, image))
+    return results
+
+
+def _at_most(image: np.ndarray, max_side: int) -> np.ndarray:
+    height, width = image.shape[:2]
+    if max(height, width) <= max_side:
+        return image
+    scale = max_side / max(height, width)
+    return mmcv.imresize(image, (max(1, round(width * scale)),
+                                 max(1, round(height * scale))),
+                         interpolation='area')
 
 
 def _default_palette(num_classes: int) -> list:

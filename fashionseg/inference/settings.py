@@ -14,6 +14,10 @@ COMPILE_MODES = ('none', 'default', 'reduce-overhead', 'max-autotune')
 AGREEMENT_BAR = 0.995
 
 
+# More images per forward pass than any GPU holds at the paper's size.
+MAX_BATCH_SIZE = 4096
+
+
 @dataclass(frozen=True)
 class InferenceSettings:
     """How the engine runs: ``precision`` fp32 (TF32 off, the reference),
@@ -32,9 +36,9 @@ class InferenceSettings:
         if self.compile not in COMPILE_MODES:
             raise ValueError(f'compile must be one of {COMPILE_MODES}, not '
                              f'{self.compile!r}')
-        if self.batch_size < 1:
-            raise ValueError(f'batch_size must be at least 1, not '
-                             f'{self.batch_size}')
+        if not 1 <= self.batch_size <= MAX_BATCH_SIZE:
+            raise ValueError(f'batch_size must be between 1 and '
+                             f'{MAX_BATCH_SIZE}, not {self.batch_size}')
 
     @property
     def is_reference(self) -> bool:

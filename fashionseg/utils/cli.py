@@ -3,7 +3,9 @@ one way a usage or data error ends a tool (:func:`run_tool`), and writing
 a JSON record (:func:`emit_json`)."""
 import argparse
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Callable, Optional, Tuple, Type
 
@@ -12,15 +14,34 @@ from fashionseg.utils.atomic_write import write_text_atomic
 from fashionseg.utils.device import DEVICES
 
 
+class Terminated(BaseException):
+    """SIGTERM (a ``kill``, a cluster's time limit, DVC stopping a stage)
+    while a tool runs: raised where the tool is, so that every ``finally``
+    and atomic write cleans up behind it (Python's default is to die on
+    the spot, leaving temporaries). Not an ``Exception``: code that
+    handles errors does not swallow it."""
+
+
+def _terminate(signum, frame):
+    raise Terminated(f'stopped by {signal.Signals(signum).name}')
+
+
 def run_tool(main: Callable[[], Optional[int]],
              also: Tuple[Type[BaseException], ...] = ()) -> None:
     """Run a tool's ``main`` and exit with its status (0 when it returns
     None). A :class:`fashionseg.errors.HarnessError`, and any of ``also``
     (errors of other libraries that a tool reports as they are, e.g. an
     ``OSError`` naming a file), ends the tool with one ``error: MESSAGE``
-    line on stderr and exit status 2, without a traceback."""
+    line on stderr and exit status 2, without a traceback. SIGTERM ends
+    it like Ctrl-C, after its clean-up, with status 143 (128 + 15)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         status = main()
+    except Terminated as stop:
+        print(f'error: {stop}; nothing half-written was left',
+              file=sys.stderr)
+        sys.exit(128 + signal.SIGTERM)
     except (HarnessError,) + tuple(also) as error:
         message = str(error)
     else:
@@ -54,13 +75,17 @@ def add_max_images_argument(parser: argparse.ArgumentParser) -> None:
     """``--max-images N``: the first N images of each split (a short real
     run; ``tools/train.py``, ``test.py``, ``crf.py`` and ``figures.py``
     take it alike and record it)."""
-    parser.add_argument('--max-images', type=_positive, metavar='N',
+    parser.add_argument('--max-images', type=positive_int, metavar='N',
                         help='use only the first N images of each split '
                         '(a short run; recorded with the results)')
 
 
-def _positive(text: str) -> int:
-    value = int(text)
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'not a whole number: {text!r}')
     if value < 1:
         raise argparse.ArgumentTypeError(f'must be at least 1, not {value}')
     return value

@@ -16,8 +16,9 @@ from training_helpers import CONFIG_DIR, REPO, SMALL_MODEL, data_options
 
 from custom_datasets.convert import convert_release
 from fashionseg.checkpoints.loading import CheckpointMismatchError
-from fashionseg.inference.photos import (PhotoInputError, collect_photos,
-                                         read_photo)
+from fashionseg.inference.photos import (MANIFEST, PhotoInputError,
+                                         collect_photos, decoded_photos,
+                                         plan_outputs, read_photo)
 from fashionseg.inference.segmenter import Segmenter, label_agreement
 from fashionseg.inference.settings import AGREEMENT_BAR, InferenceSettings
 from fashionseg.runner.training import configure_training, train
@@ -173,7 +174,8 @@ def test_segment_tool(trained, tmp_path):
         names = sorted(p.name for p in out.iterdir())
         stems = sorted(p.stem for p in photos[:4])
         assert names == sorted([f'{s}.png' for s in stems]
-                               + [f'{s}_overlay.png' for s in stems])
+                               + [f'{s}_overlay.png' for s in stems]
+                               + [MANIFEST])
         for photo in photos[:4]:
             image = read_photo(photo)
             labels = Image.open(out / f'{photo.stem}.png')
@@ -226,5 +228,235 @@ def test_segment_tool_errors(trained, tmp_path):
     twin = tmp_path / 'twin'
     twin.mkdir()
     (twin / photos[0].name).write_bytes(photos[0].read_bytes())
+    found, _ = collect_photos([photos[0], twin])
     with pytest.raises(PhotoInputError, match='would both be written'):
-        collect_photos([photos[0], twin])
+        plan_outputs(found, tmp_path / 'out')
+
+
+
+# Nothing of the user's is lost: tools/segment.py on real folders, as a
+# user runs it, with every input file's hash compared before and after.
+def _hashes(*folders):
+    import hashlib
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest()
+            for folder in folders for p in sorted(Path(folder).rglob('*'))
+            if p.is_file()}
+
+
+def _error_line(result):
+    assert result.returncode == 2, (result.stdout + result.stderr)[-3000:]
+    assert 'Traceback' not in result.stderr, result.stderr[-3000:]
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith('error: '), result.stderr[-2000:]
+    return lines[-1]
+
+
+def _copy(photos, folder, suffix=None):
+    folder.mkdir(parents=True, exist_ok=True)
+    for photo in photos:
+        name = photo.stem + (suffix or photo.suffix)
+        if suffix == '.png':
+            Image.open(photo).save(folder / name)
+        else:
+            (folder / name).write_bytes(photo.read_bytes())
+    return folder
+
+
+def test_segment_never_writes_over_a_photo_or_another_output(trained,
+                                                             tmp_path):
+    config, checkpoint, _, photos = trained
+    # --out is the folder of PNG photos: each output would replace one.
+    pngs = _copy(photos[:2], tmp_path / 'pngs', '.png')
+    before = _hashes(pngs)
+    line = _error_line(_segment(config, checkpoint, pngs, '--out', pngs))
+    assert 'would replace the input photo' in line
+    assert _hashes(pngs) == before
+    # The same folder of JPEGs: the outputs would not replace a photo,
+    # but the folder holds files the tool did not write.
+    jpegs = _copy(photos[:2], tmp_path / 'jpegs')
+    before = _hashes(jpegs)
+    line = _error_line(_segment(config, checkpoint, jpegs, '--out', jpegs))
+    assert 'did not write' in line and str(jpegs) in line
+    assert _hashes(jpegs) == before
+    # look.jpg and look_overlay.jpg: both would write look_overlay.png.
+    looks = tmp_path / 'looks'
+    looks.mkdir()
+    (looks / 'look.jpg').write_bytes(photos[0].read_bytes())
+    (looks / 'look_overlay.jpg').write_bytes(photos[1].read_bytes())
+    out = tmp_path / 'looks_out'
+    line = _error_line(_segment(config, checkpoint, looks, '--out', out))
+    assert str(looks / 'look.jpg') in line
+    assert str(looks / 'look_overlay.jpg') in line
+    assert str(out / 'look_overlay.png') in line
+    assert not out.exists()
+    # --out naming a file, and a folder of someone else's files.
+    line = _error_line(_segment(config, checkpoint, photos[0], '--out',
+                                photos[1]))
+    assert f'--out {photos[1]} is a file' in line
+    theirs = tmp_path / 'theirs'
+    theirs.mkdir()
+    (theirs / 'notes.txt').write_text('mine')
+    line = _error_line(_segment(config, checkpoint, photos[0], '--out',
+                                theirs))
+    assert 'notes.txt' in line and (theirs / 'notes.txt').read_text() == \
+        'mine'
+
+
+def test_segment_into_its_input_folder_and_again(trained, tmp_path):
+    """--out inside the photos' folder: the outputs, an earlier run's
+    outputs given as input, and a temporary left by a killed write are
+    never taken for photos; a rerun keeps what is done; a smaller run
+    leaves only its own outputs."""
+    config, checkpoint, _, photos = trained
+    folder = _copy(photos[:3], tmp_path / 'album')
+    out = folder / 'labels'
+    before = _hashes(folder)
+    first = _segment(config, checkpoint, folder, '--out', out)
+    assert first.returncode == 0, first.stderr[-3000:]
+    written = _hashes(out)
+    assert len(written) == 7  # 3 label maps, 3 overlays, segment.json
+    assert all(p.stat().st_mode & 0o777 == 0o644 for p in written)
+    # What a SIGKILL during a write leaves: a hidden temporary.
+    (out / '.stray.tmp-abc123.png').write_bytes(b'')
+    second = _segment(config, checkpoint, folder, '--out', out)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert 'finished 3 of these 3 photos' in second.stdout
+    assert 'left out: 6 output(s) of an earlier tools/segment.py run' \
+        in second.stdout
+    assert _hashes(out) == written  # the temporary is gone, nothing else
+    assert {p: h for p, h in _hashes(folder).items()
+            if out not in p.parents} == before
+    # The earlier run's folder given as the photos: nothing to segment.
+    line = _error_line(_segment(config, checkpoint, out, '--out',
+                                tmp_path / 'again'))
+    assert 'holds no images' in line and 'earlier tools/segment.py' in line
+    # A smaller run into the same folder leaves only its own outputs.
+    third = _segment(config, checkpoint, *photos[:2], '--out', out)
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [MANIFEST] + [f'{p.stem}{s}.png' for p in photos[:2]
+                      for s in ('', '_overlay')])
+
+
+def test_segment_stopped_mid_run_leaves_nothing_half_written(trained,
+                                                             tmp_path):
+    import signal
+    import time
+    config, checkpoint, _, photos = trained
+    folder = tmp_path / 'many'
+    folder.mkdir()
+    for index in range(24):
+        photo = photos[index % len(photos)]
+        (folder / f'{index:02d}_{photo.name}').write_bytes(
+            photo.read_bytes())
+    out = tmp_path / 'out'
+    process = subprocess.Popen(
+        [sys.executable, 'tools/segment.py', config, checkpoint, str(folder),
+         '--out', str(out), '--device', 'cpu', '--batch-size', '1'],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not list(out.glob('*_overlay.png')):
+        assert process.poll() is None, process.stderr.read()[-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr[-3000:]
+    assert 'stopped by SIGTERM' in stderr and 'Traceback' not in stderr
+    assert not [p for p in out.iterdir() if p.name.startswith('.')]
+    manifest = json.loads((out / MANIFEST).read_text())
+    done = manifest['done']
+    assert 1 <= len(done) < 24 and not manifest['complete']
+    # Every photo recorded as done has both its files.
+    for name in done:
+        assert (out / name).is_file()
+        assert (out / name.replace('.png', '_overlay.png')).is_file()
+    rerun = _segment(config, checkpoint, folder, '--out', out)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f'finished {len(done)} of these 24 photos; segmenting the ' \
+        f'other {24 - len(done)}' in rerun.stdout
+    assert json.loads((out / MANIFEST).read_text())['complete']
+    assert len(list(out.glob('*_overlay.png'))) == 24
+
+
+def test_segment_bad_inputs_end_in_one_line(trained, tmp_path):
+    config, checkpoint, _, photos = trained
+    empty_jpeg = tmp_path / 'empty.jpg'
+    empty_jpeg.write_bytes(b'')
+    cut = tmp_path / 'cut.pth'
+    cut.write_bytes(Path(checkpoint).read_bytes()[:100000])
+    empty_checkpoint = tmp_path / 'empty.pth'
+    empty_checkpoint.write_bytes(b'')
+    text_checkpoint = tmp_path / 'text.pth'
+    text_checkpoint.write_text('weights go here\n')
+    cases = [
+        ((config, checkpoint, empty_jpeg), 'empty.jpg: an empty file'),
+        ((config, cut, photos[0]), f'{cut}:'),
+        ((config, empty_checkpoint, photos[0]), f'{empty_checkpoint}:'),
+        ((config, text_checkpoint, photos[0]), f'{text_checkpoint}:'),
+        ((config, checkpoint, photos[0], '--workers', '0'),
+         'must be at least 1'),
+        ((config, checkpoint, photos[0], '--batch-size', str(2**70)),
+         'between 1 and 4096'),
+    ]
+    for args, message in cases:
+        result = _segment(*args, '--out', tmp_path / 'out')
+        assert result.returncode == 2, (args, result.stderr[-2000:])
+        assert 'Traceback' not in result.stderr, result.stderr[-3000:]
+        assert message in result.stderr.strip().splitlines()[-1], \
+            result.stderr[-2000:]
+    test = subprocess.run(
+        [sys.executable, 'tools/test.py', config, checkpoint,
+         '--batch-size', str(2**70), '--device', 'cpu'], cwd=REPO,
+        capture_output=True, text=True, timeout=600)
+    assert 'between 1 and 4096' in _error_line(test)
+
+
+def test_links_in_a_photo_folder_are_followed_or_named(trained, tmp_path):
+    config, checkpoint, _, photos = trained
+    folder = _copy(photos[:1], tmp_path / 'album')
+    linked = _copy(photos[1:2], tmp_path / 'elsewhere')
+    (folder / 'trip').symlink_to(linked, target_is_directory=True)
+    (folder / 'gone.jpg').symlink_to(tmp_path / 'deleted.jpg')
+    (folder / 'loop').symlink_to(folder, target_is_directory=True)
+    found, notes = collect_photos([folder])
+    assert found == [folder / photos[0].name,
+                     folder / 'trip' / photos[1].name]
+    assert any(note.startswith('1 link(s) to nothing') and 'gone.jpg' in
+               note for note in notes)
+    assert any('link loop' in note for note in notes)
+    result = _segment(config, checkpoint, folder, '--out', tmp_path / 'o')
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'left out: 1 link(s) to nothing' in result.stdout
+
+
+def test_photos_are_decoded_a_bounded_number_ahead(trained):
+    *_, photos = trained
+    paths = [photos[i % len(photos)] for i in range(40)]
+    started = []
+    import fashionseg.inference.photos as photos_module
+    original = photos_module.read_photo
+    photos_module.read_photo = lambda path: started.append(path) or \
+        original(path)
+    try:
+        stream = decoded_photos(paths, workers=2, ahead=3)
+        next(stream)
+        assert len(started) <= 4
+        assert sum(1 for _ in stream) == 39
+    finally:
+        photos_module.read_photo = original
+
+
+def test_a_large_photo_is_segmented_at_max_side(trained, tmp_path):
+    config, checkpoint, _, photos = trained
+    large = tmp_path / 'large.jpg'
+    image = read_photo(photos[0])
+    mmcv.imwrite(mmcv.imresize(image, (1800, 2700)), str(large))
+    out = tmp_path / 'out'
+    result = _segment(config, checkpoint, large, '--out', out,
+                      '--max-side', 600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    labels = Image.open(out / 'large.png')
+    assert labels.size == (1800, 2700)
+    overlay = Image.open(out / 'large_overlay.png')
+    assert overlay.size == (3600, 2700)
