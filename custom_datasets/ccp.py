@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import Iterator, List
 
 import numpy as np
-import scipy.io
 from mmseg.registry import DATASETS
 
 from fashionseg.palette import label_palette
 
 from .base import FashionParsingDataset
 from .classes import CCP_CLASSES
-from .matlab import char_array_to_str, check_names, require
+from .matlab import char_array_to_str, check_names, read_mat, require
 from .records import DatasetFormatError, Sample
 from .splits import ccp_splits
 
@@ -28,14 +27,6 @@ class CCPDataset(FashionParsingDataset):
     """CCP in the layout ``tools/convert_data.py`` writes."""
     METAINFO = dict(classes=CCP_CLASSES,
                     palette=label_palette(len(CCP_CLASSES)))
-
-
-def read_mat(path: Path) -> dict:
-    try:
-        return scipy.io.loadmat(str(path))
-    except (ValueError, OSError, TypeError) as error:
-        raise DatasetFormatError(
-            f'{path}: not a readable MATLAB file ({error})') from None
 
 
 class CCPRelease:

@@ -20,7 +20,7 @@ from fashionseg.palette import label_palette
 
 from .base import FashionParsingDataset
 from .classes import CFPD_CLASSES
-from .matlab import char_array_to_str, check_names, deref, require
+from .matlab import char_array_to_str, check_names, deref, open_h5_mat, require
 from .records import DatasetFormatError, Sample
 from .splits import cfpd_splits
 
@@ -50,7 +50,7 @@ class CFPDRelease:
         if not h5py.is_hdf5(str(self.path)):
             raise DatasetFormatError(
                 f'{self.path}: not a MATLAB v7.3 (HDF5) file')
-        self._h5 = h5py.File(self.path, 'r')
+        self._h5 = open_h5_mat(self.path)
         self._refs = np.asarray(
             require(self._h5, 'fashion_dataset', self.path)).ravel()
         names = [char_array_to_str(deref(self._h5, ref,

@@ -9,16 +9,15 @@ Splits: :func:`custom_datasets.splits.fashionista_splits`.
 from pathlib import Path
 from typing import Iterator, List
 
-import h5py
 import numpy as np
-import scipy.io
 from mmseg.registry import DATASETS
 
 from fashionseg.palette import label_palette
 
 from .base import FashionParsingDataset
 from .classes import FASHIONISTA_CLASSES
-from .matlab import char_array_to_str, check_names, deref, is_hdf5_mat, require
+from .matlab import (char_array_to_str, check_names, deref, is_hdf5_mat,
+                     open_h5_mat, read_mat, require)
 from .records import (DatasetFormatError, Sample, decode_label_png,
                       integer_positions)
 from .splits import fashionista_splits
@@ -47,7 +46,7 @@ class FashionistaRelease:
             raise DatasetFormatError(f'{self.path}: file not found')
         self.hdf5 = is_hdf5_mat(self.path)
         if self.hdf5:
-            self._h5 = h5py.File(self.path, 'r')
+            self._h5 = open_h5_mat(self.path)
             truths = require(self._h5, 'truths', self.path)
             self._fields = {
                 name: np.asarray(require(truths, name, self.path,
@@ -64,12 +63,7 @@ class FashionistaRelease:
                     f'{self.path}: truths has {self.num_samples} images but '
                     f'{len(self._fields["annotation"])} annotations')
         else:
-            try:
-                mat = scipy.io.loadmat(str(self.path))
-            except (ValueError, OSError, TypeError) as error:
-                raise DatasetFormatError(
-                    f'{self.path}: not a readable MATLAB file ({error})'
-                ) from None
+            mat = read_mat(self.path)
             truths = np.asarray(require(mat, 'truths', self.path)).ravel()
             for name in ('image', 'annotation'):
                 require(truths, name, self.path, 'field of truths')

@@ -9,8 +9,32 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import scipy.io
 
 from .records import DatasetFormatError
+
+
+def read_mat(path: Path) -> dict:
+    """A MATLAB v7 (or older) file's variables, or an error naming the
+    file: scipy raises many kinds on an empty, text, cut or altered file
+    (its own read errors, zlib's, ValueError, ...)."""
+    try:
+        return scipy.io.loadmat(str(path))
+    except Exception as error:  # noqa: BLE001 (reported with the file)
+        raise DatasetFormatError(
+            f'{path}: not a readable MATLAB file (empty, cut short, '
+            f'damaged or another kind of file: {type(error).__name__}: '
+            f'{error})') from None
+
+
+def open_h5_mat(path: Path) -> h5py.File:
+    """A MATLAB v7.3 (HDF5) file opened for reading, or an error naming
+    the file."""
+    try:
+        return h5py.File(path, 'r')
+    except (OSError, ValueError) as error:
+        raise DatasetFormatError(
+            f'{path}: a damaged MATLAB v7.3 (HDF5) file ({error})') from None
 
 
 def is_hdf5_mat(path: Path) -> bool:

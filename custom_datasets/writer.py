@@ -20,12 +20,9 @@ from tqdm import tqdm
 from fashionseg.dataset_folder import SPLITS, image_path, label_path
 from fashionseg.errors import UsageError
 from fashionseg.utils.atomic_write import replace_folder
+from fashionseg.utils.output_folder import OutputFolderError
 
 from .records import DatasetFormatError, Sample, check_sample
-
-
-class OutputFolderError(UsageError):
-    """An output folder the converter must not replace."""
 
 
 def check_output_folder(out: Path, src: Optional[Path] = None) -> None:
@@ -75,6 +72,19 @@ def downscale(image_bytes: bytes, label: np.ndarray, max_size: int):
     return buffer.getvalue(), np.asarray(small_label)
 
 
+# The models downsample by 32: a smaller image has no pixel at their
+# coarsest level.
+MIN_MAX_SIZE = 32
+
+
+def check_max_size(max_size: Optional[int]) -> None:
+    """``--max-size``: None or 0 (keep the size), else at least
+    :data:`MIN_MAX_SIZE`."""
+    if max_size and max_size < MIN_MAX_SIZE or (max_size or 0) < 0:
+        raise UsageError(f'--max-size must be 0 (keep the size) or at least '
+                         f'{MIN_MAX_SIZE} pixels, not {max_size}')
+
+
 def write_dataset(samples: Iterable[Sample], split_of: Dict[str, str],
                   out: Path, name: str, classes: tuple, total: int = None,
                   max_size: Optional[int] = None) -> Dict[str, int]:
@@ -93,6 +103,7 @@ def write_dataset(samples: Iterable[Sample], split_of: Dict[str, str],
     Returns:
         The number of samples written to each split.
     """
+    check_max_size(max_size)
     out = Path(out).resolve()
     check_output_folder(out)
     num_classes = len(classes)

@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -123,3 +124,10 @@ def tiny_runner_cfg(data_root: Path, work_dir: Path, max_epochs: int = 1,
 @pytest.fixture
 def synthetic_dataset(tmp_path):
     return write_synthetic_seg_dataset(tmp_path / 'data')
+
+
+def file_mode() -> int:
+    """The mode a plain write gives a file here (0666 less the umask)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask

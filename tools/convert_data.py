@@ -6,7 +6,20 @@ import argparse
 from pathlib import Path
 
 from custom_datasets.convert import RELEASES, convert_release
+from custom_datasets.writer import MIN_MAX_SIZE, check_max_size
+from fashionseg.errors import UsageError
 from fashionseg.utils.cli import run_tool
+
+
+def max_size(text: str) -> int:
+    try:
+        value = int(text)
+        check_max_size(value)
+    except (ValueError, UsageError):
+        raise argparse.ArgumentTypeError(
+            f'must be 0 (keep the size) or at least {MIN_MAX_SIZE} pixels, '
+            f'not {text!r}') from None
+    return value
 
 
 def parse_args():
@@ -17,10 +30,11 @@ def parse_args():
     parser.add_argument('--out', type=Path, required=True,
                         help='dataset folder to write; an existing one is '
                         'replaced only if this tool wrote it')
-    parser.add_argument('--max-size', type=int,
+    parser.add_argument('--max-size', type=max_size, metavar='PX',
                         help='scale photos and label maps down to this '
-                        'longer side (quick runs such as `make demo`); by '
-                        'default (or 0) the photos are kept byte for byte')
+                        f'longer side, at least {MIN_MAX_SIZE} (quick runs '
+                        'such as `make demo`); by default (or 0) the '
+                        'photos are kept byte for byte')
     return parser.parse_args()
 
 

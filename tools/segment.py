@@ -10,8 +10,8 @@ refined by the dense CRF with searched parameters.
 segment.json says what is in it): a rerun finishes what an interrupted one
 left undone.
 """
-import os
 import argparse
+import os
 from pathlib import Path
 
 from fashionseg.crf.backend import BACKEND_NAMES
@@ -21,8 +21,7 @@ from fashionseg.inference.arguments import (add_inference_arguments,
 from fashionseg.inference.photos import (DEFAULT_MAX_SIDE, collect_photos,
                                          plan_outputs, segment_photos)
 from fashionseg.inference.segmenter import Segmenter
-from fashionseg.utils.cli import (add_device_argument, positive_int,
-                                  run_tool)
+from fashionseg.utils.cli import add_device_argument, positive_int, run_tool
 from fashionseg.utils.device import select_device
 
 

@@ -13,9 +13,9 @@ import json
 from fashionseg.errors import UsageError
 from fashionseg.inference.arguments import (add_inference_arguments,
                                             inference_settings)
+from fashionseg.runner.arguments import add_runner_arguments
 from fashionseg.runner.run_config import set_local_rank_env
 from fashionseg.runner.testing import configure_testing, run_test
-from fashionseg.runner.arguments import add_runner_arguments
 from fashionseg.utils.cli import add_max_images_argument, run_tool
 from fashionseg.utils.device import select_device
 

@@ -17,6 +17,8 @@ from fashionseg.evaluation.confusion import confusion_path, save_confusions
 from fashionseg.evaluation.metrics_file import (iou_metric_results,
                                                 metrics_record)
 from fashionseg.utils.atomic_write import atomic_path, write_text_atomic
+from fashionseg.utils.output_folder import (claim_output_folder,
+                                            remove_unwritten)
 
 
 def sample_params(trials: int, seed: int) -> List[CRFParams]:
@@ -86,6 +88,11 @@ def read_best_params(path: Path) -> CRFParams:
         raise CRFInputError(f'{path}: {error}') from None
 
 
+# What tools/crf.py apply writes into its --out folder: the refined label
+# maps, and by default the metrics and their confusion matrices.
+APPLY_FOLDER_FILES = ('*.png', '*.json', '*.confusion.npz')
+
+
 def apply(scores_dir: Path, data_root: Path, split: str, params: CRFParams,
           out: Path, workers: Optional[int] = None,
           metrics_out: Optional[Path] = None,
@@ -96,14 +103,22 @@ def apply(scores_dir: Path, data_root: Path, split: str, params: CRFParams,
     default ``out/metrics.json``) and the per-image confusion matrices
     beside them."""
     items, classes = split_items(scores_dir, data_root, split, max_images)
+    out = Path(out)
+    # A folder of someone else's files is refused before any work; the
+    # label maps of an earlier run this one does not rewrite go after.
+    earlier = [path for path in claim_output_folder(
+        out, APPLY_FOLDER_FILES, 'tools/crf.py apply')
+        if path.suffix == '.png']
     backend = backend or CRFBackend(workers=workers)
     stats, labels = refine_split(items, classes, params, workers,
                                  keep_labels=True, backend=backend)
-    out = Path(out)
+    written = []
     for item, label in zip(items, labels):
-        with atomic_path(out / f'{item.stem}.png') as tmp:
+        written.append(out / f'{item.stem}.png')
+        with atomic_path(written[-1]) as tmp:
             if not cv2.imwrite(str(tmp), label):
                 raise OSError(f'{out / item.stem}.png: could not write')
+    remove_unwritten(earlier, written)
     per_image = list(stats)
     total = sum(matrix for _, matrix in per_image)
     record = dict(metrics_record(iou_metric_results(total, classes),

@@ -33,6 +33,7 @@ from fashionseg.errors import DataError, UsageError
 from fashionseg.inference.segmenter import Prediction, Segmenter
 from fashionseg.utils.atomic_write import (atomic_write, is_temporary,
                                            write_text_atomic)
+from fashionseg.utils.output_folder import OutputFolderError
 
 IMAGE_SUFFIXES = ('.bmp', '.jpeg', '.jpg', '.png', '.tif', '.tiff', '.webp')
 OVERLAY_SUFFIX = '_overlay'
@@ -47,12 +48,6 @@ DEFAULT_MAX_SIDE = 1024
 class PhotoInputError(DataError):
     """A path that is not there, a folder without photos, an unreadable
     photo, or two photos that would write the same output."""
-
-
-class OutputFolderError(UsageError):
-    """An output folder that would lose or mix up files: one holding files
-    the tool did not write, one that is a file, or outputs that would
-    land on an input or on each other."""
 
 
 @dataclass(frozen=True)

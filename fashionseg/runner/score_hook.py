@@ -16,6 +16,12 @@ from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
 
 from fashionseg.evaluation.score_files import save_scores
+from fashionseg.utils.output_folder import (claim_output_folder,
+                                            remove_unwritten)
+
+# What tools/test.py writes into its --out folder: the score files, and
+# by default the metrics and their confusion matrices.
+SCORE_FOLDER_FILES = ('*.npz', '*.json')
 
 
 @HOOKS.register_module()
@@ -46,8 +52,18 @@ class SaveDecodeScoresHook(Hook):
         self._handle = None
         self._executor = None
         self._pending = []
+        self._earlier = []
+        self._written = []
 
     def before_test(self, runner) -> None:
+        # A folder of someone else's files is refused; an earlier run's
+        # score files this run does not rewrite go once it has finished.
+        self._earlier = [
+            path for path in claim_output_folder(
+                self.out_dir, SCORE_FOLDER_FILES, 'tools/test.py')
+            if path.suffix == '.npz' and not path.name.endswith(
+                '.confusion.npz')]
+        self._written = []
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._executor = ThreadPoolExecutor(self.writers)
         self._pending = []
@@ -81,6 +97,7 @@ class SaveDecodeScoresHook(Hook):
             input_height, input_width = sample.metainfo.get(
                 'pad_shape', sample.metainfo.get('batch_input_shape',
                                                  sample.img_shape))[:2]
+            self._written.append(self.out_dir / f'{stem}.npz')
             self._pending.append(self._executor.submit(
                 save_scores, self.out_dir / f'{stem}.npz', image_scores,
                 stem, height, width, input_height, input_width))
@@ -100,3 +117,10 @@ class SaveDecodeScoresHook(Hook):
                 self._pending = []
                 self._executor.shutdown()
                 self._executor = None
+        if runner.world_size == 1:
+            # (Each process of a distributed test writes its own images.)
+            removed = remove_unwritten(self._earlier, self._written)
+            if removed:
+                runner.logger.info(
+                    f'removed {removed} score file(s) of an earlier run '
+                    f'from {self.out_dir} that this run did not cover')

@@ -11,7 +11,6 @@ import tempfile
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-
 # The prefix of every temporary file (``.STEM.tmp-RANDOM.SUFFIX``): hidden,
 # and recognisable as this module's, so that a folder's reader can skip
 # what an interrupted writer left (:func:`is_temporary`).

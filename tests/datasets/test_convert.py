@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import scipy.io
-from conftest import REPO
+from conftest import REPO, file_mode
 from raw_formats import (BUNDLED_CCP, SHARED_CCP, fashionista_samples,
                          png_bytes, write_cfpd, write_fashionista_v7,
                          write_fashionista_v73)
@@ -363,3 +363,53 @@ def test_bad_fashionista_test_index_is_named(tmp_path, test_index, shown):
     assert message.startswith('error: ') and 'test_index' in message
     assert 'fashionista-v1.0.mat' in message and shown in message
     assert 'Traceback' not in result.stderr
+
+
+@pytest.mark.parametrize('damage', ['empty', 'text', 'bit-flips'])
+@pytest.mark.parametrize('which', ['annotation', 'label list'])
+def test_a_damaged_mat_file_is_named_in_one_line(tmp_path, damage, which):
+    import shutil
+    src = tmp_path / 'ccp'
+    shutil.copytree(BUNDLED_CCP, src)
+    path = src / 'label_list.mat' if which == 'label list' else \
+        src / 'annotations' / 'pixel-level' / '0002.mat'
+    data = bytearray(path.read_bytes())
+    if damage == 'empty':
+        data = b''
+    elif damage == 'text':
+        data = b'groundtruth = [1 2 3]\n'
+    else:  # the compressed body altered, the header intact
+        middle = len(data) // 2
+        data[middle:middle + 200] = bytes(b ^ 0xFF for b in
+                                          data[middle:middle + 200])
+    path.write_bytes(bytes(data))
+    out = tmp_path / 'out'
+    result = _convert_cli(src, out)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert 'Traceback' not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f'error: {path}: not a readable MATLAB file'), \
+        last
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith('.')]
+
+
+@pytest.mark.parametrize('size', ['-5', '1', '31', 'big'])
+def test_a_max_size_below_the_models_stride_is_refused(tmp_path, size):
+    out = tmp_path / 'out'
+    result = subprocess.run(
+        [sys.executable, 'tools/convert_data.py', 'ccp', '--src',
+         str(BUNDLED_CCP), '--out', str(out), f'--max-size={size}'],
+        cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert 'at least 32 pixels' in result.stderr.strip().splitlines()[-1]
+    assert not out.exists()
+
+
+def test_a_converted_dataset_is_readable_by_others(tmp_path):
+    """Folders built in a private temporary place get a plain mkdir's
+    mode (umask 022 here), not 0700."""
+    out = tmp_path / 'ccp'
+    convert_release('ccp', BUNDLED_CCP, out)
+    assert out.stat().st_mode & 0o777 == file_mode() | 0o111
+    assert (out / 'dataset.json').stat().st_mode & 0o777 == file_mode()

@@ -10,6 +10,7 @@ import mmcv
 import numpy as np
 import pytest
 import torch
+from conftest import file_mode
 from PIL import Image
 from raw_formats import BUNDLED_CCP
 from training_helpers import CONFIG_DIR, REPO, SMALL_MODEL, data_options
@@ -315,7 +316,7 @@ def test_segment_into_its_input_folder_and_again(trained, tmp_path):
     assert first.returncode == 0, first.stderr[-3000:]
     written = _hashes(out)
     assert len(written) == 7  # 3 label maps, 3 overlays, segment.json
-    assert all(p.stat().st_mode & 0o777 == 0o644 for p in written)
+    assert all(p.stat().st_mode & 0o777 == file_mode() for p in written)
     # What a SIGKILL during a write leaves: a hidden temporary.
     (out / '.stray.tmp-abc123.png').write_bytes(b'')
     second = _segment(config, checkpoint, folder, '--out', out)

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, file_mode
 from mmengine.registry import init_default_scope
 from training_helpers import (CONFIG_DIR, build_converted_datasets,
                               small_run_options)
@@ -167,3 +167,44 @@ def test_test_cli(trained, tmp_path):
     result = run('--split', 'val', 'test', '--out', str(tmp_path / 'one'))
     assert result.returncode != 0
     assert '{split}' in result.stderr
+
+
+def test_a_reused_score_folder_keeps_only_this_runs_files(trained,
+                                                          tmp_path):
+    """A smaller run into the folder of a larger one leaves only its own
+    score files (readable by others: the umask's mode); a folder of
+    someone else's files is refused before any work."""
+    config, checkpoint, data_root = trained
+    options = small_run_options('semfpn_x101', data_root)
+    args = [f'{k}={json.dumps(v).replace(" ", "")}'
+            if isinstance(v, list) else f'{k}={v}'
+            for k, v in options.items()]
+    scores = tmp_path / 'scores'
+
+    def run(*extra):
+        return subprocess.run(
+            [sys.executable, 'tools/test.py', config, str(checkpoint),
+             '--work-dir', str(tmp_path / 'work'), '--split', 'test',
+             *extra, '--cfg-options', *args],
+            cwd=REPO, capture_output=True, text=True, timeout=600)
+
+    stems = (data_root / 'splits' / 'test.txt').read_text().split()
+    assert len(stems) > 1
+    assert run('--out', str(scores)).returncode == 0
+    assert len(list(scores.glob('*.npz'))) == len(stems) + 1  # confusions
+    result = run('--out', str(scores), '--max-images', '1')
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in scores.iterdir()) == sorted(
+        [f'{stems[0]}.npz', 'metrics.json', 'metrics.confusion.npz'])
+    assert json.loads((scores / 'metrics.json').read_text())[
+        'max_images'] == 1
+    assert all(p.stat().st_mode & 0o777 == file_mode()
+               for p in scores.iterdir())
+    theirs = tmp_path / 'theirs'
+    theirs.mkdir()
+    (theirs / 'notes.txt').write_text('mine')
+    result = run('--out', str(theirs))
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith('error: ') and 'notes.txt' in last
+    assert (theirs / 'notes.txt').read_text() == 'mine'
