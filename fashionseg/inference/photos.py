@@ -37,6 +37,7 @@ from fashionseg.utils.output_folder import OutputFolderError
 
 IMAGE_SUFFIXES = ('.bmp', '.jpeg', '.jpg', '.png', '.tif', '.tiff', '.webp')
 OVERLAY_SUFFIX = '_overlay'
+OVERLAY_PNG_LEVEL = 1
 # What the tool writes into its output folder beside the outputs: the
 # run's settings, its outputs and the photos done.
 MANIFEST = 'segment.json'
@@ -112,7 +113,8 @@ def _walk_folder(folder: Path, left_out: Dict[str, List[Path]]
         root = Path(root)
         real = root.resolve()
         if real in seen_dirs:
-            left_out.setdefault('link loop(s), not followed again',
+            left_out.setdefault('link loop(s) or folder(s) reached twice, '
+                                'not walked again',
                                 []).append(root)
             dirs[:] = []
             continue
@@ -165,8 +167,8 @@ def plan_outputs(photos: Sequence[Path], out_dir: Path
     return plans
 
 
-def claim_output_folder(out_dir: Path, plans: Sequence[PhotoOutputs],
-                        settings: dict) -> set:
+def claim_segment_folder(out_dir: Path, plans: Sequence[PhotoOutputs],
+                         settings: dict) -> set:
     """Make sure ``out_dir`` is the tool's to write: new, empty, or
     holding only what an earlier run listed in its ``segment.json`` (and
     temporaries of an interrupted write, which are removed). Returns the
@@ -315,7 +317,7 @@ def segment_photos(segmenter: Segmenter, photos: Sequence[Path],
         crf=crf_params.as_dict() if crf_params else None,
         crf_backend=backend.name if crf_params else None,
         max_side=max_side)))
-    done = claim_output_folder(out_dir, plans, settings)
+    done = claim_segment_folder(out_dir, plans, settings)
     earlier = _earlier_outputs(out_dir)
     todo = [plan for plan in plans if plan.labels.name not in done]
     if done:
@@ -384,8 +386,10 @@ def _finish_batch(segmenter, batch, palette, crf_params, backend, max_side,
         with atomic_write(plan.labels, binary=True) as f:
             colour_labels(labels, palette).save(f, format='PNG')
         with atomic_write(plan.overlay, binary=True) as f:
+            # zlib's fastest level: a 12-megapixel photo's overlay in
+            # 1.5 s instead of 6 s at the default, 20 % larger.
             Image.fromarray(overlay(image, labels, palette)).save(
-                f, format='PNG')
+                f, format='PNG', compress_level=OVERLAY_PNG_LEVEL)
         done.add(plan.labels.name)
     out_dir, plans, settings, earlier = manifest
     _write_manifest(out_dir, plans, settings, done, earlier, False)

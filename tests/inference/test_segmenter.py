@@ -234,9 +234,9 @@ def test_segment_tool_errors(trained, tmp_path):
         plan_outputs(found, tmp_path / 'out')
 
 
-
 # Nothing of the user's is lost: tools/segment.py on real folders, as a
 # user runs it, with every input file's hash compared before and after.
+
 def _hashes(*folders):
     import hashlib
     return {p: hashlib.sha256(p.read_bytes()).hexdigest()
