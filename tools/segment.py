@@ -11,6 +11,7 @@ segment.json says what is in it): a rerun finishes what an interrupted one
 left undone.
 """
 import argparse
+import hashlib
 import os
 from pathlib import Path
 
@@ -65,10 +66,14 @@ def main():
     checkpoint = os.stat(args.checkpoint)
     result = segment_photos(
         segmenter, photos, args.out, params, args.backend, args.workers,
-        settings=dict(config=os.path.abspath(args.config),
-                      checkpoint=os.path.abspath(args.checkpoint),
-                      checkpoint_bytes=checkpoint.st_size,
-                      checkpoint_mtime=checkpoint.st_mtime),
+        settings=dict(
+            config=os.path.abspath(args.config),
+            # The resolved config, so that an edited file counts as new.
+            config_sha256=hashlib.sha256(
+                segmenter.cfg.pretty_text.encode()).hexdigest(),
+            checkpoint=os.path.abspath(args.checkpoint),
+            checkpoint_bytes=checkpoint.st_size,
+            checkpoint_mtime_ns=checkpoint.st_mtime_ns),
         max_side=args.max_side)
     print(f'{result["photos"]} photos segmented into {result["out_dir"]}'
           + (' (CRF-refined)' if params else '')

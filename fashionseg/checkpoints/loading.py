@@ -18,9 +18,11 @@ Instead, the harness keeps what it saves to tensors and plain Python types:
   other global (a crafted pickle, or a checkpoint saved without the hook) is
   refused with :class:`UnsafeCheckpointError` instead of being executed.
 """
+import errno
 import os.path as osp
 import pickle
 import zipfile
+import zlib
 from collections import OrderedDict
 from typing import Any
 
@@ -162,10 +164,25 @@ def load_local_checkpoint(filename: str, map_location=None) -> Any:
             "harness's training runs load as they are; re-save other "
             'weights as a plain state_dict (torch.save(model.state_dict(), '
             'path)) in a trusted environment.') from None
-    except (RuntimeError, EOFError, ValueError, OSError,
-            zipfile.BadZipFile) as error:
-        # torch's archive reader on a damaged file (a record whose
-        # checksum fails, a central directory cut off, ...).
+    except OSError as error:
+        # A file cut before torch's archive directory is read as a legacy
+        # pickle and fails to seek; a file that cannot be read at all
+        # (permissions, an I/O error) is reported as it is.
+        if error.errno in (errno.EACCES, errno.EPERM, errno.EIO) or \
+                zipfile.is_zipfile(filename):
+            raise
+        raise DamagedCheckpointError(
+            f'{filename}: not a checkpoint torch can read '
+            f'({_first_line(error)}); it is empty, cut short or another '
+            'kind of file') from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile) as error:
+        # torch's archive reader on a damaged file (a central directory
+        # cut off, a record missing, ...); other errors (out of memory, a
+        # file that cannot be opened) are raised as they are.
+        if isinstance(error, RuntimeError) and not any(
+                word in str(error) for word in ('PytorchStreamReader',
+                                                'zip', 'archive')):
+            raise
         raise DamagedCheckpointError(
             f'{filename}: the checkpoint is damaged and cannot be loaded '
             f'({_first_line(error)})') from None
@@ -174,14 +191,15 @@ def load_local_checkpoint(filename: str, map_location=None) -> Any:
 def check_archive(filename: str) -> None:
     """Refuse a checkpoint whose records fail their CRC-32 (torch's zip
     archive stores one per record but does not check it when loading, so
-    a file altered on disk would load with wrong weights). A file that is
-    not a zip archive is left to ``torch.load``."""
+    a file altered on disk would load with wrong weights) or whose archive
+    is cut. A file that is not a zip archive at all is left to
+    ``torch.load`` (older checkpoints are plain pickles)."""
+    if not zipfile.is_zipfile(filename):
+        return
     try:
         with zipfile.ZipFile(filename) as archive:
             bad = archive.testzip()
-    except zipfile.BadZipFile:
-        return
-    except (OSError, EOFError, RuntimeError) as error:
+    except (zipfile.BadZipFile, EOFError, zlib.error) as error:
         raise DamagedCheckpointError(
             f'{filename}: the checkpoint is damaged and cannot be read '
             f'({_first_line(error)})') from None

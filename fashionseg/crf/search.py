@@ -88,11 +88,6 @@ def read_best_params(path: Path) -> CRFParams:
         raise CRFInputError(f'{path}: {error}') from None
 
 
-# What tools/crf.py apply writes into its --out folder: the refined label
-# maps, and by default the metrics and their confusion matrices.
-APPLY_FOLDER_FILES = ('*.png', '*.json', '*.confusion.npz')
-
-
 def apply(scores_dir: Path, data_root: Path, split: str, params: CRFParams,
           out: Path, workers: Optional[int] = None,
           metrics_out: Optional[Path] = None,
@@ -104,11 +99,12 @@ def apply(scores_dir: Path, data_root: Path, split: str, params: CRFParams,
     beside them."""
     items, classes = split_items(scores_dir, data_root, split, max_images)
     out = Path(out)
-    # A folder of someone else's files is refused before any work; the
-    # label maps of an earlier run this one does not rewrite go after.
-    earlier = [path for path in claim_output_folder(
-        out, APPLY_FOLDER_FILES, 'tools/crf.py apply')
-        if path.suffix == '.png']
+    metrics_out = Path(metrics_out or out / 'metrics.json')
+    # A folder of someone else's files (or of the dataset or the scores)
+    # is refused before any work; what an earlier run left there and this
+    # one does not rewrite goes after.
+    earlier = claim_output_folder(out, 'tools/crf.py apply',
+                                  inputs=[data_root, scores_dir])
     backend = backend or CRFBackend(workers=workers)
     stats, labels = refine_split(items, classes, params, workers,
                                  keep_labels=True, backend=backend)
@@ -118,7 +114,8 @@ def apply(scores_dir: Path, data_root: Path, split: str, params: CRFParams,
         with atomic_path(written[-1]) as tmp:
             if not cv2.imwrite(str(tmp), label):
                 raise OSError(f'{out / item.stem}.png: could not write')
-    remove_unwritten(earlier, written)
+    remove_unwritten(earlier, written + [metrics_out,
+                                         confusion_path(metrics_out)])
     per_image = list(stats)
     total = sum(matrix for _, matrix in per_image)
     record = dict(metrics_record(iou_metric_results(total, classes),
@@ -127,7 +124,6 @@ def apply(scores_dir: Path, data_root: Path, split: str, params: CRFParams,
                   crf_backend=backend.describe())
     if max_images:
         record['max_images'] = max_images
-    metrics_out = Path(metrics_out or out / 'metrics.json')
     stems, matrices = zip(*per_image)
     save_confusions(confusion_path(metrics_out), stems, matrices, classes)
     write_text_atomic(metrics_out, json.dumps(record, indent=2) + '\n')

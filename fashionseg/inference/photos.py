@@ -41,6 +41,7 @@ OVERLAY_PNG_LEVEL = 1
 # What the tool writes into its output folder beside the outputs: the
 # run's settings, its outputs and the photos done.
 MANIFEST = 'segment.json'
+EARLIER_OUTPUT = 'output(s) of an earlier tools/segment.py run'
 # The longer side, in pixels, beyond which a photo is segmented at a
 # smaller size (the paper's photos are 600 x 400).
 DEFAULT_MAX_SIDE = 1024
@@ -59,17 +60,37 @@ class PhotoOutputs:
     overlay: Path
 
 
+def read_manifest(folder: Path) -> Optional[dict]:
+    """The ``segment.json`` in ``folder`` when it is one this tool wrote:
+    a record whose ``outputs`` are plain file names (no folder, no
+    ``..``) and whose ``done`` maps such names to photos; else None (a
+    folder holding an unreadable or altered one is not the tool's)."""
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict):
+        return None
+    outputs, done = manifest.get('outputs'), manifest.get('done', {})
+    if not isinstance(outputs, list) or not isinstance(done, dict) or not \
+            all(_plain_name(name) for name in outputs + list(done)):
+        return None
+    return manifest
+
+
+def _plain_name(name) -> bool:
+    return isinstance(name, str) and name not in ('', '.', '..', MANIFEST) \
+        and '/' not in name and '\\' not in name
+
+
 def _outputs_of_earlier_run(folder: Path) -> set:
     """The resolved paths a ``segment.json`` in ``folder`` lists."""
-    manifest = folder / MANIFEST
-    if not manifest.is_file():
-        return set()
-    try:
-        names = json.loads(manifest.read_text()).get('outputs', [])
-    except (ValueError, AttributeError):
-        return set()
-    return {(folder / name).resolve() for name in names
-            if isinstance(name, str)}
+    manifest = read_manifest(folder)
+    return {(Path(folder) / name).resolve()
+            for name in (manifest or {}).get('outputs', [])}
 
 
 def collect_photos(inputs: Sequence) -> Tuple[List[Path], List[str]]:
@@ -92,12 +113,23 @@ def collect_photos(inputs: Sequence) -> Tuple[List[Path], List[str]]:
                               for note in _notes(left_out)))
             photos.extend(found)
         elif entry.is_file():
-            photos.append(entry)
+            if entry.resolve() in _outputs_of_earlier_run(entry.parent):
+                left_out.setdefault(EARLIER_OUTPUT, []).append(entry)
+            else:
+                photos.append(entry)
         elif entry.is_symlink():
             raise PhotoInputError(f'{entry}: a link to nothing')
         else:
             raise PhotoInputError(f'{entry}: no such file or folder')
-    return list(dict.fromkeys(photos)), _notes(left_out)
+    if not photos:
+        raise PhotoInputError('no photos to segment; left out: '
+                              + '; '.join(_notes(left_out)))
+    # The same photo named twice (as a file and in its folder, or by two
+    # paths) is segmented once.
+    unique = {}
+    for photo in photos:
+        unique.setdefault(photo.resolve(), photo)
+    return list(unique.values()), _notes(left_out)
 
 
 def _notes(left_out: Dict[str, List[Path]]) -> List[str]:
@@ -128,11 +160,13 @@ def _walk_folder(folder: Path, left_out: Dict[str, List[Path]]
             if is_temporary(path):
                 left_out.setdefault('temporary file(s) of an interrupted '
                                     'write', []).append(path)
+            elif name.startswith('.'):
+                # Hidden: e.g. macOS's ``._NAME.jpg`` resource forks.
+                left_out.setdefault('hidden file(s)', []).append(path)
             elif not path.exists():
                 left_out.setdefault('link(s) to nothing', []).append(path)
             elif path.resolve() in earlier:
-                left_out.setdefault('output(s) of an earlier '
-                                    'tools/segment.py run', []).append(path)
+                left_out.setdefault(EARLIER_OUTPUT, []).append(path)
             else:
                 found.append(path)
     return found
@@ -146,13 +180,15 @@ def plan_outputs(photos: Sequence[Path], out_dir: Path
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputFolderError(f'--out {out_dir} is a file, not a folder')
-    inputs = {photo.resolve(): photo for photo in photos}
+    # Compared without case too: on a case-insensitive file system (macOS,
+    # Windows) ``A.png`` and ``a.png`` are one file.
+    inputs = {str(photo.resolve()).lower(): photo for photo in photos}
     plans, writers = [], {}
     for photo in photos:
         plan = PhotoOutputs(photo, out_dir / f'{photo.stem}.png',
                             out_dir / f'{photo.stem}{OVERLAY_SUFFIX}.png')
         for output in (plan.labels, plan.overlay):
-            target = output.resolve()
+            target = str(output.resolve()).lower()
             if target in inputs:
                 raise OutputFolderError(
                     f'writing {output} would replace the input photo '
@@ -167,29 +203,31 @@ def plan_outputs(photos: Sequence[Path], out_dir: Path
     return plans
 
 
+def _photo_record(photo: Path) -> dict:
+    """What identifies a photo's content for a rerun: its resolved path,
+    size and modification time."""
+    stat = photo.stat()
+    return dict(photo=str(photo.resolve()), bytes=stat.st_size,
+                mtime_ns=stat.st_mtime_ns)
+
+
 def claim_segment_folder(out_dir: Path, plans: Sequence[PhotoOutputs],
-                         settings: dict) -> set:
+                         settings: dict) -> Dict[str, dict]:
     """Make sure ``out_dir`` is the tool's to write: new, empty, or
     holding only what an earlier run listed in its ``segment.json`` (and
     temporaries of an interrupted write, which are removed). Returns the
-    photos (their output names) an earlier run with the same ``settings``
-    finished, whose outputs are still whole."""
+    photos (by label-map name) an earlier run with the same ``settings``
+    finished from the same photo file, whose outputs are still whole."""
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
-        return set()
-    manifest_path = out_dir / MANIFEST
-    manifest = {}
-    if manifest_path.is_file():
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except ValueError:
-            manifest = {}
+        return {}
+    manifest = read_manifest(out_dir) or {}
     owned = set(manifest.get('outputs', [])) | {MANIFEST}
     foreign, temporaries = [], []
     for path in sorted(out_dir.iterdir()):
         if is_temporary(path) and path.is_file():
             temporaries.append(path)
-        elif path.name not in owned or not manifest:
+        elif path.name not in owned or not manifest or not path.is_file():
             foreign.append(path)
     if foreign:
         shown = ', '.join(str(p) for p in foreign[:3])
@@ -200,21 +238,21 @@ def claim_segment_folder(out_dir: Path, plans: Sequence[PhotoOutputs],
     for path in temporaries:
         path.unlink()
     if manifest.get('settings') != settings:
-        return set()
-    done = set(manifest.get('done', []))
-    return {plan.labels.name for plan in plans
-            if plan.labels.name in done and plan.labels.is_file()
-            and plan.overlay.is_file()}
+        return {}
+    done = manifest.get('done', {})
+    return {plan.labels.name: done[plan.labels.name] for plan in plans
+            if done.get(plan.labels.name) == _photo_record(plan.photo)
+            and plan.labels.is_file() and plan.overlay.is_file()}
 
 
 def _write_manifest(out_dir: Path, plans: Sequence[PhotoOutputs],
-                    settings: dict, done: set, earlier: Sequence[str],
-                    complete: bool) -> None:
+                    settings: dict, done: Dict[str, dict],
+                    earlier: Sequence[str], complete: bool) -> None:
     outputs = sorted({name for plan in plans for name in (
         plan.labels.name, plan.overlay.name)} | set(earlier))
     write_text_atomic(out_dir / MANIFEST, json.dumps(dict(
         tool='tools/segment.py', settings=settings, outputs=outputs,
-        done=sorted(done), complete=complete), indent=2) + '\n')
+        done=done, complete=complete), indent=2, sort_keys=True) + '\n')
 
 
 def read_photo(path: Path) -> np.ndarray:
@@ -355,9 +393,9 @@ def segment_photos(segmenter: Segmenter, photos: Sequence[Path],
     # the folder holds what this run's manifest says, nothing else.
     wanted = {name for plan in plans
               for name in (plan.labels.name, plan.overlay.name)}
-    for name in earlier:
-        if name not in wanted:
-            (out_dir / name).unlink(missing_ok=True)
+    for name in earlier:  # plain names (read_manifest)
+        if name not in wanted and (out_dir / name).is_file():
+            (out_dir / name).unlink()
     _write_manifest(out_dir, plans, settings, done, (), True)
     return dict(photos=len(plans), segmented=len(todo),
                 kept_from_earlier_run=len(plans) - len(todo),
@@ -368,13 +406,7 @@ def segment_photos(segmenter: Segmenter, photos: Sequence[Path],
 
 
 def _earlier_outputs(out_dir: Path) -> List[str]:
-    manifest = out_dir / MANIFEST
-    if not manifest.is_file():
-        return []
-    try:
-        return list(json.loads(manifest.read_text()).get('outputs', []))
-    except ValueError:
-        return []
+    return list((read_manifest(out_dir) or {}).get('outputs', []))
 
 
 def _finish_batch(segmenter, batch, palette, crf_params, backend, max_side,
@@ -390,7 +422,7 @@ def _finish_batch(segmenter, batch, palette, crf_params, backend, max_side,
             # 1.5 s instead of 6 s at the default, 20 % larger.
             Image.fromarray(overlay(image, labels, palette)).save(
                 f, format='PNG', compress_level=OVERLAY_PNG_LEVEL)
-        done.add(plan.labels.name)
+        done[plan.labels.name] = _photo_record(plan.photo)
     out_dir, plans, settings, earlier = manifest
     _write_manifest(out_dir, plans, settings, done, earlier, False)
 

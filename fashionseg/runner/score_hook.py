@@ -19,10 +19,6 @@ from fashionseg.evaluation.score_files import save_scores
 from fashionseg.utils.output_folder import (claim_output_folder,
                                             remove_unwritten)
 
-# What tools/test.py writes into its --out folder: the score files, and
-# by default the metrics and their confusion matrices.
-SCORE_FOLDER_FILES = ('*.npz', '*.json')
-
 
 @HOOKS.register_module()
 class SaveDecodeScoresHook(Hook):
@@ -45,8 +41,12 @@ class SaveDecodeScoresHook(Hook):
     priority = 'LOW'
     MAX_PENDING = 32
 
-    def __init__(self, out_dir: str, writers: int = 2):
+    def __init__(self, out_dir: str, writers: int = 2,
+                 keep: Sequence[str] = ()):
         self.out_dir = Path(out_dir)
+        # Files of this run that the hook does not write (the metrics and
+        # their confusion matrices, when they go into ``out_dir``).
+        self.keep = [Path(p) for p in keep]
         self.writers = writers
         self._captured = None
         self._handle = None
@@ -56,14 +56,15 @@ class SaveDecodeScoresHook(Hook):
         self._written = []
 
     def before_test(self, runner) -> None:
-        # A folder of someone else's files is refused; an earlier run's
-        # score files this run does not rewrite go once it has finished.
-        self._earlier = [
-            path for path in claim_output_folder(
-                self.out_dir, SCORE_FOLDER_FILES, 'tools/test.py')
-            if path.suffix == '.npz' and not path.name.endswith(
-                '.confusion.npz')]
-        self._written = []
+        # A folder of someone else's files (or the dataset's) is refused;
+        # an earlier run's files this run does not rewrite go once it has
+        # finished.
+        data_roots = [runner.cfg.get(loader, {}).get('dataset', {}).get(
+            'data_root') for loader in ('test_dataloader', 'val_dataloader')]
+        self._earlier = claim_output_folder(
+            self.out_dir, 'tools/test.py', inputs=data_roots,
+            main_process=runner.rank == 0)
+        self._written = list(self.keep)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._executor = ThreadPoolExecutor(self.writers)
         self._pending = []
@@ -118,7 +119,8 @@ class SaveDecodeScoresHook(Hook):
                 self._executor.shutdown()
                 self._executor = None
         if runner.world_size == 1:
-            # (Each process of a distributed test writes its own images.)
+            # (Each process of a distributed test writes its own images:
+            # none knows what the others wrote.)
             removed = remove_unwritten(self._earlier, self._written)
             if removed:
                 runner.logger.info(

@@ -11,8 +11,10 @@ optimisation step with each gives the plain step's loss and weights.
 - ``foreach-adam``: Adam's update for all parameters at once rather than
   one tensor at a time (``fused`` on a GPU, ``foreach`` elsewhere);
 - ``fp32-resize``: under bf16 autocast (``--amp``), the decode heads'
-  bilinear resizes (the pyramid levels to P2's size, the scores to the
-  label size) and their loss in fp32: autocast leaves ``interpolate`` in
+  bilinear resizes made in MMSegmentation's ``_transform_inputs`` (the
+  paper head's pyramid levels to P2's size) and in the loss (the scores
+  to the label size; semantic FPN's and PSPNet's own in-head resizes stay
+  as they are), and the loss, in fp32: autocast leaves ``interpolate`` in
   the input's bf16, whose backward accumulates with slow bf16 atomics;
   without autocast it changes nothing;
 - ``compile``: ``torch.compile`` of the backbone, the neck and the decode

@@ -88,11 +88,12 @@ def configure_testing(config: str, checkpoint: str,
         if backend['type'] != 'SafeDVCLiveVisBackend']
     # The per-class figures are part of the result, not only of the log.
     cfg.test_evaluator = dict(cfg.test_evaluator, type='ClassIoUMetric')
-    if out is not None:
-        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
-            dict(type='SaveDecodeScoresHook', out_dir=out)]
     cfg.metrics_out = metrics_out or osp.join(
         out if out is not None else cfg.work_dir, METRICS_FILE)
+    if out is not None:
+        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
+            dict(type='SaveDecodeScoresHook', out_dir=out, keep=[
+                cfg.metrics_out, str(confusion_path(cfg.metrics_out))])]
     return cfg
 
 

@@ -23,12 +23,26 @@ def is_temporary(path) -> bool:
     return name.startswith('.') and TEMPORARY_MARK in name
 
 
-def _umask() -> int:
-    # The process's umask can only be read by setting it; set it back at
-    # once.
+def _read_umask() -> int:
+    """The process's umask: from ``/proc/self/status`` where Linux gives
+    it, else by setting it and back (done once, at import, before any
+    thread writes: the setting is process-wide)."""
+    try:
+        for line in Path('/proc/self/status').read_text().splitlines():
+            if line.startswith('Umask:'):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()
+
+
+def _umask() -> int:
+    return _UMASK
 
 
 @contextmanager

@@ -3,6 +3,7 @@ one way a usage or data error ends a tool (:func:`run_tool`), and writing
 a JSON record (:func:`emit_json`)."""
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -23,7 +24,18 @@ class Terminated(BaseException):
 
 
 def _terminate(signum, frame):
+    # Once: a second SIGTERM during the clean-up would cut it short.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Terminated(f'stopped by {signal.Signals(signum).name}')
+
+
+def _default_in_child() -> None:
+    # A forked worker (a process pool) dies on SIGTERM as usual: its pool
+    # ends it with one, and must not get a traceback from each worker.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+os.register_at_fork(after_in_child=_default_in_child)
 
 
 def run_tool(main: Callable[[], Optional[int]],

@@ -1,14 +1,20 @@
 """Output folders a tool owns (``tools/test.py --out``, ``tools/crf.py
-apply --out``): the tool refuses a folder that holds files it does not
-write, and a run leaves in it only what it wrote, so that a folder
+apply --out``).
+
+A tool marks a folder it writes with a hidden ``.written-by`` file naming
+itself. It writes only into a folder that is new, empty, or marked as its
+own, and refuses any other (naming what is there) before it does any
+work; and a run leaves in its folder only what it wrote, so that a folder
 reused by a smaller run does not keep a larger run's files beside
-metrics that cover fewer images."""
-import fnmatch
+metrics that cover fewer images.
+"""
 from pathlib import Path
-from typing import Iterable, List, Sequence
+from typing import Iterable, List, Optional, Sequence
 
 from fashionseg.errors import UsageError
-from fashionseg.utils.atomic_write import is_temporary
+from fashionseg.utils.atomic_write import is_temporary, write_text_atomic
+
+MARKER = '.written-by'
 
 
 class OutputFolderError(UsageError):
@@ -17,43 +23,61 @@ class OutputFolderError(UsageError):
     or outputs that would land on an input or on each other."""
 
 
-def claim_output_folder(folder, patterns: Sequence[str], tool: str,
-                        option: str = '--out') -> List[Path]:
-    """Check that ``folder`` (if it exists) holds only files whose names
-    match ``patterns`` (what ``tool`` writes there); temporaries of an
-    interrupted write are removed. Returns the files an earlier run left,
-    which :func:`remove_unwritten` clears once this run has written its
-    own."""
+def _within(path: Path, folder: Path) -> bool:
+    path, folder = Path(path).resolve(), Path(folder).resolve()
+    return path == folder or folder in path.parents
+
+
+def claim_output_folder(folder, tool: str, option: str = '--out',
+                        inputs: Sequence = (),
+                        main_process: bool = True) -> List[Path]:
+    """Take ``folder`` for ``tool``: refused when it is a file, when it is
+    or lies within one of ``inputs`` (e.g. the dataset a tool reads), or
+    when it holds anything and is not marked as ``tool``'s. Marks it, and
+    removes temporaries of an interrupted write. Returns the files an
+    earlier run of ``tool`` left there, which :func:`remove_unwritten`
+    clears once this run has written its own. Only the main process of a
+    distributed run changes anything."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise OutputFolderError(f'{option} {folder} is a file, not a folder')
-    if not folder.is_dir():
-        return []
-    earlier, foreign = [], []
-    for path in sorted(folder.iterdir()):
-        if is_temporary(path) and path.is_file():
-            path.unlink()
-        elif path.is_file() and any(fnmatch.fnmatch(path.name, pattern)
-                                    for pattern in patterns):
-            earlier.append(path)
-        else:
-            foreign.append(path)
-    if foreign:
-        shown = ', '.join(str(p) for p in foreign[:3])
-        more = f' and {len(foreign) - 3} more' if len(foreign) > 3 else ''
+    for source in inputs:
+        if source is not None and _within(folder, source):
+            raise OutputFolderError(
+                f'{option} {folder} lies within the input {source}; '
+                'choose a folder outside it')
+    entries = sorted(folder.iterdir()) if folder.is_dir() else []
+    marker = folder / MARKER
+    owner = marker.read_text().strip() if marker.is_file() else None
+    if entries and owner != tool:
+        shown = [p for p in entries if p.name != MARKER][:3]
+        listed = ', '.join(str(p) for p in shown)
+        more = len(entries) - len(shown) - (owner is not None)
         raise OutputFolderError(
-            f'{option} {folder} holds files {tool} did not write ({shown}'
-            f'{more}); choose a new or empty folder')
+            f'{option} {folder} holds files {tool} did not write ({listed}'
+            f'{f" and {more} more" if more > 0 else ""}'
+            f'{f"; it is the folder of {owner}" if owner else ""}); '
+            'choose a new or empty folder')
+    earlier = [p for p in entries if p.is_file() and p.name != MARKER
+               and not is_temporary(p)]
+    if main_process:
+        for path in entries:
+            if is_temporary(path) and path.is_file():
+                path.unlink()
+        write_text_atomic(marker, tool + '\n')
     return earlier
 
 
-def remove_unwritten(earlier: Iterable[Path], written: Iterable) -> int:
+def remove_unwritten(earlier: Iterable[Path], written: Iterable,
+                     main_process: Optional[bool] = True) -> int:
     """Remove the files of an earlier run that this run did not write;
     returns how many."""
+    if not main_process:
+        return 0
     keep = {Path(p).resolve() for p in written}
     removed = 0
     for path in earlier:
-        if path.resolve() not in keep and path.exists():
+        if path.resolve() not in keep and path.is_file():
             path.unlink()
             removed += 1
     return removed

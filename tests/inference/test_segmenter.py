@@ -461,3 +461,42 @@ def test_a_large_photo_is_segmented_at_max_side(trained, tmp_path):
     assert labels.size == (1800, 2700)
     overlay = Image.open(out / 'large_overlay.png')
     assert overlay.size == (3600, 2700)
+
+
+def test_a_manifest_names_only_files_in_its_folder_and_their_photos(
+        tmp_path):
+    """segment.json cannot point outside its folder (a hand-edited or
+    copied one makes the folder not the tool's), and a photo counts as
+    done only for the very photo file that was segmented."""
+    from fashionseg.inference.photos import (OutputFolderError,
+                                             claim_segment_folder,
+                                             read_manifest)
+    out = tmp_path / 'out'
+    out.mkdir()
+    victim = tmp_path / 'IMG_1.jpg'
+    victim.write_bytes(b'a photo')
+    for outputs in (['../IMG_1.jpg'], [str(victim)], 'a.png', [MANIFEST]):
+        (out / MANIFEST).write_text(json.dumps(
+            {'outputs': outputs, 'done': {}}))
+        assert read_manifest(out) is None
+        with pytest.raises(OutputFolderError, match='did not write'):
+            claim_segment_folder(out, [], {})
+    assert victim.read_bytes() == b'a photo'
+    # Done for holiday/IMG_1.jpg is not done for work/IMG_1.jpg.
+    holiday, work = tmp_path / 'holiday', tmp_path / 'work'
+    for folder in (holiday, work):
+        folder.mkdir()
+        (folder / 'IMG_1.jpg').write_bytes(folder.name.encode())
+    plans = plan_outputs([holiday / 'IMG_1.jpg'], out)
+    for plan in plans:
+        plan.labels.write_bytes(b'x')
+        plan.overlay.write_bytes(b'x')
+    from fashionseg.inference.photos import _photo_record
+    (out / MANIFEST).write_text(json.dumps({
+        'outputs': ['IMG_1.png', 'IMG_1_overlay.png'], 'settings': {},
+        'done': {'IMG_1.png': _photo_record(holiday / 'IMG_1.jpg')}}))
+    assert claim_segment_folder(out, plans, {}) == {
+        'IMG_1.png': _photo_record(holiday / 'IMG_1.jpg')}
+    assert claim_segment_folder(
+        out, plan_outputs([work / 'IMG_1.jpg'], out), {}) == {}
+    assert claim_segment_folder(out, plans, {'config': 'other'}) == {}

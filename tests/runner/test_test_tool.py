@@ -195,11 +195,18 @@ def test_a_reused_score_folder_keeps_only_this_runs_files(trained,
     result = run('--out', str(scores), '--max-images', '1')
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in scores.iterdir()) == sorted(
-        [f'{stems[0]}.npz', 'metrics.json', 'metrics.confusion.npz'])
+        [f'{stems[0]}.npz', 'metrics.json', 'metrics.confusion.npz',
+         '.written-by'])
     assert json.loads((scores / 'metrics.json').read_text())[
         'max_images'] == 1
     assert all(p.stat().st_mode & 0o777 == file_mode()
                for p in scores.iterdir())
+    # The metrics elsewhere: the folder's own earlier metrics go too.
+    result = run('--out', str(scores), '--max-images', '1', '--metrics',
+                 str(tmp_path / 'elsewhere.json'))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in scores.iterdir()) == [
+        '.written-by', f'{stems[0]}.npz']
     theirs = tmp_path / 'theirs'
     theirs.mkdir()
     (theirs / 'notes.txt').write_text('mine')

@@ -1,29 +1,40 @@
-"""Output folders a tool owns: someone else's files refused, an earlier
-run's files this run did not write removed, temporaries cleared."""
+"""Output folders a tool owns: a folder of someone else's files (or the
+tool's input) refused, an earlier run's files this run did not write
+removed, temporaries cleared."""
 import pytest
 
-from fashionseg.utils.output_folder import (OutputFolderError,
+from fashionseg.utils.output_folder import (MARKER, OutputFolderError,
                                             claim_output_folder,
                                             remove_unwritten)
 
 
 def test_an_output_folder_is_the_tools_or_refused(tmp_path):
     folder = tmp_path / 'crf_test'
-    assert claim_output_folder(folder, ('*.png',), 'tools/crf.py') == []
-    folder.mkdir()
+    assert claim_output_folder(folder, 'tools/crf.py apply') == []
     for name in ('a.png', 'b.png', 'metrics.json', '.a.tmp-x1.png'):
         (folder / name).write_bytes(b'x')
-    earlier = claim_output_folder(folder, ('*.png', '*.json'),
-                                  'tools/crf.py')
+    earlier = claim_output_folder(folder, 'tools/crf.py apply')
     assert [p.name for p in earlier] == ['a.png', 'b.png', 'metrics.json']
     assert not (folder / '.a.tmp-x1.png').exists()
     assert remove_unwritten(earlier, [folder / 'a.png',
                                       folder / 'metrics.json']) == 1
-    assert sorted(p.name for p in folder.iterdir()) == ['a.png',
-                                                        'metrics.json']
-    (folder / 'notes.txt').write_text('mine')
-    with pytest.raises(OutputFolderError, match='notes.txt'):
-        claim_output_folder(folder, ('*.png',), 'tools/crf.py')
-    assert (folder / 'notes.txt').read_text() == 'mine'
+    assert sorted(p.name for p in folder.iterdir()) == [
+        MARKER, 'a.png', 'metrics.json']
+    # Another tool's folder, a folder of the user's files, an input.
+    with pytest.raises(OutputFolderError, match="tools/test.py did not "
+                       "write .*the folder of tools/crf.py apply"):
+        claim_output_folder(folder, 'tools/test.py')
+    theirs = tmp_path / 'theirs'
+    theirs.mkdir()
+    (theirs / 'x.png').write_text('mine')
+    (theirs / '.x.tmp-1.png').write_text('mine too')
+    with pytest.raises(OutputFolderError, match='x.png'):
+        claim_output_folder(theirs, 'tools/crf.py apply')
+    assert sorted(p.name for p in theirs.iterdir()) == ['.x.tmp-1.png',
+                                                        'x.png']
+    data = tmp_path / 'data'
+    with pytest.raises(OutputFolderError, match='lies within the input'):
+        claim_output_folder(data / 'ann_dir' / 'test', 'tools/crf.py apply',
+                            inputs=[data])
     with pytest.raises(OutputFolderError, match='is a file'):
-        claim_output_folder(folder / 'notes.txt', ('*.png',), 'tools/crf.py')
+        claim_output_folder(theirs / 'x.png', 'tools/crf.py apply')
