@@ -22,8 +22,7 @@ import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
 
-from fashionseg.checkpoints.loading import (check_archive,
-                                            load_local_checkpoint)
+from fashionseg.checkpoints.loading import check_archive, load_local_checkpoint
 from fashionseg.checkpoints.saving import PARTIAL_SUFFIX
 from fashionseg.errors import DataError
 from fashionseg.utils.atomic_write import atomic_write
