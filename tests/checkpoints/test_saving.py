@@ -1,6 +1,7 @@
 """A training killed (SIGKILL) while it writes a checkpoint resumes with
---auto-resume from the last complete epoch, finishes its schedule, and
---export-best exports the best epoch's weights."""
+--auto-resume from the last complete epoch (past a newer checkpoint
+damaged on disk), finishes its schedule, and --export-best exports the
+best epoch's weights."""
 import json
 import os
 import signal
@@ -76,6 +77,14 @@ def test_a_kill_during_a_save_resumes_from_the_last_whole_epoch(
     # Epoch 1's checkpoint survived the interrupted save of epoch 2.
     assert (work / 'epoch_1.pth').is_file()
     assert not (work / 'epoch_2.pth').exists()
+    # A newer checkpoint damaged on disk in its middle (its end, the zip
+    # directory, intact: torch itself would load it with wrong weights)
+    # is skipped, with its name and why.
+    damaged = bytearray((work / 'epoch_1.pth').read_bytes())
+    middle = len(damaged) // 2
+    damaged[middle:middle + 64] = bytes(b ^ 0xFF for b in
+                                        damaged[middle:middle + 64])
+    (work / 'epoch_2.pth').write_bytes(bytes(damaged))
 
     second = subprocess.run([sys.executable, 'tools/train.py'] + args,
                             cwd=REPO, env=env, capture_output=True,
@@ -83,6 +92,9 @@ def test_a_kill_during_a_save_resumes_from_the_last_whole_epoch(
     assert second.returncode == 0, second.stderr[-3000:]
     assert f'resuming from {work / "epoch_1.pth"}' in \
         second.stdout + second.stderr
+    assert f'not resuming from {work / "epoch_2.pth"}: ' in \
+        second.stdout + second.stderr
+    assert 'fails its checksum' in second.stdout + second.stderr
     log = sorted(work.glob('*/*.log'))[-1].read_text()
     assert 'Epoch(train) [1]' not in log
     assert 'Epoch(train) [2]' in log and 'Epoch(train) [3]' in log
