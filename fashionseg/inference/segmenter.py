@@ -260,7 +260,14 @@ def _tf32(device: torch.device, allow: bool):
     matmul = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = allow
     try:
-        with torch.backends.cudnn.flags(enabled=True, allow_tf32=allow):
+        # cudnn.flags() would otherwise set benchmark (autotuning) and
+        # deterministic to False for the block: the fp32 rows would not
+        # run with the process's cuDNN settings as the bf16 rows do.
+        with torch.backends.cudnn.flags(
+                enabled=True, allow_tf32=allow,
+                benchmark=torch.backends.cudnn.benchmark,
+                benchmark_limit=torch.backends.cudnn.benchmark_limit,
+                deterministic=torch.backends.cudnn.deterministic):
             yield
     finally:
         torch.backends.cuda.matmul.allow_tf32 = matmul

@@ -500,3 +500,18 @@ def test_a_manifest_names_only_files_in_its_folder_and_their_photos(
     assert claim_segment_folder(
         out, plan_outputs([work / 'IMG_1.jpg'], out), {}) == {}
     assert claim_segment_folder(out, plans, {'config': 'other'}) == {}
+
+
+def test_fp32_rows_keep_the_process_cudnn_settings():
+    """TF32 off for eager fp32 changes nothing else of cuDNN's: the rows
+    of the throughput table run with the same autotuning policy."""
+    from fashionseg.inference.segmenter import _tf32
+    cudnn = torch.backends.cudnn
+    saved = cudnn.benchmark, cudnn.allow_tf32
+    try:
+        cudnn.benchmark, cudnn.allow_tf32 = True, True
+        with _tf32(torch.device('cuda'), False):
+            assert cudnn.benchmark and not cudnn.allow_tf32
+        assert cudnn.benchmark and cudnn.allow_tf32
+    finally:
+        cudnn.benchmark, cudnn.allow_tf32 = saved
