@@ -80,7 +80,7 @@ MIN_MAX_SIZE = 32
 def check_max_size(max_size: Optional[int]) -> None:
     """``--max-size``: None or 0 (keep the size), else at least
     :data:`MIN_MAX_SIZE`."""
-    if max_size and max_size < MIN_MAX_SIZE or (max_size or 0) < 0:
+    if max_size and max_size < MIN_MAX_SIZE:  # negative ones too
         raise UsageError(f'--max-size must be 0 (keep the size) or at least '
                          f'{MIN_MAX_SIZE} pixels, not {max_size}')
 

@@ -11,8 +11,6 @@ segment.json says what is in it): a rerun finishes what an interrupted one
 left undone.
 """
 import argparse
-import hashlib
-import os
 from pathlib import Path
 
 from fashionseg.crf.backend import BACKEND_NAMES
@@ -20,7 +18,8 @@ from fashionseg.crf.search import read_best_params
 from fashionseg.inference.arguments import (add_inference_arguments,
                                             inference_settings)
 from fashionseg.inference.photos import (DEFAULT_MAX_SIDE, collect_photos,
-                                         plan_outputs, segment_photos)
+                                         plan_outputs, run_settings,
+                                         segment_photos)
 from fashionseg.inference.segmenter import Segmenter
 from fashionseg.utils.cli import add_device_argument, positive_int, run_tool
 from fashionseg.utils.device import select_device
@@ -63,17 +62,9 @@ def main():
     plan_outputs(photos, args.out)  # refused before the model loads
     segmenter = Segmenter.from_config(args.config, args.checkpoint, device,
                                       settings)
-    checkpoint = os.stat(args.checkpoint)
     result = segment_photos(
         segmenter, photos, args.out, params, args.backend, args.workers,
-        settings=dict(
-            config=os.path.abspath(args.config),
-            # The resolved config, so that an edited file counts as new.
-            config_sha256=hashlib.sha256(
-                segmenter.cfg.pretty_text.encode()).hexdigest(),
-            checkpoint=os.path.abspath(args.checkpoint),
-            checkpoint_bytes=checkpoint.st_size,
-            checkpoint_mtime_ns=checkpoint.st_mtime_ns),
+        settings=run_settings(args.config, args.checkpoint, segmenter.cfg),
         max_side=args.max_side)
     print(f'{result["photos"]} photos segmented into {result["out_dir"]}'
           + (' (CRF-refined)' if params else '')

@@ -152,10 +152,7 @@ def load_local_checkpoint(filename: str, map_location=None) -> Any:
         if detail is None and not zipfile.is_zipfile(filename):
             # Nothing refused, and not torch's archive format: an empty,
             # cut or text file (legacy pickles end here too).
-            raise DamagedCheckpointError(
-                f'{filename}: not a checkpoint torch can read '
-                f'({_first_line(error)}); it is empty, cut short or '
-                'another kind of file') from None
+            raise _unreadable(filename, error) from None
         detail = detail or (lines[0] if lines else 'unpickling refused')
         raise UnsafeCheckpointError(
             f'Refusing to load checkpoint {filename}: it is not made only of '
@@ -171,10 +168,7 @@ def load_local_checkpoint(filename: str, map_location=None) -> Any:
         if error.errno in (errno.EACCES, errno.EPERM, errno.EIO) or \
                 zipfile.is_zipfile(filename):
             raise
-        raise DamagedCheckpointError(
-            f'{filename}: not a checkpoint torch can read '
-            f'({_first_line(error)}); it is empty, cut short or another '
-            'kind of file') from None
+        raise _unreadable(filename, error) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile) as error:
         # torch's archive reader on a damaged file (a central directory
         # cut off, a record missing, ...); other errors (out of memory, a
@@ -207,6 +201,14 @@ def check_archive(filename: str) -> None:
         raise DamagedCheckpointError(
             f'{filename}: the checkpoint is damaged: its record {bad} fails '
             'its checksum (the file was altered or cut after it was saved)')
+
+
+def _unreadable(filename: str, error: BaseException):
+    """A file that is not torch's archive and does not unpickle."""
+    return DamagedCheckpointError(
+        f'{filename}: not a checkpoint torch can read '
+        f'({_first_line(error)}); it is empty, cut short or another kind '
+        'of file')
 
 
 def _first_line(error: BaseException) -> str:

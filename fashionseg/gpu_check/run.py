@@ -170,41 +170,41 @@ def _stop(signum, frame):
 
 def _run_steps(record, out, paths, command, budget, started, progress,
                device, quick, sizes) -> None:
-    work = out / 'work'
     for index, name in enumerate(STEP_NAMES):
         if name in IN_PROCESS_STEPS:
             result = GPUCheck(out, device, sizes, paths,
                               progress=lambda line: None).run(name)
             result['wall_seconds'] = result['seconds']
-            record['checks'][name] = result
-            progress(f'[gpu-check {time.perf_counter() - started:6.1f} s] '
-                     f'{name}: {result["status"]}'
-                     + (f': {result["error"]}' if result.get('error')
-                        else ''))
-            _write(record, out, device, quick, started)
-            continue
-        left = budget - (time.perf_counter() - started)
-        weights = [STEP_WEIGHTS[n] for n in STEP_NAMES[index:]
-                   if n not in IN_PROCESS_STEPS]
-        # At least what a step needs to start and do anything (its process
-        # and, for some, a tool's process), where that much is left.
-        timeout = min(left, max(left * weights[0] / sum(weights),
-                                STEP_START_SECONDS))
-        if timeout < MIN_STEP_SECONDS:
-            result = dict(status='skipped', wall_seconds=0.0,
-                          error=f'{max(left, 0):.0f} s of the budget left')
         else:
-            progress(f'[gpu-check {time.perf_counter() - started:6.1f} s] '
-                     f'{name} (at most {timeout:.0f} s) ...')
-            log = work / f'{name}.log'
-            status, seconds = _run_step(command(name), paths.repo, timeout,
-                                        log, out / MEASUREMENTS, progress)
-            result = _step_record(name, out, status, seconds, timeout, log)
+            result = _run_in_process_of_its_own(
+                name, index, budget - (time.perf_counter() - started),
+                command, paths, out, started, progress)
         record['checks'][name] = result
         progress(f'[gpu-check {time.perf_counter() - started:6.1f} s] '
                  f'{name}: {result["status"]}'
                  + (f': {result["error"]}' if result.get('error') else ''))
         _write(record, out, device, quick, started)
+
+
+def _run_in_process_of_its_own(name, index, left, command, paths, out,
+                               started, progress) -> dict:
+    """Step ``name`` in its own process, with its share of the ``left``
+    seconds of the budget."""
+    weights = [STEP_WEIGHTS[n] for n in STEP_NAMES[index:]
+               if n not in IN_PROCESS_STEPS]
+    # At least what a step needs to start and do anything (its process
+    # and, for some, a tool's process), where that much is left.
+    timeout = min(left, max(left * weights[0] / sum(weights),
+                            STEP_START_SECONDS))
+    if timeout < MIN_STEP_SECONDS:
+        return dict(status='skipped', wall_seconds=0.0,
+                    error=f'{max(left, 0):.0f} s of the budget left')
+    progress(f'[gpu-check {time.perf_counter() - started:6.1f} s] '
+             f'{name} (at most {timeout:.0f} s) ...')
+    log = out / 'work' / f'{name}.log'
+    status, seconds = _run_step(command(name), paths.repo, timeout, log,
+                                out / MEASUREMENTS, progress)
+    return _step_record(name, out, status, seconds, timeout, log)
 
 
 def _write(record: dict, out: Path, device: str, quick: bool,

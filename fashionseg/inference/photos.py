@@ -15,6 +15,7 @@ the order given; a photo larger than ``max_side`` is segmented at that
 size and its labels enlarged to the photo's.
 """
 import contextlib
+import hashlib
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +34,7 @@ from fashionseg.errors import DataError, UsageError
 from fashionseg.inference.segmenter import Prediction, Segmenter
 from fashionseg.utils.atomic_write import (atomic_write, is_temporary,
                                            write_text_atomic)
-from fashionseg.utils.output_folder import OutputFolderError
+from fashionseg.utils.output_folder import OutputFolderError, refuse_foreign
 
 IMAGE_SUFFIXES = ('.bmp', '.jpeg', '.jpg', '.png', '.tif', '.tiff', '.webp')
 OVERLAY_SUFFIX = '_overlay'
@@ -203,6 +204,20 @@ def plan_outputs(photos: Sequence[Path], out_dir: Path
     return plans
 
 
+def run_settings(config: str, checkpoint: str, cfg) -> dict:
+    """What makes two runs' labels the same, beside the engine and CRF
+    settings: the config (its path, and its resolved text, so that an
+    edited file counts as new) and the checkpoint (its path, size and
+    modification time)."""
+    stat = os.stat(checkpoint)
+    return dict(config=os.path.abspath(config),
+                config_sha256=hashlib.sha256(
+                    cfg.pretty_text.encode()).hexdigest(),
+                checkpoint=os.path.abspath(checkpoint),
+                checkpoint_bytes=stat.st_size,
+                checkpoint_mtime_ns=stat.st_mtime_ns)
+
+
 def _photo_record(photo: Path) -> dict:
     """What identifies a photo's content for a rerun: its resolved path,
     size and modification time."""
@@ -212,15 +227,16 @@ def _photo_record(photo: Path) -> dict:
 
 
 def claim_segment_folder(out_dir: Path, plans: Sequence[PhotoOutputs],
-                         settings: dict) -> Dict[str, dict]:
+                         settings: dict) -> Tuple[Dict[str, dict], list]:
     """Make sure ``out_dir`` is the tool's to write: new, empty, or
     holding only what an earlier run listed in its ``segment.json`` (and
     temporaries of an interrupted write, which are removed). Returns the
     photos (by label-map name) an earlier run with the same ``settings``
-    finished from the same photo file, whose outputs are still whole."""
+    finished from the same photo file, whose outputs are still whole, and
+    the outputs that run listed."""
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
-        return {}
+        return {}, []
     manifest = read_manifest(out_dir) or {}
     owned = set(manifest.get('outputs', [])) | {MANIFEST}
     foreign, temporaries = [], []
@@ -230,19 +246,16 @@ def claim_segment_folder(out_dir: Path, plans: Sequence[PhotoOutputs],
         elif path.name not in owned or not manifest or not path.is_file():
             foreign.append(path)
     if foreign:
-        shown = ', '.join(str(p) for p in foreign[:3])
-        more = f' and {len(foreign) - 3} more' if len(foreign) > 3 else ''
-        raise OutputFolderError(
-            f'--out {out_dir} holds files tools/segment.py did not write '
-            f'({shown}{more}); choose a new or empty folder')
+        refuse_foreign(out_dir, foreign, 'tools/segment.py')
     for path in temporaries:
         path.unlink()
+    earlier = list(manifest.get('outputs', []))
     if manifest.get('settings') != settings:
-        return {}
+        return {}, earlier
     done = manifest.get('done', {})
     return {plan.labels.name: done[plan.labels.name] for plan in plans
             if done.get(plan.labels.name) == _photo_record(plan.photo)
-            and plan.labels.is_file() and plan.overlay.is_file()}
+            and plan.labels.is_file() and plan.overlay.is_file()}, earlier
 
 
 def _write_manifest(out_dir: Path, plans: Sequence[PhotoOutputs],
@@ -355,8 +368,7 @@ def segment_photos(segmenter: Segmenter, photos: Sequence[Path],
         crf=crf_params.as_dict() if crf_params else None,
         crf_backend=backend.name if crf_params else None,
         max_side=max_side)))
-    done = claim_segment_folder(out_dir, plans, settings)
-    earlier = _earlier_outputs(out_dir)
+    done, earlier = claim_segment_folder(out_dir, plans, settings)
     todo = [plan for plan in plans if plan.labels.name not in done]
     if done:
         say(f'{out_dir}: an earlier run with the same settings finished '
@@ -403,10 +415,6 @@ def segment_photos(segmenter: Segmenter, photos: Sequence[Path],
                 label_maps=[str(plan.labels) for plan in plans],
                 overlays=[str(plan.overlay) for plan in plans],
                 crf=crf_params.as_dict() if crf_params else None)
-
-
-def _earlier_outputs(out_dir: Path) -> List[str]:
-    return list((read_manifest(out_dir) or {}).get('outputs', []))
 
 
 def _finish_batch(segmenter, batch, palette, crf_params, backend, max_side,

@@ -28,6 +28,18 @@ def _within(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
+def refuse_foreign(folder, foreign: Sequence[Path], tool: str,
+                   option: str = '--out', owner: Optional[str] = None):
+    """Raise the one error for an output folder holding ``foreign``
+    files, the first three named."""
+    listed = ', '.join(str(p) for p in foreign[:3])
+    more = f' and {len(foreign) - 3} more' if len(foreign) > 3 else ''
+    raise OutputFolderError(
+        f'{option} {folder} holds files {tool} did not write ({listed}'
+        f'{more}{f"; it is the folder of {owner}" if owner else ""}); '
+        'choose a new or empty folder')
+
+
 def claim_output_folder(folder, tool: str, option: str = '--out',
                         inputs: Sequence = (),
                         main_process: bool = True) -> List[Path]:
@@ -50,14 +62,8 @@ def claim_output_folder(folder, tool: str, option: str = '--out',
     marker = folder / MARKER
     owner = marker.read_text().strip() if marker.is_file() else None
     if entries and owner != tool:
-        shown = [p for p in entries if p.name != MARKER][:3]
-        listed = ', '.join(str(p) for p in shown)
-        more = len(entries) - len(shown) - (owner is not None)
-        raise OutputFolderError(
-            f'{option} {folder} holds files {tool} did not write ({listed}'
-            f'{f" and {more} more" if more > 0 else ""}'
-            f'{f"; it is the folder of {owner}" if owner else ""}); '
-            'choose a new or empty folder')
+        refuse_foreign(folder, [p for p in entries if p.name != MARKER],
+                       tool, option, owner)
     earlier = [p for p in entries if p.is_file() and p.name != MARKER
                and not is_temporary(p)]
     if main_process:

@@ -495,11 +495,13 @@ def test_a_manifest_names_only_files_in_its_folder_and_their_photos(
     (out / MANIFEST).write_text(json.dumps({
         'outputs': ['IMG_1.png', 'IMG_1_overlay.png'], 'settings': {},
         'done': {'IMG_1.png': _photo_record(holiday / 'IMG_1.jpg')}}))
-    assert claim_segment_folder(out, plans, {}) == {
-        'IMG_1.png': _photo_record(holiday / 'IMG_1.jpg')}
+    outputs = ['IMG_1.png', 'IMG_1_overlay.png']
+    assert claim_segment_folder(out, plans, {}) == ({
+        'IMG_1.png': _photo_record(holiday / 'IMG_1.jpg')}, outputs)
     assert claim_segment_folder(
-        out, plan_outputs([work / 'IMG_1.jpg'], out), {}) == {}
-    assert claim_segment_folder(out, plans, {'config': 'other'}) == {}
+        out, plan_outputs([work / 'IMG_1.jpg'], out), {}) == ({}, outputs)
+    assert claim_segment_folder(out, plans, {'config': 'other'}) == (
+        {}, outputs)
 
 
 def test_fp32_rows_keep_the_process_cudnn_settings():
