@@ -7,6 +7,7 @@ folder is built beside its target and swapped in whole
 """
 import os
 import shutil
+import signal
 import tempfile
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -45,6 +46,20 @@ def _umask() -> int:
     return _UMASK
 
 
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+def _block_stop_signals():
+    if not hasattr(signal, 'pthread_sigmask'):  # not on Windows
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+
+
+def _restore_signals(mask) -> None:
+    if mask is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
 @contextmanager
 def atomic_path(path, suffix: str = None):
     """Yield a temporary path beside ``path`` (with ``path``'s suffix, for
@@ -54,19 +69,27 @@ def atomic_path(path, suffix: str = None):
     not the private 0600 of a temporary file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent,
-                               prefix=f'.{path.stem}{TEMPORARY_MARK}',
-                               suffix=path.suffix if suffix is None
-                               else suffix)
-    os.close(fd)
+    tmp = None
+    # A stop signal (SIGTERM, turned into an exception by the tools, or
+    # Ctrl-C) that arrived after mkstemp made the file and before ``tmp``
+    # was known would leave the file behind: such signals wait until then.
+    blocked = _block_stop_signals()
     try:
+        try:
+            fd, tmp = tempfile.mkstemp(
+                dir=path.parent, prefix=f'.{path.stem}{TEMPORARY_MARK}',
+                suffix=path.suffix if suffix is None else suffix)
+            os.close(fd)
+        finally:
+            _restore_signals(blocked)
         yield Path(tmp)
         if os.path.isfile(tmp):
             os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(tmp)
+        if tmp is not None:
+            with suppress(FileNotFoundError):
+                os.unlink(tmp)
         raise
 
 
