@@ -17,6 +17,12 @@ optimisation step with each gives the plain step's loss and weights.
   as they are), and the loss, in fp32: autocast leaves ``interpolate`` in
   the input's bf16, whose backward accumulates with slow bf16 atomics;
   without autocast it changes nothing;
+- ``no-host-sync``: no step waits for the GPU: the training accuracy
+  MMSegmentation logs is computed with masked sums rather than boolean
+  indexing (whose output size the host must read), and the logged values
+  stay on the device until the logger prints them, then are read in one
+  copy (mmengine reads each as a Python number every iteration); the
+  logs and the step are the same;
 - ``compile``: ``torch.compile`` of the backbone, the neck and the decode
   heads' forward (not mmengine's whole ``train_step``, whose data
   handling and logging would break the graph), in place, so that
@@ -24,23 +30,28 @@ optimisation step with each gives the plain step's loss and weights.
 """
 import functools
 from typing import Iterable, List, Optional
+from unittest import mock
 
 import torch
 from mmengine.config import Config
-from mmengine.hooks import Hook
+from mmengine.hooks import Hook, LoggerHook, RuntimeInfoHook
 from mmengine.model import is_model_wrapper
+from mmengine.utils import apply_to
 from mmseg.models import SegDataPreProcessor
+from mmseg.models.decode_heads import decode_head
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
+from mmseg.models.losses import accuracy
 from mmseg.registry import HOOKS, MODELS
 
 from fashionseg.errors import UsageError
 
 SPEEDUPS = ('channels-last', 'non-blocking', 'foreach-adam', 'fp32-resize',
-            'compile')
+            'no-host-sync', 'compile')
 # The speed-ups that compute the same step as the plain path (within
 # rounding); the others are checked against it within a wider tolerance
 # (tests/runner/test_speedups.py).
-SAME_STEP = ('channels-last', 'non-blocking', 'foreach-adam', 'fp32-resize')
+SAME_STEP = ('channels-last', 'non-blocking', 'foreach-adam', 'fp32-resize',
+             'no-host-sync')
 
 
 def parse_speedups(text) -> List[str]:
@@ -145,6 +156,117 @@ class Fp32ResizeHook(Hook):
         resizes_in_fp32(runner.model)
 
 
+def accuracy_without_sync(pred, target, topk=1, thresh=None,
+                          ignore_index=None):
+    """MMSegmentation's ``accuracy`` (the same value, to the bit) without
+    its boolean indexing, whose output size the host must wait for; the
+    cases the heads do not use go to the original."""
+    if topk != 1 or thresh is not None or ignore_index is None \
+            or pred.size(0) == 0:
+        return accuracy(pred, target, topk, thresh, ignore_index)
+    eps = torch.finfo(torch.float32).eps
+    valid = target != ignore_index
+    label = pred.topk(1, dim=1)[1].squeeze(1)
+    correct = ((label == target) & valid).sum().float().reshape(1) + eps
+    # As the original: 100 / (valid pixels + eps) in double, applied to
+    # the float32 count (the scalar is rounded to float32 first).
+    return correct * (100.0 / (valid.sum().double() + eps)).float()
+
+
+def _with_accuracy_without_sync(loss_by_feat):
+    @functools.wraps(loss_by_feat)
+    def wrapped(*args, **kwargs):
+        # BaseDecodeHead.loss_by_feat calls its module's ``accuracy``
+        # directly (no argument or attribute chooses it), so the name is
+        # swapped for the duration of the call only.
+        with mock.patch.object(decode_head, 'accuracy',
+                               accuracy_without_sync):
+            return loss_by_feat(*args, **kwargs)
+    return wrapped
+
+
+def losses_without_sync(model) -> int:
+    """Every decode head of ``model`` computes its logged accuracy with
+    :func:`accuracy_without_sync`; returns how many heads."""
+    heads = [m for m in _bare(model).modules()
+             if isinstance(m, BaseDecodeHead)]
+    for head in heads:
+        head.loss_by_feat = _with_accuracy_without_sync(head.loss_by_feat)
+    return len(heads)
+
+
+@HOOKS.register_module()
+class DeferredRuntimeInfoHook(RuntimeInfoHook):
+    """mmengine's ``RuntimeInfoHook``, but the losses and accuracy each
+    training iteration returns are kept on the device and handed to the
+    message hub (as the same Python numbers, in the same order) only where
+    the ``LoggerHook`` is about to read them, into a checkpoint's copy of
+    the message hub, and at the end of each epoch: one copy to the
+    host per logged iteration instead of one wait per value and
+    iteration. The smoothed values the logger prints are therefore
+    unchanged."""
+
+    def before_train(self, runner) -> None:
+        super().before_train(runner)
+        self._pending = []
+        self._logger = next((h for h in runner.hooks
+                             if isinstance(h, LoggerHook)), None)
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+                         outputs: Optional[dict] = None) -> None:
+        if outputs is not None:
+            self._pending.extend(outputs.items())
+        logger = self._logger
+        if logger is None or logger.every_n_inner_iters(
+                batch_idx, logger.interval) or self.end_of_epoch(
+                    runner.train_dataloader, batch_idx):
+            self.flush(runner)
+
+    def flush(self, runner) -> None:
+        """Everything pending into the message hub, read from the device
+        in one copy."""
+        pending, self._pending = getattr(self, '_pending', []), []
+        on_device = [i for i, (_, value) in enumerate(pending)
+                     if torch.is_tensor(value) and value.numel() == 1
+                     and value.is_floating_point()]
+        values = [value for _, value in pending]
+        if on_device:
+            # float64 holds every float32 and bf16 value exactly, so the
+            # numbers are those ``.item()`` gives one at a time.
+            numbers = torch.stack([
+                pending[i][1].detach().reshape(()).double()
+                for i in on_device]).tolist()
+            for i, number in zip(on_device, numbers):
+                values[i] = number
+        for (key, _), value in zip(pending, values):
+            runner.message_hub.update_scalar(f'train/{key}', value)
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        # The runner put the message hub in ``checkpoint`` before this
+        # call; a save within an epoch gets it again with what was pending.
+        if getattr(self, '_pending', None):
+            self.flush(runner)
+            checkpoint['message_hub'] = apply_to(
+                runner.message_hub.state_dict(),
+                lambda x: hasattr(x, 'cpu'), lambda x: x.cpu())
+
+    def after_train_epoch(self, runner) -> None:
+        self.flush(runner)
+
+    def after_train(self, runner) -> None:
+        self.flush(runner)
+        super().after_train(runner)
+
+
+@HOOKS.register_module()
+class NoHostSyncHook(Hook):
+    """:func:`losses_without_sync` before training."""
+    priority = 'VERY_HIGH'
+
+    def before_train(self, runner) -> None:
+        losses_without_sync(runner.model)
+
+
 def compile_model(model) -> List[str]:
     """``torch.compile`` of the backbone, the neck and each decode head's
     forward, in place (parameters and state-dict keys unchanged); returns
@@ -212,6 +334,11 @@ def apply_speedups(cfg: Config, names: Iterable[str],
     if 'fp32-resize' in names:
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
             dict(type='Fp32ResizeHook')]
+    if 'no-host-sync' in names:
+        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
+            dict(type='NoHostSyncHook')]
+        cfg.setdefault('default_hooks', {})['runtime_info'] = dict(
+            type='DeferredRuntimeInfoHook')
     if 'compile' in names:
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
             dict(type='CompileHook')]

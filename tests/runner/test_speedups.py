@@ -11,14 +11,17 @@ from mmengine.config import Config
 from mmengine.optim import OptimWrapper
 from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
+from mmseg.models.losses import accuracy
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 
 import fashionseg.mmseg_modules  # noqa: F401 (registers the speed-ups)
 from fashionseg.errors import UsageError
-from fashionseg.runner.speedups import (SAME_STEP, SPEEDUPS, apply_speedups,
-                                        compile_model, parse_speedups,
-                                        resizes_in_fp32)
+from fashionseg.runner.speedups import (SAME_STEP, SPEEDUPS,
+                                        DeferredRuntimeInfoHook,
+                                        accuracy_without_sync, apply_speedups,
+                                        compile_model, losses_without_sync,
+                                        parse_speedups, resizes_in_fp32)
 
 CONFIG = str(REPO / 'mmseg_configs' / 'demo' / 'fpn_x101_ccp.py')
 
@@ -50,6 +53,8 @@ def _step(speedups, sgd=False):
         model.to(memory_format=torch.channels_last)
     if 'fp32-resize' in speedups:
         resizes_in_fp32(model)
+    if 'no-host-sync' in speedups:
+        losses_without_sync(model)
     if 'compile' in speedups:
         compile_model(model)
     optimizer = cfg.optim_wrapper.optimizer
@@ -98,7 +103,7 @@ def _tolerance(key, same_layout=False):
 
 @pytest.mark.parametrize('speedup', SAME_STEP)
 def test_each_speedup_gives_the_plain_step(plain, speedup):
-    sgd = speedup not in ('foreach-adam', 'fp32-resize')
+    sgd = speedup not in ('foreach-adam', 'fp32-resize', 'no-host-sync')
     losses, weights = _step([speedup], sgd)
     reference_losses, reference_weights = plain[sgd]
     for key, value in reference_losses.items():
@@ -132,8 +137,11 @@ def test_the_config_records_what_is_on_and_refuses_the_unknown():
     apply_speedups(cfg, ['channels-last'], {'env_cfg.cudnn_benchmark': True})
     assert cfg.env_cfg.cudnn_benchmark is True
     assert set(SAME_STEP) < set(SPEEDUPS)
-    apply_speedups(cfg, ['fp32-resize', 'compile'])
+    apply_speedups(cfg, ['fp32-resize', 'compile', 'no-host-sync'])
     assert {'type': 'Fp32ResizeHook'} in cfg.custom_hooks
+    assert {'type': 'NoHostSyncHook'} in cfg.custom_hooks
+    assert cfg.default_hooks.runtime_info == {
+        'type': 'DeferredRuntimeInfoHook'}
     assert {'type': 'CompileHook'} in cfg.custom_hooks
     assert parse_speedups('none') == [] and parse_speedups('') == []
     with pytest.raises(UsageError, match="unknown training speed-up 'fast'"):
@@ -175,3 +183,77 @@ def test_compile_keeps_the_parameters_and_checkpoint_keys():
     assert compile_model(model) == ['backbone', 'neck', 'decode_head']
     assert list(model.state_dict()) == keys
     assert all(a is b for a, b in zip(model.parameters(), params))
+
+
+def test_accuracy_without_sync_is_mmsegs_to_the_bit_and_data_independent():
+    """The same value as MMSegmentation's ``accuracy`` (ignored pixels,
+    none valid, none ignored), and computable on meta tensors, which have
+    no data: so nothing in it waits for the device's values (the
+    original's boolean indexing cannot run there)."""
+    generator = torch.Generator().manual_seed(0)
+    for case in range(4):
+        pred = torch.randn(3, 25, 40, 30, generator=generator)
+        target = torch.randint(0, 25, (3, 40, 30), generator=generator)
+        if case == 1:
+            target[:, :20] = 255
+        elif case == 2:
+            target[:] = 255
+        elif case == 3:
+            pred = pred.to(torch.bfloat16)
+        value = accuracy_without_sync(pred, target, ignore_index=255)
+        expected = accuracy(pred, target, ignore_index=255)
+        assert value.dtype == expected.dtype and value.shape == (1,)
+        assert value.item() == expected.item(), case
+    meta = (torch.empty(2, 25, 8, 8, device='meta'),
+            torch.empty(2, 8, 8, dtype=torch.long, device='meta'))
+    assert accuracy_without_sync(*meta, ignore_index=255).shape == (1,)
+    with pytest.raises((NotImplementedError, RuntimeError)):
+        accuracy(*meta, ignore_index=255)
+
+
+def test_no_host_sync_logs_the_same_values_but_only_when_the_logger_reads():
+    """The deferred hook hands the message hub the same numbers as
+    mmengine's, in the same order, but only at the logger's iterations
+    (every 3rd here), at the end of the epoch (7 iterations) and into a
+    checkpoint's copy of the message hub."""
+    from mmengine.hooks import LoggerHook, RuntimeInfoHook
+    from mmengine.logging import MessageHub
+
+    class Loader(list):
+        dataset = None
+
+    class Runner:
+        def __init__(self, hook, name):
+            self.hooks = [hook, LoggerHook(interval=3)]
+            self.train_dataloader = Loader([None] * 7)
+            self.message_hub = MessageHub(name)
+            self.epoch = self.iter = 0
+            self.max_epochs, self.max_iters = 1, 7
+            self.optim_wrapper = None
+
+    def history(runner):
+        scalars = runner.message_hub.log_scalars
+        return {k: list(v.data[0]) for k, v in scalars.items()}
+
+    generator = torch.Generator().manual_seed(0)
+    outputs = [dict(loss=torch.rand((), generator=generator),
+                    acc=torch.rand(1, generator=generator) * 100,
+                    step=i) for i in range(7)]
+    plain, deferred = RuntimeInfoHook(), DeferredRuntimeInfoHook()
+    plain_runner = Runner(plain, 'plain-log')
+    runner = Runner(deferred, 'deferred-log')
+    plain.before_train(plain_runner)
+    deferred.before_train(runner)
+    lengths = []
+    for i, output in enumerate(outputs):
+        plain.after_train_iter(plain_runner, i, outputs=output)
+        deferred.after_train_iter(runner, i, outputs=output)
+        lengths.append(len(history(runner).get('train/loss', [])))
+        if i == 3:
+            checkpoint = dict(message_hub=runner.message_hub.state_dict())
+            deferred.before_save_checkpoint(runner, checkpoint)
+            saved = checkpoint['message_hub']['log_scalars']
+            assert len(saved['train/loss'].data[0]) == 4
+    assert lengths == [0, 0, 3, 3, 4, 6, 7]
+    assert history(runner) == history(plain_runner)
+    assert history(runner)['train/step'] == list(range(7))
