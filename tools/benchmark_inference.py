@@ -1,12 +1,14 @@
 """Throughput of a trained model on real test images, without and with the
 dense CRF: the paper's protocol (section 5; one image at a time through
 MMSegmentation's inference_model), then the fast inference engine in each
-setting asked for, with its agreement with eager fp32.
+setting asked for (by default the device's own, DEVICE_DEFAULTS in
+fashionseg/inference/settings.py; ``--engine none`` for the protocol
+alone), with its agreement with eager fp32.
 
     python tools/benchmark_inference.py CONFIG CHECKPOINT --data-root DIR \\
         [--images 50] [--device cuda] [--crf-params crf_search.json] \\
         [--engine fp32,batch=16 bf16,channels-last,compile=max-autotune,\\
-batch=32] [--batches 100] [--out benchmark.json]
+batch=32] [--batches 100] [--agreement-images N] [--out benchmark.json]
 """
 import argparse
 from pathlib import Path
@@ -17,7 +19,8 @@ from fashionseg.config_checks import check_checkpoint, check_config_path
 from fashionseg.crf.search import read_best_params
 from fashionseg.errors import UsageError
 from fashionseg.inference.settings import InferenceSettings
-from fashionseg.utils.cli import add_device_argument, emit_json, run_tool
+from fashionseg.utils.cli import (add_device_argument, emit_json,
+                                  positive_int, run_tool)
 from fashionseg.utils.device import select_device
 
 
@@ -32,12 +35,19 @@ def parse_args():
     add_device_argument(parser)
     parser.add_argument('--crf-params', type=Path,
                         help='a CRF search result; also time the CRF')
-    parser.add_argument('--engine', nargs='*', default=[], metavar='SETTING',
+    parser.add_argument('--engine', nargs='+', metavar='SETTING',
                         help='engine settings to time: PRECISION[,channels-'
-                        'last][,compile=MODE][,batch=N]')
+                        'last][,compile=MODE][,batch=N]; default: the '
+                        'device\'s own (bf16,channels-last,batch=32 on a '
+                        'GPU, fp32,channels-last,batch=1 on a CPU); none: the paper\'s '
+                        'protocol alone')
     parser.add_argument('--batches', type=int, default=100,
                         help='timed batches per engine setting (after 3 '
                         'warm-up batches)')
+    parser.add_argument('--agreement-images', type=positive_int,
+                        metavar='N', help='check the engine\'s agreement '
+                        'with eager fp32 on the split\'s first N images '
+                        '(default: all of them; recorded in the JSON)')
     parser.add_argument('--out', type=Path, help='JSON file to write')
     return parser.parse_args()
 
@@ -47,7 +57,13 @@ def main():
     device = select_device(args.device)
     params = read_best_params(args.crf_params) if args.crf_params else None
     try:
-        settings = [InferenceSettings.parse(text) for text in args.engine]
+        if args.engine is None:
+            settings = [InferenceSettings.device_default(device)]
+        elif args.engine == ['none']:
+            settings = []
+        else:
+            settings = [InferenceSettings.parse(text)
+                        for text in args.engine]
     except ValueError as error:
         raise UsageError(str(error)) from None
     check_config_path(args.config)
@@ -58,7 +74,8 @@ def main():
     if settings:
         record['engine'] = benchmark_engine(
             args.config, args.checkpoint, args.data_root, settings,
-            args.split, device, args.batches, crf_params=params)
+            args.split, device, args.batches, crf_params=params,
+            agreement_images=args.agreement_images)
     if args.out:
         emit_json(record, args.out, echo=False)
     print(f'{record["images_per_s"]:.2f} images/s without CRF'
@@ -68,7 +85,8 @@ def main():
     for row in record.get('engine', {}).get('settings', []):
         print(f'engine {row["name"]}: {row["model_images_per_s"]:.2f} '
               f'images/s model only, {row["end_to_end_images_per_s"]:.2f} '
-              f'end to end, agreement {100 * row["agreement"]:.3f} %'
+              f'end to end, agreement {100 * row["agreement"]:.3f} % '
+              f'({record["engine"]["agreement_images"]} images)'
               + ('' if row['agrees'] else ' (below the bar: not used)'))
 
 

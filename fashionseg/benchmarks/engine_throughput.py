@@ -4,8 +4,9 @@ segmenter`), the harness's own path beside the paper's protocol
 
 For each setting (precision, memory layout, compile mode, batch size):
 
-* agreement: the fraction of the split's pixels labelled as eager fp32
-  (TF32 off) labels them; a setting under
+* agreement: the fraction of the split's pixels (or of its first
+  ``agreement_images`` images') labelled as eager fp32 (TF32 off) labels
+  them; a setting under
   :data:`~fashionseg.inference.segmenter.AGREEMENT_BAR` is reported but not
   chosen as the best;
 * model only: batches already decoded and on the device, to labels on
@@ -15,7 +16,8 @@ For each setting (precision, memory layout, compile mode, batch size):
   labels (the PyTorch CRF in memory on the same device).
 
 Each is timed over ``batches`` batches after ``warmup`` untimed ones,
-with device events on a GPU.
+with device events on a GPU. Every phase shows a progress bar with its
+estimated time on stderr.
 """
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,6 +26,7 @@ from typing import List, Optional, Sequence
 import mmcv
 import torch
 from mmengine.config import Config
+from tqdm import tqdm
 
 from fashionseg.benchmarks.timing import peak_memory, time_batches
 from fashionseg.crf.backend import CRFBackend
@@ -38,12 +41,16 @@ from fashionseg.utils.device import device_name
 DECODE_THREADS = 8
 
 
-def _labels(segmenter: Segmenter, images: Sequence) -> List[torch.Tensor]:
+def _labels(segmenter: Segmenter, images: Sequence, desc: str
+            ) -> List[torch.Tensor]:
     step = segmenter.settings.batch_size
     labels = []
-    for start in range(0, len(images), step):
-        labels += [p.labels.cpu() for p in
-                   segmenter.segment(images[start:start + step])]
+    with tqdm(total=len(images), desc=desc, unit='img',
+              leave=False) as progress:
+        for start in range(0, len(images), step):
+            labels += [p.labels.cpu() for p in
+                       segmenter.segment(images[start:start + step])]
+            progress.update(len(images[start:start + step]))
     return labels
 
 
@@ -51,9 +58,14 @@ def benchmark_engine(config: str, checkpoint: str, data_root: Path,
                      settings: Sequence[InferenceSettings],
                      split: str = 'test', device: str = 'cpu',
                      batches: int = 100, warmup: int = 3,
-                     crf_params: Optional[CRFParams] = None) -> dict:
+                     crf_params: Optional[CRFParams] = None,
+                     agreement_images: Optional[int] = None) -> dict:
     """The engine's rows of the throughput table (see the module
-    docstring)."""
+    docstring); ``agreement_images`` bounds the agreement set to the
+    split's first images (all of them by default)."""
+    if agreement_images is not None and agreement_images < 1:
+        raise ValueError('agreement_images must be at least 1, not '
+                         f'{agreement_images}')
     data_root = Path(data_root)
     read_dataset_meta(data_root)
     stems = (data_root / 'splits' / f'{split}.txt').read_text().split()
@@ -62,11 +74,13 @@ def benchmark_engine(config: str, checkpoint: str, data_root: Path,
     jpegs = [image_path(data_root, split, stem).read_bytes()
              for stem in stems]
     images = [mmcv.imfrombytes(data) for data in jpegs]
+    checked = images[:agreement_images]
     cfg = Config.fromfile(config)
     torch_device = 'cuda:0' if device == 'cuda' else 'cpu'
     reference = Segmenter(build_model(cfg, checkpoint, torch_device), cfg,
                           InferenceSettings(), torch_device)
-    reference_labels = _labels(reference, images)
+    reference_labels = _labels(reference, checked,
+                               'agreement: eager fp32 labels')
     rows = []
     pool = ThreadPoolExecutor(DECODE_THREADS)
     for setting in settings:
@@ -75,19 +89,24 @@ def benchmark_engine(config: str, checkpoint: str, data_root: Path,
             torch.cuda.reset_peak_memory_stats()
         segmenter = Segmenter(build_model(cfg, checkpoint, torch_device),
                               cfg, setting, torch_device)
-        agreement = label_agreement(reference_labels,
-                                    _labels(segmenter, images))
+        name = setting.name()
+        agreement = label_agreement(reference_labels, _labels(
+            segmenter, checked, f'agreement: {name}'))
         rows.append(dict(
-            setting.as_dict(), name=setting.name(), agreement=agreement,
+            setting.as_dict(), name=name, agreement=agreement,
             agrees=agreement >= AGREEMENT_BAR,
-            model_images_per_s=_model_only(segmenter, images, batches,
-                                           warmup, torch_device),
+            model_images_per_s=_model_only(
+                segmenter, images, batches, warmup, torch_device,
+                f'{name}: model only'),
             end_to_end_images_per_s=_end_to_end(
-                segmenter, jpegs, pool, batches, warmup, torch_device),
+                segmenter, jpegs, pool, batches, warmup, torch_device,
+                desc=f'{name}: end to end'),
             peak_memory_mib=peak_memory(torch_device)[0]))
     record = dict(config=config, checkpoint=checkpoint, split=split,
                   device=torch_device,
                   device_name=device_name(torch_device),
+                  split_images=len(images),
+                  agreement_images=len(checked),
                   batches=batches, warmup_batches=warmup,
                   agreement_bar=AGREEMENT_BAR, settings=rows, best=None)
     passing = [row for row in rows if row['agrees']]
@@ -103,13 +122,15 @@ def benchmark_engine(config: str, checkpoint: str, data_root: Path,
             record.update(crf=crf_params.as_dict(),
                           end_to_end_with_crf_images_per_s=_end_to_end(
                               segmenter, jpegs, pool, batches, warmup,
-                              torch_device, crf_params))
+                              torch_device, crf_params,
+                              f'{best["name"]}: end to end with CRF'))
     pool.shutdown()
     return record
 
 
 def _model_only(segmenter: Segmenter, images: Sequence, batches: int,
-                warmup: int, device: str) -> float:
+                warmup: int, device: str, desc: Optional[str] = None
+                ) -> float:
     prepared = [segmenter.prepare(image) for image in images]
     # One batch of the split's most common size, resident on the device.
     shapes = [tuple(p['inputs'].shape) for p in prepared]
@@ -124,13 +145,13 @@ def _model_only(segmenter: Segmenter, images: Sequence, batches: int,
         segmenter.predict(inputs, metas)
         return len(inputs)
 
-    return time_batches(step, batches, warmup, device)
+    return time_batches(step, batches, warmup, device, desc)
 
 
 def _end_to_end(segmenter: Segmenter, jpegs: Sequence[bytes],
                 pool: ThreadPoolExecutor, batches: int, warmup: int,
-                device: str, crf_params: Optional[CRFParams] = None
-                ) -> float:
+                device: str, crf_params: Optional[CRFParams] = None,
+                desc: Optional[str] = None) -> float:
     size = segmenter.settings.batch_size
     pin = torch.device(device).type == 'cuda'
     crf_backend = CRFBackend.choose('torch', torch.device(device).type)
@@ -167,4 +188,4 @@ def _end_to_end(segmenter: Segmenter, jpegs: Sequence[bytes],
                                crf_backend)
         return len(prepared)
 
-    return time_batches(step, batches, warmup, device)
+    return time_batches(step, batches, warmup, device, desc)

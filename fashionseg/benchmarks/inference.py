@@ -16,6 +16,7 @@ import cv2
 import torch
 from mmengine.config import Config
 from mmseg.apis import inference_model
+from tqdm import tqdm
 
 from fashionseg.benchmarks.timing import peak_memory
 from fashionseg.crf.energy import CRFParams
@@ -48,7 +49,10 @@ def benchmark_inference(config: str, checkpoint: str, data_root: Path,
     # Cycle through the split when it has fewer images than asked for.
     order = [paths[i % len(paths)] for i in range(WARMUP_IMAGES + images)]
     model_seconds = crf_seconds = 0.0
-    for index, path in enumerate(order):
+    for index, path in enumerate(tqdm(
+            order, desc='paper protocol' + (' with CRF' if crf_params
+                                             else ''),
+            unit='img', leave=False)):
         synchronize(torch_device)
         start = time.perf_counter()
         result = inference_model(model, str(path))

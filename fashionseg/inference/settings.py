@@ -16,6 +16,14 @@ AGREEMENT_BAR = 0.995
 
 # More images per forward pass than any GPU holds at the paper's size.
 MAX_BATCH_SIZE = 4096
+# The engine setting a benchmark times when none is asked for, per device
+# type: on a GPU the fastest row measured so far (bf16 channels-last
+# batch 32: 780.8 images/s model only on one H200, 2026-11-30); on a CPU
+# eager fp32 in channels-last, one image at a time (2.22 images/s against
+# 1.92 in the default layout and 2.16 at batch 2 for the paper's FPN on
+# this project's 2-core CPU, docs/inference.md).
+DEVICE_DEFAULTS = {'cuda': 'bf16,channels-last,batch=32',
+                   'cpu': 'fp32,channels-last,batch=1'}
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,12 @@ class InferenceSettings:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def device_default(cls, device: str) -> 'InferenceSettings':
+        """:data:`DEVICE_DEFAULTS` for ``device`` (``cuda:0``, ``cpu``)."""
+        return cls.parse(DEVICE_DEFAULTS.get(
+            torch.device(device).type, DEVICE_DEFAULTS['cpu']))
 
     @classmethod
     def parse(cls, text: str) -> 'InferenceSettings':

@@ -1,0 +1,73 @@
+"""tools/benchmark_inference.py as a user runs it: with no --engine it
+times the device's own engine setting beside the paper's protocol, the
+agreement set can be bounded and says how many images it used, and
+every phase shows its progress."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import REPO
+from mmengine.config import Config
+from raw_formats import BUNDLED_CCP
+
+from custom_datasets.convert import convert_release
+from fashionseg.inference.segmenter import build_model
+from fashionseg.inference.settings import InferenceSettings
+
+FPN = 'mmseg_configs/demo/fpn_x101_ccp.py'
+
+
+@pytest.fixture(scope='module')
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp('benchmark')
+    data = root / 'ccp'
+    convert_release('ccp', BUNDLED_CCP, data, 64)
+    checkpoint = root / 'fpn.pth'
+    torch.manual_seed(0)
+    model = build_model(Config.fromfile(str(REPO / FPN)), None)
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, checkpoint)
+    return data, checkpoint
+
+
+def _benchmark(setup, out, *args):
+    data, checkpoint = setup
+    return subprocess.run(
+        [sys.executable, 'tools/benchmark_inference.py', FPN,
+         str(checkpoint), '--data-root', str(data), '--device', 'cpu',
+         '--images', '1', '--batches', '1', '--out', str(out),
+         *map(str, args)],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+def test_the_engine_is_timed_by_default_with_a_bounded_agreement(
+        setup, tmp_path):
+    data, _ = setup
+    result = _benchmark(setup, tmp_path / 'b.json', '--agreement-images', 2)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((tmp_path / 'b.json').read_text())
+    engine = record['engine']
+    default = InferenceSettings.device_default('cpu')
+    assert [row['name'] for row in engine['settings']] == [default.name()]
+    split = (data / 'splits' / 'test.txt').read_text().split()
+    assert engine['agreement_images'] == 2
+    assert engine['split_images'] == len(split) > 2
+    assert engine['settings'][0]['agrees']
+    for phase in ('paper protocol', 'agreement: eager fp32 labels',
+                  f'{default.name()}: model only',
+                  f'{default.name()}: end to end'):
+        assert phase in result.stderr, phase
+    assert '(2 images)' in result.stdout
+
+
+def test_engine_none_times_the_protocol_alone_and_a_zero_bound_is_refused(
+        setup, tmp_path):
+    result = _benchmark(setup, tmp_path / 'b.json', '--engine', 'none')
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((tmp_path / 'b.json').read_text())
+    assert 'engine' not in record and record['images_per_s'] > 0
+    result = _benchmark(setup, tmp_path / 'c.json', '--agreement-images', 0)
+    assert result.returncode == 2
+    assert 'must be at least 1, not 0' in result.stderr
+    assert not (tmp_path / 'c.json').exists()
