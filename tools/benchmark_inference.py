@@ -39,8 +39,8 @@ def parse_args():
                         help='engine settings to time: PRECISION[,channels-'
                         'last][,compile=MODE][,batch=N]; default: the '
                         'device\'s own (bf16,channels-last,batch=32 on a '
-                        'GPU, fp32,channels-last,batch=1 on a CPU); none: the paper\'s '
-                        'protocol alone')
+                        'GPU, fp32,channels-last,batch=1 on a CPU); none: '
+                        'the paper\'s protocol alone')
     parser.add_argument('--batches', type=int, default=100,
                         help='timed batches per engine setting (after 3 '
                         'warm-up batches)')

@@ -49,10 +49,9 @@ def benchmark_inference(config: str, checkpoint: str, data_root: Path,
     # Cycle through the split when it has fewer images than asked for.
     order = [paths[i % len(paths)] for i in range(WARMUP_IMAGES + images)]
     model_seconds = crf_seconds = 0.0
-    for index, path in enumerate(tqdm(
-            order, desc='paper protocol' + (' with CRF' if crf_params
-                                             else ''),
-            unit='img', leave=False)):
+    desc = 'paper protocol' + (' with CRF' if crf_params else '')
+    for index, path in enumerate(tqdm(order, desc=desc, unit='img',
+                                      leave=False)):
         synchronize(torch_device)
         start = time.perf_counter()
         result = inference_model(model, str(path))

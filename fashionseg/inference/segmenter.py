@@ -151,10 +151,15 @@ class Segmenter:
         (3 x H x W uint8 tensor) and ``data_samples`` (its metainfo)."""
         return self.pipeline(dict(img=image))
 
-    def normalise(self, inputs: torch.Tensor) -> torch.Tensor:
+    def normalise(self, inputs: torch.Tensor,
+                  sizes: Optional[Sequence[tuple]] = None) -> torch.Tensor:
         """uint8 NCHW on the device to the network's input, as the data
         preprocessor does: channel order, mean / std, padding at the
-        bottom and right to ``size`` or a multiple of ``size_divisor``."""
+        bottom and right to ``size`` or a multiple of ``size_divisor``.
+        ``sizes`` are the images' own (height, width) where ``inputs``
+        holds them already zero-padded to a common size: what lies
+        outside each is set to the padding value, as if each had been
+        padded alone."""
         inputs = inputs.to(self.device, non_blocking=True)
         if self.bgr_to_rgb and inputs.shape[1] == 3:
             inputs = inputs[:, [2, 1, 0]]
@@ -167,55 +172,94 @@ class Segmenter:
         if (pad_h, pad_w) != (height, width):
             inputs = F.pad(inputs, (0, pad_w - width, 0, pad_h - height),
                            value=self.pad_val)
+        for (own_h, own_w), offsets in _positions_by_key(
+                sizes or []).items():
+            rows = slice(None) if len(offsets) == len(inputs) else offsets
+            if own_h < pad_h:
+                inputs[rows, :, own_h:, :] = self.pad_val
+            if own_w < pad_w:
+                inputs[rows, :, :, own_w:] = self.pad_val
         if self.settings.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         return inputs
 
     @torch.no_grad()
-    def decode_scores(self, inputs: torch.Tensor) -> torch.Tensor:
+    def decode_scores(self, inputs: torch.Tensor,
+                      sizes: Optional[Sequence[tuple]] = None
+                      ) -> torch.Tensor:
         """Decode-head scores (float32, N x classes x h x w) of a batch of
-        same-size uint8 images (N x 3 x H x W) after padding."""
-        batch = self.normalise(inputs)
+        uint8 images (N x 3 x H x W, see :meth:`normalise` for
+        ``sizes``) after padding."""
+        batch = self.normalise(inputs, sizes)
         with self._precision():
             scores = self.network(batch)
         return scores.float()
+
+    def _host_batch(self, images: Sequence[torch.Tensor],
+                    shape: tuple) -> torch.Tensor:
+        """``images`` (3 x h x w uint8, each at most ``shape``) in one
+        N x 3 x H x W tensor, zero-padded at the bottom and right; in
+        pinned memory for a GPU, so that its copy does not block the
+        host."""
+        pin = self.device.type == 'cuda'
+        if not pin and all(tuple(i.shape[-2:]) == shape for i in images):
+            return torch.stack(list(images))
+        batch = torch.zeros((len(images), images[0].shape[0], *shape),
+                            dtype=images[0].dtype, pin_memory=pin)
+        for offset, image in enumerate(images):
+            batch[offset, :, :image.shape[-2], :image.shape[-1]] = image
+        return batch
 
     @torch.no_grad()
     def predict(self, inputs: Sequence[torch.Tensor],
                 metas: Sequence[dict], keep_scores: bool = False
                 ) -> List[Prediction]:
         """Labels of prepared images (``inputs[i]`` 3 x H x W uint8, with
-        ``metas[i]['ori_shape']``); images of one size share a forward
-        pass of at most ``batch_size``."""
+        ``metas[i]['ori_shape']``); images of one padded size share a
+        forward pass of at most ``batch_size`` (so a dataset of one padded
+        size runs, compiles and autotunes one shape), and images of one
+        size and original size share the crop, upsampling and argmax."""
         groups: Dict[tuple, List[int]] = {}
         for index, image in enumerate(inputs):
-            groups.setdefault(tuple(image.shape), []).append(index)
+            groups.setdefault(padded_size(
+                *image.shape[-2:], self.pad_size, self.size_divisor),
+                []).append(index)
         results: List[Optional[Prediction]] = [None] * len(inputs)
         step = self.settings.batch_size
-        for indices in groups.values():
+        for input_shape, indices in groups.items():
             for start in range(0, len(indices), step):
                 chunk = indices[start:start + step]
-                batch = torch.stack([inputs[i] for i in chunk])
-                scores = self.decode_scores(batch)
-                height, width = batch.shape[-2:]
-                input_shape = padded_size(height, width, self.pad_size,
-                                          self.size_divisor)
+                sizes = [tuple(inputs[i].shape[-2:]) for i in chunk]
+                batch = self._host_batch(
+                    [inputs[i] for i in chunk],
+                    tuple(map(max, zip(*sizes))))
+                # The batch as sent is at most the padded size: where all
+                # its images are smaller, normalise pads it.
+                if len(set(sizes)) == 1:
+                    scores = self.decode_scores(batch)
+                else:
+                    scores = self.decode_scores(batch, sizes)
                 logits = F.interpolate(scores, size=input_shape,
                                        mode='bilinear',
                                        align_corners=self.align_corners)
-                logits = logits[:, :, :height, :width]
-                for offset, index in enumerate(chunk):
-                    image_logits = logits[offset:offset + 1]
-                    ori_shape = tuple(metas[index]['ori_shape'][:2])
+                shapes = [(size, tuple(metas[i]['ori_shape'][:2]))
+                          for size, i in zip(sizes, chunk)]
+                by_shape = _positions_by_key(shapes)
+                for ((height, width), ori_shape), offsets in \
+                        by_shape.items():
+                    part = logits if len(offsets) == len(chunk) \
+                        else logits[offsets]
+                    part = part[:, :, :height, :width]
                     if ori_shape != (height, width):
-                        image_logits = F.interpolate(
-                            image_logits, size=ori_shape, mode='bilinear',
+                        part = F.interpolate(
+                            part, size=ori_shape, mode='bilinear',
                             align_corners=self.align_corners)
-                    labels = image_logits[0].argmax(0).to(torch.uint8)
-                    results[index] = Prediction(
-                        labels,
-                        scores[offset] if keep_scores else None,
-                        input_shape)
+                    labels = part.argmax(1).to(torch.uint8)
+                    for row, offset in enumerate(offsets):
+                        results[chunk[offset]] = Prediction(
+                            labels[row],
+                            scores[offset] if keep_scores else None,
+                            input_shape)
         return results
 
     def segment(self, images: Sequence[np.ndarray],
@@ -225,6 +269,14 @@ class Segmenter:
         return self.predict([p['inputs'] for p in prepared],
                             [p['data_samples'].metainfo for p in prepared],
                             keep_scores)
+
+
+def _positions_by_key(keys: Sequence) -> Dict[object, List[int]]:
+    """The positions of each distinct key, in order of first appearance."""
+    positions: Dict[object, List[int]] = {}
+    for position, key in enumerate(keys):
+        positions.setdefault(key, []).append(position)
+    return positions
 
 
 def padded_size(height: int, width: int, size: Optional[Sequence] = None,

@@ -91,6 +91,30 @@ def test_engine_labels_are_mmsegmentations(trained, tmp_path):
             assert torch.equal(prediction.labels.long(), labels.long())
 
 
+def test_images_of_one_padded_size_share_one_forward_pass(trained):
+    """Photos of different sizes that pad to one network input run as one
+    batch (one shape to compile or autotune), each labelled as when it
+    runs alone: what lies outside each photo is padding, as alone."""
+    config, checkpoint, _, photos = trained
+    image = mmcv.imread(str(photos[0]))
+    # The semantic FPN pads to multiples of 32: all pad to 320 x 224.
+    images = [image[:h, :w].copy() for h, w in
+              ((320, 224), (301, 197), (301, 224), (290, 210), (301, 197))]
+    alone = Segmenter.from_config(config, checkpoint).segment(images)
+    together = Segmenter.from_config(config, checkpoint,
+                                     settings=InferenceSettings(
+                                         batch_size=8))
+    shapes = []
+    network = together.network
+    together.network = lambda batch: (shapes.append(tuple(batch.shape)),
+                                      network(batch))[1]
+    predictions = together.segment(images)
+    assert shapes == [(5, 3, 320, 224)]
+    for image, one, batched in zip(images, alone, predictions):
+        assert tuple(batched.labels.shape) == image.shape[:2]
+        assert torch.equal(one.labels, batched.labels)
+
+
 @pytest.mark.parametrize('setting', [
     'fp32,channels-last,batch=2', 'bf16,batch=2', 'fp16,batch=2',
     'tf32,batch=2', 'fp32,compile=default,batch=2'])
