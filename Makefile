@@ -97,9 +97,18 @@ test-fast: check-stack
 # The paper's reproduction: every dataset is fetched and converted first, so
 # that a missing release stops the run before any training starts; then the
 # rest of the pipeline (docs/pipeline.md).
+#
+# JOBS=N and EXECUTOR=local|slurm run the independent stages side by side
+# as submitit jobs (tools/grid.py; `grid:` in params.yaml; GRID_ARGS for
+# more, e.g. GRID_ARGS="--partition gpu --account proj"); dvc.lock ends as
+# `dvc repro` leaves it. Without them, `dvc repro` runs one stage at a time.
+JOBS ?=
+EXECUTOR ?=
+GRID_ARGS ?=
+GRID := $(if $(JOBS)$(EXECUTOR),$(BIN)/python tools/grid.py $(if $(JOBS),--jobs $(JOBS)) $(if $(EXECUTOR),--executor $(EXECUTOR)) $(GRID_ARGS))
 repro: check-stack
 	$(BIN)/dvc repro fetch convert
-	$(BIN)/dvc repro report environment
+	$(if $(GRID),$(GRID),$(BIN)/dvc repro) report environment
 
 # The same pipeline on CPU, offline, on the CCP photos bundled with the
 # tests (params.yaml, `demo:`); writes results/demo/.
@@ -126,7 +135,7 @@ offline-install:
 	$(PYTHON) tools/wheelhouse.py install --from $(WHEELHOUSE) --venv $(VENV)
 
 demo: check-stack
-	$(BIN)/dvc repro demo-report
+	$(if $(GRID),$(GRID),$(BIN)/dvc repro) demo-report
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,0 +1,347 @@
+"""The reproduction grid side by side (docs/pipeline.md, "Many GPUs or a
+cluster").
+
+The paper's reproduction is 4 models x 2 datasets x 3 seeds independent
+training runs, each on one GPU at the paper's batch of 5, each followed by
+its test and CRF stages. ``dvc repro`` runs them one after another; here the
+stages that do not depend on each other run side by side as jobs of
+submitit, an existing scheduler: its local executor for the GPUs (one job
+per GPU) or cores of one machine, its SLURM executor for a cluster.
+
+DVC stays the record. Each job is ``dvc --wait-for-lock repro
+--single-item STAGE``: DVC itself removes the stage's outputs, runs its
+command and writes its entry in ``dvc.lock``, and it holds the
+repository's lock only around that bookkeeping, not while the command
+runs. So after a grid ``dvc.lock`` is what ``dvc repro`` leaves, ``dvc
+status`` has nothing to report and a following ``dvc repro`` runs
+nothing. A stage is submitted once everything upstream of it is done, and
+only if DVC says it changed; a failed job is reported with its log and the
+rest go on (what depends on it waits for the next run); rerunning submits
+only what is missing, and a training stage resumes from its last whole
+checkpoint (``--auto-resume``). On SLURM a preempted or timed-out job is
+requeued by submitit and resumes the same way.
+"""
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Set
+
+import submitit
+from submitit.helpers import Checkpointable
+
+from fashionseg.errors import UsageError
+
+EXECUTORS = ('local', 'slurm')
+# A week: the local executor's own default stops a job after 2 minutes.
+LOCAL_TIMEOUT_MIN = 7 * 24 * 60
+POLL_SECONDS = 2.0
+
+
+@dataclass
+class GridSettings:
+    """How the grid runs (``grid`` in params.yaml, or the command line).
+
+    ``jobs``: jobs at a time (local: at most one per GPU where there are
+    GPUs; SLURM: jobs queued at once, 0 for no limit); ``threads``: CPU
+    threads of each local job (default: the cores shared out among the
+    jobs); ``alone``: stages (their name before ``@``) that time
+    something and so run with nothing beside them, on the whole machine;
+    ``logs``: where a stage's job log goes when its command names no
+    ``--work-dir`` (beside which it goes otherwise); ``slurm``: the
+    partition, account, time limit and resources of each SLURM job."""
+    executor: str = 'local'
+    jobs: Optional[int] = None
+    threads: Optional[int] = None
+    alone: Sequence[str] = ()
+    logs: str = 'work_dirs/grid'
+    slurm: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.executor not in EXECUTORS:
+            raise UsageError(f'executor must be one of {EXECUTORS}, not '
+                             f'{self.executor!r}')
+        for name, value in (('jobs', self.jobs), ('threads', self.threads)):
+            if value is not None and (not isinstance(value, int)
+                                      or value < 0):
+                raise UsageError(f'grid {name} must be a whole number of at'
+                                 f' least 0, not {value!r}')
+
+
+def slurm_parameters(slurm: dict) -> dict:
+    """submitit's ``SlurmExecutor`` parameters for one stage's job: one
+    task with ``gpus_per_job`` GPUs, ``cpus_per_job`` cores and
+    ``mem_gb`` of memory, for ``time_min`` minutes, on ``partition``
+    with ``account`` (each left to the cluster's default when null)."""
+    known = {'partition', 'account', 'time_min', 'gpus_per_job',
+             'cpus_per_job', 'mem_gb', 'qos', 'constraint'}
+    unknown = sorted(set(slurm) - known)
+    if unknown:
+        raise UsageError(f'grid.slurm has no setting {unknown[0]!r}; known: '
+                         f'{", ".join(sorted(known))}')
+    parameters = dict(time=int(slurm.get('time_min') or 24 * 60),
+                      ntasks_per_node=1,
+                      gpus_per_node=int(slurm.get('gpus_per_job', 1)),
+                      cpus_per_task=int(slurm.get('cpus_per_job', 8)),
+                      # submitit requeues the job on the signal SLURM sends
+                      # this long before the time limit or a preemption.
+                      signal_delay_s=120)
+    if slurm.get('mem_gb'):
+        parameters['mem'] = f'{int(slurm["mem_gb"])}GB'
+    for key in ('partition', 'account', 'qos', 'constraint'):
+        if slurm.get(key):
+            parameters[key] = str(slurm[key])
+    return parameters
+
+
+class StageJob(Checkpointable):
+    """One job: ``dvc --wait-for-lock repro --single-item STAGE`` in the
+    project's root, with ``threads`` CPU threads and the GPUs ``gpus``
+    (CUDA_VISIBLE_DEVICES) when given. Requeued as it is when SLURM
+    preempts it or its time runs out (``Checkpointable``); its training
+    resumes from the last whole checkpoint."""
+
+    def __init__(self, stage: str, root: str,
+                 threads: Optional[int] = None,
+                 gpus: Optional[Sequence[str]] = None):
+        self.stage, self.root, self.threads = stage, root, threads
+        self.gpus = None if gpus is None else list(gpus)
+
+    def command(self) -> List[str]:
+        return [sys.executable, '-m', 'dvc', '--wait-for-lock', 'repro',
+                '--single-item', self.stage]
+
+    def __call__(self) -> str:
+        env = dict(os.environ)
+        if self.threads:
+            for name in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS',
+                         'OPENBLAS_NUM_THREADS'):
+                env[name] = str(self.threads)
+        if self.gpus is not None:
+            env['CUDA_VISIBLE_DEVICES'] = ','.join(self.gpus)
+        print('$ ' + shlex.join(self.command()), flush=True)
+        result = subprocess.run(self.command(), cwd=self.root, env=env)
+        if result.returncode != 0:
+            raise RuntimeError(f'stage {self.stage} failed (dvc exit status '
+                               f'{result.returncode})')
+        return self.stage
+
+
+class Pipeline:
+    """The stages ``targets`` need (with everything upstream of them), as
+    DVC's own graph has them."""
+
+    def __init__(self, root: Path, targets: Sequence[str]):
+        from dvc.repo import Repo
+        self.root = Path(root).resolve()
+        with Repo(str(self.root)) as repo:
+            stages = {}
+            for target in targets:
+                try:
+                    collected = repo.stage.collect(target, with_deps=True)
+                except Exception as error:  # DVC's own error names it
+                    raise UsageError(f'no pipeline stage {target!r}: '
+                                     f'{error}') from None
+                stages.update((s.addressing, s) for s in collected)
+            graph = repo.index.graph
+            # DVC's graph points from a stage to the stages it depends on.
+            self.upstream: Dict[str, Set[str]] = {
+                name: {s.addressing for s in graph.successors(stage)}
+                & set(stages)
+                for name, stage in stages.items()}
+            self.commands = {name: stage.cmd for name, stage in
+                             stages.items()}
+        self.order = _topological(self.upstream)
+
+    def changed(self, names: Sequence[str]) -> Dict[str, bool]:
+        """Whether DVC would run each stage now (read afresh: other jobs
+        write dvc.lock). A frozen stage never runs, as in ``dvc repro``."""
+        from dvc.repo import Repo
+        result = {}
+        with Repo(str(self.root), _wait_for_lock=True) as repo, repo.lock:
+            for name in names:
+                stage, = repo.stage.collect(name)
+                result[name] = not stage.frozen and bool(stage.changed())
+        return result
+
+    def log_folder(self, name: str, logs: Path) -> Path:
+        """Beside the work dir the stage's command names, else in
+        ``logs``."""
+        command = self.commands[name]
+        words = shlex.split(command if isinstance(command, str)
+                            else ' '.join(command))
+        if '--work-dir' in words[:-1]:
+            work_dir = Path(words[words.index('--work-dir') + 1])
+            return self.root / work_dir.parent / 'logs' / name
+        return self.root / logs / name
+
+
+def _topological(upstream: Dict[str, Set[str]]) -> List[str]:
+    order, seen = [], set()
+
+    def visit(name):
+        if name in seen:
+            return
+        seen.add(name)
+        for dep in sorted(upstream[name]):
+            visit(dep)
+        order.append(name)
+    for name in sorted(upstream):
+        visit(name)
+    return order
+
+
+def _gpus() -> List[str]:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES names them."""
+    import torch
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    visible = os.environ.get('CUDA_VISIBLE_DEVICES')
+    if visible:
+        names = [v.strip() for v in visible.split(',') if v.strip()]
+        return names[:count]
+    return [str(i) for i in range(count)]
+
+
+@dataclass
+class Outcome:
+    """What a grid did: stages run, found unchanged, failed (with their
+    logs) and not run because something upstream failed."""
+    ran: List[str] = field(default_factory=list)
+    unchanged: List[str] = field(default_factory=list)
+    failed: Dict[str, str] = field(default_factory=dict)
+    not_run: List[str] = field(default_factory=list)
+
+
+class Grid:
+    """Runs a :class:`Pipeline`'s stages as submitit jobs (see the module
+    docstring); ``say`` prints progress."""
+
+    def __init__(self, pipeline: Pipeline, settings: GridSettings,
+                 say: Callable[[str], None] = print):
+        self.pipeline, self.settings, self.say = pipeline, settings, say
+        self.started = time.monotonic()
+        if settings.executor == 'local':
+            self.gpus = _gpus()
+            jobs = settings.jobs or max(1, len(self.gpus))
+            if self.gpus and jobs > len(self.gpus):
+                raise UsageError(
+                    f'{jobs} jobs at a time, but this machine has '
+                    f'{len(self.gpus)} GPU(s): each job needs its own GPU')
+            self.slots = jobs
+            cores = os.cpu_count() or 1
+            self.threads = settings.threads or max(1, cores // jobs)
+        else:
+            self.gpus = []
+            self.slots = settings.jobs or 0  # 0: no limit
+            self.threads = None
+            self.slurm = slurm_parameters(settings.slurm)
+
+    def _alone(self, name: str) -> bool:
+        return name.split('@')[0] in set(self.settings.alone)
+
+    def _clock(self) -> str:
+        seconds = int(time.monotonic() - self.started)
+        return (f'[{seconds // 3600}:{seconds // 60 % 60:02d}:'
+                f'{seconds % 60:02d}]')
+
+    def submit(self, name: str, slot: Optional[int]):
+        """``name``'s job, on GPU ``slot`` (locally; None: a stage that
+        runs alone, on every GPU and core)."""
+        folder = self.pipeline.log_folder(name, Path(self.settings.logs))
+        folder.mkdir(parents=True, exist_ok=True)
+        root = str(self.pipeline.root)
+        if self.settings.executor == 'local':
+            executor = submitit.LocalExecutor(folder=folder)
+            # The job picks its GPU itself (CUDA_VISIBLE_DEVICES), which
+            # also takes GPU names that are not numbers (UUIDs).
+            executor.update_parameters(timeout_min=LOCAL_TIMEOUT_MIN)
+            if slot is None:
+                job = StageJob(name, root, None, self.gpus)
+            else:
+                job = StageJob(name, root, self.threads,
+                               self.gpus[slot:slot + 1])
+        else:
+            executor = submitit.SlurmExecutor(folder=folder)
+            executor.update_parameters(job_name=name, **self.slurm)
+            job = StageJob(name, root)
+        return executor.submit(job)
+
+    def run(self) -> Outcome:
+        pipeline, outcome = self.pipeline, Outcome()
+        pending = list(pipeline.order)
+        done: Set[str] = set()
+        checked: Set[str] = set()
+        running: Dict[str, tuple] = {}  # name: (job, slot, start)
+        free = list(range(self.slots)) if self.slots else []
+        try:
+            while pending or running:
+                broken = set(outcome.failed) | set(outcome.not_run)
+                for name in [n for n in pending
+                             if pipeline.upstream[n] & broken]:
+                    pending.remove(name)
+                    outcome.not_run.append(name)
+                ready = [n for n in pending
+                         if pipeline.upstream[n] <= done]
+                unchecked = [n for n in ready if n not in checked]
+                if unchecked:
+                    for name, changed in pipeline.changed(unchecked).items():
+                        if changed:
+                            checked.add(name)
+                        else:
+                            pending.remove(name)
+                            done.add(name)
+                            outcome.unchanged.append(name)
+                    continue
+                for name in ready:
+                    alone = self._alone(name)
+                    if any(self._alone(n) for n in running) or (
+                            alone and running):
+                        break
+                    if self.slots and not free:
+                        break
+                    slot = None if alone or not self.slots else free.pop(0)
+                    job = self.submit(name, slot)
+                    running[name] = (job, slot, time.monotonic())
+                    pending.remove(name)
+                    where = '' if slot is None or not self.gpus else \
+                        f' on GPU {self.gpus[slot]}'
+                    self.say(f'{self._clock()} started {name}{where} (job '
+                             f'{job.job_id}; log {job.paths.stdout})')
+                    if alone:
+                        break
+                finished = [n for n, (job, _, _) in running.items()
+                            if job.done()]
+                for name in finished:
+                    job, slot, start = running.pop(name)
+                    if slot is not None:
+                        free.append(slot)
+                        free.sort()
+                    minutes = (time.monotonic() - start) / 60
+                    try:
+                        job.result()
+                    except Exception as error:  # the job's own failure
+                        outcome.failed[name] = str(job.paths.stderr)
+                        self.say(f'{self._clock()} FAILED {name} after '
+                                 f'{minutes:.1f} min: {_last_line(error)}; '
+                                 f'log: {job.paths.stderr}')
+                        continue
+                    done.add(name)
+                    outcome.ran.append(name)
+                    self.say(f'{self._clock()} finished {name} in '
+                             f'{minutes:.1f} min')
+                if not finished and running:
+                    time.sleep(POLL_SECONDS)
+        except BaseException:
+            for name, (job, _, _) in running.items():
+                job.cancel(check=False)
+                self.say(f'{self._clock()} cancelled {name}')
+            raise
+        return outcome
+
+
+def _last_line(error: BaseException) -> str:
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__

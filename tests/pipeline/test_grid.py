@@ -1,0 +1,174 @@
+"""The pipeline's stages side by side (tools/grid.py, `make repro JOBS=N`,
+`make demo JOBS=2`), on a small DVC project of its own: stages run in
+parallel, dvc.lock ends as `dvc repro` leaves it, a failed job is named
+with its log while the rest go on, and a rerun submits only what is
+missing; and the SLURM jobs ask for the resources in params.yaml."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from conftest import REPO
+
+from fashionseg.pipeline.grid import slurm_parameters
+
+BIN = Path(sys.executable).parent
+STEP = '''\
+import pathlib, sys, time
+kind, seed = sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else ''
+root = pathlib.Path('.')
+if kind == 'prep':
+    (root / 'data.txt').write_text('data\\n')
+elif kind == 'train':
+    if (root / f'fail-{seed}').exists():
+        sys.exit(f'seed {seed} told to fail')
+    # Seeds 0 and 1 meet: each finishes only once the other has started,
+    # which needs the two to run at the same time.
+    if seed in ('0', '1'):
+        marks = root / 'marks'
+        marks.mkdir(exist_ok=True)
+        (marks / seed).touch()
+        other = marks / ('1' if seed == '0' else '0')
+        deadline = time.time() + 60
+        while not other.exists():
+            if time.time() > deadline:
+                sys.exit(f'seed {seed} ran alone')
+            time.sleep(0.2)
+    out = root / 'out'
+    out.mkdir(exist_ok=True)
+    data = (root / 'data.txt').read_text()
+    (out / f'seed{seed}.txt').write_text(data + seed + '\\n')
+elif kind == 'report':
+    parts = sorted(p.read_text() for p in (root / 'out').glob('*.txt'))
+    (root / 'report.txt').write_text(''.join(parts))
+'''
+DVC_YAML = {
+    'stages': {
+        'prep': {'cmd': f'{sys.executable} step.py prep',
+                 'deps': ['step.py'], 'outs': ['data.txt']},
+        'train': {
+            'matrix': {'seed': [0, 1, 2, 3]},
+            'cmd': f'{sys.executable} step.py train ${{item.seed}}',
+            'deps': ['step.py', 'data.txt'],
+            'params': ['lr'],
+            'outs': [{'out/seed${item.seed}.txt': {'cache': False}}]},
+        'report': {'cmd': f'{sys.executable} step.py report',
+                   'deps': ['step.py', 'out'],
+                   'outs': [{'report.txt': {'cache': False}}]},
+    }}
+
+
+def _project(path: Path) -> Path:
+    path.mkdir()
+    env = dict(os.environ, GIT_AUTHOR_NAME='t', GIT_AUTHOR_EMAIL='t@t',
+               GIT_COMMITTER_NAME='t', GIT_COMMITTER_EMAIL='t@t')
+    (path / 'step.py').write_text(STEP)
+    (path / 'dvc.yaml').write_text(yaml.safe_dump(DVC_YAML))
+    (path / 'params.yaml').write_text(yaml.safe_dump(
+        {'lr': 0.1, 'grid': {'executor': 'local', 'alone': ['report'],
+                             'logs': 'logs'}}))
+    (path / '.gitignore').write_text('marks/\nlogs/\nfail-*\n')
+    for command in (['git', 'init', '-q'], [str(BIN / 'dvc'), 'init', '-q'],
+                    ['git', 'add', '-A'],
+                    ['git', 'commit', '-q', '-m', 'project']):
+        subprocess.run(command, cwd=path, check=True, env=env)
+    return path
+
+
+def _grid(project: Path, *args):
+    return subprocess.run(
+        [sys.executable, str(REPO / 'tools' / 'grid.py'), 'report', *args],
+        cwd=project, capture_output=True, text=True, timeout=600)
+
+
+def _dvc(project: Path, *args):
+    return subprocess.run([str(BIN / 'dvc'), *args], cwd=project,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_grid_runs_side_by_side_and_leaves_dvc_s_record(tmp_path):
+    project = _project(tmp_path / 'grid')
+    (project / 'fail-2').touch()
+    first = _grid(project, '--jobs', '2')
+    # The failed job is named with its log; the others went on; the
+    # report, which needs it, waited.
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert '4 stage(s) ran, 0 unchanged, 1 failed, 1 not run' in \
+        first.stdout, first.stdout
+    failed = [line for line in first.stdout.splitlines()
+              if line.startswith('failed: train@2; log: ')]
+    assert len(failed) == 1, first.stdout
+    log = Path(failed[0].split('log: ')[1])
+    assert log.is_relative_to(project / 'logs' / 'train@2')
+    assert 'seed 2 told to fail' in log.read_text()
+    assert 'not run (something upstream failed): report' in first.stdout
+    assert 'ran alone' not in first.stdout
+    for seed in (0, 1, 3):
+        assert (project / 'out' / f'seed{seed}.txt').exists()
+
+    # The rerun submits only what is missing.
+    (project / 'fail-2').unlink()
+    second = _grid(project, '--jobs', '2')
+    assert second.returncode == 0, second.stdout + second.stderr
+    started = sorted(line.split()[2] for line in second.stdout.splitlines()
+                     if ' started ' in line)
+    assert started == ['report', 'train@2'], second.stdout
+    assert '2 stage(s) ran, 4 unchanged, 0 failed, 0 not run' in \
+        second.stdout
+    assert 'dvc status: the stages are up to date' in second.stdout
+
+    # DVC agrees: nothing to do, and `dvc repro` runs nothing.
+    status = _dvc(project, 'status')
+    assert 'Data and pipelines are up to date' in status.stdout, \
+        status.stdout + status.stderr
+    repro = _dvc(project, 'repro', 'report')
+    assert repro.returncode == 0 and 'Running stage' not in repro.stdout, \
+        repro.stdout
+
+    # dvc.lock is what a serial `dvc repro` writes.
+    serial = _project(tmp_path / 'serial')
+    (serial / 'marks').mkdir()
+    for seed in '01':  # the meeting needs no partner when run alone
+        (serial / 'marks' / seed).touch()
+    result = _dvc(serial, 'repro', 'report')
+    assert result.returncode == 0, result.stdout + result.stderr
+    grid_lock = yaml.safe_load((project / 'dvc.lock').read_text())
+    serial_lock = yaml.safe_load((serial / 'dvc.lock').read_text())
+    assert grid_lock == serial_lock
+
+    # A parameter change reruns the training stages, side by side again;
+    # their outputs come out the same, so the report's inputs did not
+    # change and it is not resubmitted (as `dvc repro` would not run it).
+    params = yaml.safe_load((project / 'params.yaml').read_text())
+    params['lr'] = 0.2
+    (project / 'params.yaml').write_text(yaml.safe_dump(params))
+    shutil.rmtree(project / 'marks')
+    third = _grid(project, '--jobs', '2')
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert '4 stage(s) ran, 2 unchanged' in third.stdout, third.stdout
+    assert ' started report' not in third.stdout
+
+
+def test_slurm_jobs_ask_for_the_resources_in_params(tmp_path):
+    """The job script submitit would submit for each stage (its own
+    script writer, as SlurmExecutor calls it; no cluster needed)."""
+    from submitit.slurm.slurm import _make_sbatch_string
+    grid = yaml.safe_load((REPO / 'params.yaml').read_text())['grid']
+    slurm = dict(grid['slurm'], partition='gpu', account='proj',
+                 time_min=90)
+    script = _make_sbatch_string(
+        command='python -m submitit', folder=tmp_path,
+        job_name='train@cfpd-fpn_x101-0', **slurm_parameters(slurm))
+    for line in ('#SBATCH --partition=gpu', '#SBATCH --account=proj',
+                 '#SBATCH --time=90', '#SBATCH --gpus-per-node=1',
+                 '#SBATCH --cpus-per-task=8', '#SBATCH --mem=64GB',
+                 '#SBATCH --ntasks-per-node=1',
+                 '#SBATCH --job-name=train@cfpd-fpn_x101-0',
+                 # requeued before the limit or a preemption
+                 '#SBATCH --signal=USR2@120'):
+        assert line in script, line
+    assert 'account' not in _make_sbatch_string(
+        command='x', folder=tmp_path,
+        **slurm_parameters(dict(grid['slurm'])))

@@ -1,0 +1,79 @@
+"""Run the pipeline's independent stages side by side (docs/pipeline.md,
+"Many GPUs or a cluster"): each stage as a submitit job that runs
+`dvc repro --single-item STAGE`, so that dvc.lock ends as `dvc repro`
+leaves it.
+
+    python tools/grid.py report environment --jobs 8      # 8 GPUs
+    python tools/grid.py report environment --executor slurm \\
+        --partition gpu --account proj --time-min 720
+    python tools/grid.py demo-report --jobs 2             # 2 CPU cores
+
+Defaults come from `grid:` in params.yaml.
+"""
+import argparse
+from pathlib import Path
+
+import yaml
+
+from fashionseg.pipeline.grid import (EXECUTORS, Grid, GridSettings,
+                                      Pipeline)
+from fashionseg.utils.cli import run_tool
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('targets', nargs='+', metavar='STAGE',
+                        help='stages to bring up to date, with everything '
+                        'upstream of them (as for dvc repro)')
+    parser.add_argument('--executor', choices=EXECUTORS,
+                        help='local (this machine) or slurm')
+    parser.add_argument('--jobs', type=int, help='jobs at a time (local: '
+                        'at most one per GPU; default: one per GPU, else '
+                        'one); on SLURM jobs queued at once (0: no limit)')
+    parser.add_argument('--threads', type=int, help='CPU threads of each '
+                        'local job (default: the cores shared out)')
+    parser.add_argument('--partition', help='SLURM partition')
+    parser.add_argument('--account', help='SLURM account')
+    parser.add_argument('--time-min', type=int,
+                        help='SLURM time limit of each job, in minutes')
+    parser.add_argument('--params', type=Path, default=Path('params.yaml'),
+                        help='the grid: section of this file gives the '
+                        'defaults')
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    params = yaml.safe_load(args.params.read_text()) or {}
+    grid = dict(params.get('grid') or {})
+    slurm = dict(grid.pop('slurm', None) or {})
+    for key in ('partition', 'account', 'time_min'):
+        if getattr(args, key) is not None:
+            slurm[key] = getattr(args, key)
+    for key in ('executor', 'jobs', 'threads'):
+        if getattr(args, key) is not None:
+            grid[key] = getattr(args, key)
+    settings = GridSettings(slurm=slurm, **grid)
+    pipeline = Pipeline(Path('.'), args.targets)
+    outcome = Grid(pipeline, settings,
+                   lambda line: print(line, flush=True)).run()
+    print(f'{len(outcome.ran)} stage(s) ran, {len(outcome.unchanged)} '
+          f'unchanged, {len(outcome.failed)} failed, '
+          f'{len(outcome.not_run)} not run')
+    for name, log in outcome.failed.items():
+        print(f'failed: {name}; log: {log}')
+    for name in outcome.not_run:
+        print(f'not run (something upstream failed): {name}')
+    if outcome.failed:
+        print('Rerun the same command to run only what is missing.')
+        return 1
+    left = [n for n, changed in pipeline.changed(pipeline.order).items()
+            if changed]
+    if left:
+        print('dvc status: changed since they ran: ' + ', '.join(left))
+        return 1
+    print('dvc status: the stages are up to date (dvc.lock records them)')
+
+
+if __name__ == '__main__':
+    run_tool(main)
