@@ -9,6 +9,9 @@ when they agree (from the newest checkpoint that is whole, skipping one
 that an interrupted save left behind) and otherwise moves the old
 checkpoints aside (into ``WORK_DIR/stale-N/``, nothing is deleted), so that
 a changed parameter never continues someone else's training.
+
+A resumed run also continues the same random numbers (:class:`EpochSeedHook`),
+so that it ends as the uninterrupted run would have.
 """
 import hashlib
 import json
@@ -18,9 +21,13 @@ import os.path as osp
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import torch
 from mmengine.config import Config
+from mmengine.hooks import Hook
 from mmengine.logging import print_log
+from mmengine.runner import EpochBasedTrainLoop, set_random_seed
+from mmseg.registry import HOOKS
 
 from fashionseg.checkpoints.loading import check_archive, load_local_checkpoint
 from fashionseg.checkpoints.saving import PARTIAL_SUFFIX
@@ -29,6 +36,51 @@ from fashionseg.utils.atomic_write import atomic_write
 
 FINGERPRINT_FILE = 'run_fingerprint.txt'
 LAST_CHECKPOINT = 'last_checkpoint'
+
+
+@HOOKS.register_module()
+class EpochSeedHook(Hook):
+    """Seeds Python's, NumPy's and torch's generators at the start of each
+    training epoch from the run's seed and the epoch (NumPy's
+    ``SeedSequence``, so that no two (seed, epoch) pairs share a stream).
+
+    What an epoch draws (dropout, the loaders' worker seeds) then depends
+    on the run and the epoch alone, not on what ran before it in the same
+    process: a run resumed from epoch k's checkpoint draws what the
+    uninterrupted run drew, and ends with the same weights. (mmengine
+    seeds once, when the runner is built; its checkpoints keep no
+    generator state, and validation between a checkpoint and the next
+    epoch draws from the generators too.)"""
+    priority = 'VERY_HIGH'
+
+    def before_train_epoch(self, runner) -> None:
+        seed = runner.seed if runner.seed is not None else 0
+        entropy = np.random.SeedSequence([seed, runner.epoch])
+        # Only the generators: cuDNN's flags stay as the runner set them.
+        set_random_seed(int(entropy.generate_state(1)[0]))
+
+
+@HOOKS.register_module()
+class ValidateResumedEpochHook(Hook):
+    """A run resumed from epoch k's checkpoint first validates epoch k
+    when the schedule validates it. The checkpoint is written before that
+    validation (mmengine's loop: ``after_train_epoch``, then ``val``), so
+    it holds neither the validation nor the best score it may have set: an
+    interruption in between, or later, would otherwise leave epoch k out
+    of the choice of the best checkpoint (paper section 4: the best
+    validation accuracy). It runs after every other hook has prepared
+    for training (the checkpoint hook's best-score state included)."""
+    priority = 'LOWEST'
+
+    def before_train(self, runner) -> None:
+        loop, epoch = runner.train_loop, runner.epoch
+        if not isinstance(loop, EpochBasedTrainLoop) or epoch == 0 \
+                or runner.val_loop is None or epoch < loop.val_begin:
+            return
+        if epoch % loop.val_interval == 0 or epoch >= loop.max_epochs:
+            runner.logger.info(f'validating the resumed epoch {epoch}, '
+                               'whose checkpoint precedes its validation')
+            runner.val_loop.run()
 
 
 def run_fingerprint(cfg: Config) -> str:

@@ -91,6 +91,9 @@ def configure_training(config: str, work_dir: Optional[str] = None,
     if seed is not None:
         cfg.randomness = dict(cfg.get('randomness') or {}, seed=seed)
     cfg.amp_dtype = enable_amp(cfg) if amp else None
+    # A resumed run ends as the uninterrupted one (runner/run_state.py).
+    cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
+        dict(type='EpochSeedHook'), dict(type='ValidateResumedEpochHook')]
     apply_speedups(cfg, speedups, cfg_options)
     if torch.cuda.is_available():
         configure_gpu_loading(cfg)

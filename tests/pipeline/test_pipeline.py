@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from conftest import REPO
 from mmengine.hooks import Hook
@@ -295,6 +296,23 @@ def test_interrupted_training_resumes_from_its_last_checkpoint(
     logs = sorted(work.glob('*/*.log'))
     assert 'Epoch(train) [1]' not in logs[-1].read_text()
     assert 'Epoch(train) [2]' in logs[-1].read_text()
+    # And it ends as the uninterrupted run does, to the bit: the second
+    # epoch draws the same dropout masks and flips (EpochSeedHook).
+    # The interrupted run stopped before validating epoch 1; the resumed
+    # one validated it first, so the best checkpoint is chosen among the
+    # same epochs.
+    assert 'validating the resumed epoch 1' in logs[-1].read_text()
+    train(_configure(data_root, tmp_path / 'whole'), config,
+          export_best=str(tmp_path / 'whole.pth'))
+    for resumed, whole in ((work / 'epoch_2.pth',
+                            tmp_path / 'whole' / 'epoch_2.pth'),
+                           (tmp_path / 'model.pth', tmp_path / 'whole.pth')):
+        resumed, whole = (torch.load(path, map_location='cpu',
+                                     weights_only=False)['state_dict']
+                          for path in (resumed, whole))
+        assert resumed.keys() == whole.keys()
+        for key, value in whole.items():
+            assert torch.equal(resumed[key], value), key
 
 
 def test_a_changed_run_does_not_resume_a_stale_work_dir(data_root, tmp_path):
