@@ -19,8 +19,8 @@ from fashionseg.config_checks import check_checkpoint, check_config_path
 from fashionseg.crf.search import read_best_params
 from fashionseg.errors import UsageError
 from fashionseg.inference.settings import InferenceSettings
-from fashionseg.utils.cli import (add_device_argument, emit_json,
-                                  positive_int, run_tool)
+from fashionseg.utils.cli import (add_device_argument, emit_json, positive_int,
+                                  run_tool)
 from fashionseg.utils.device import select_device
 
 

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from fashionseg.pipeline.grid import (EXECUTORS, Grid, GridSettings,
-                                      Pipeline)
+from fashionseg.pipeline.grid import EXECUTORS, Grid, GridSettings, Pipeline
 from fashionseg.utils.cli import run_tool
 
 

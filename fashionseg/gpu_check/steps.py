@@ -46,6 +46,9 @@ RELEASE_SPLITS = {'fashionista': (411, 45, 229), 'cfpd': (2038, 108, 536),
 PAPER_CRF_PARAMS = dict(theta_alpha=40, theta_beta=13, w1=10)
 # The paper's search: 50 parameter sets over CFPD's 108 validation images.
 PAPER_SEARCH = (50, 108)
+# GPU counts the projection gives the grid's wall time for (make repro
+# JOBS=N).
+GRID_GPUS = (1, 2, 4, 8)
 STEP_NAMES = ('stack', 'data', 'train', 'test', 'crf', 'inference',
               'projection')
 # Each step's share of what is left of the budget when it starts.
@@ -512,6 +515,8 @@ class GPUCheck:
         (every model taken at the paper FPN's rates; start-up and
         downloads left out)."""
         import yaml
+
+        from fashionseg.pipeline.grid import grid_hours
         rates, eval_rate, crf_rate = self._needs(
             'train_rates', 'reference_rate', 'crf_rate')
         params = yaml.safe_load(self.paths.params.read_text())
@@ -524,7 +529,7 @@ class GPUCheck:
         train_rate = max(bf16.values()) if amp else rates[fp32]
         epochs, trials = params['train']['epochs'], params['crf']['trials']
         runs = len(params['models']) * len(params['seeds'])
-        rows, total = [], 0.0
+        rows, total, run_hours = [], 0.0, []
         for dataset in params['datasets']:
             n_train, n_val, n_test = RELEASE_SPLITS[dataset]
             seconds = dict(
@@ -535,6 +540,7 @@ class GPUCheck:
                 crf_apply=n_test / crf_rate)
             run = sum(seconds.values())
             total += run * runs
+            run_hours += [run / 3600] * runs
             rows.append(dict(dataset=dataset, runs=runs,
                              hours_per_run=run / 3600,
                              hours=run * runs / 3600, **{
@@ -546,4 +552,8 @@ class GPUCheck:
                                crf_images_per_s=crf_rate),
                     image=list(self.sizes.image), epochs=epochs,
                     crf_trials=trials, datasets=rows,
-                    total_hours=total / 3600)
+                    total_hours=total / 3600,
+                    # `make repro JOBS=N`: the runs side by side, one per
+                    # GPU (tools/grid.py).
+                    grid_hours={gpus: grid_hours(run_hours, gpus)
+                                for gpus in GRID_GPUS})

@@ -79,7 +79,10 @@ def summary_table(record: dict) -> str:
     for name, check in record['checks'].items():
         detail = check.get('error', '')
         if name == 'projection' and check['status'] == 'pass':
-            detail = f'make repro: about {check["total_hours"]:.1f} h'
+            detail = f'make repro: about {check["total_hours"]:.1f} h' + \
+                ''.join(f'; JOBS={gpus} GPUs: {hours:.1f} h' for gpus, hours
+                        in check.get('grid_hours', {}).items()
+                        if str(gpus) != '1')
         lines.append(f'| {name} | {check["status"]} | '
                      f'{check.get("wall_seconds", 0):.1f} | '
                      f'{str(detail)[:200].replace("|", "/")} |')

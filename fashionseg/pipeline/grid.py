@@ -342,6 +342,17 @@ class Grid:
         return outcome
 
 
+def grid_hours(run_hours: Sequence[float], gpus: int) -> float:
+    """Wall time of independent runs (each on one GPU, in hours) on
+    ``gpus`` GPUs: each run, longest first, goes to the GPU that frees
+    first (a greedy estimate, never below the longest run or the total
+    shared out)."""
+    loads = [0.0] * max(1, int(gpus))
+    for hours in sorted(run_hours, reverse=True):
+        loads[loads.index(min(loads))] += hours
+    return max(loads)
+
+
 def _last_line(error: BaseException) -> str:
     lines = [line for line in str(error).splitlines() if line.strip()]
     return lines[-1] if lines else type(error).__name__

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO
 
 from fashionseg.gpu_check import run, steps
@@ -41,6 +42,11 @@ def test_quick_check_runs_every_step(tmp_path):
     assert protocol['images_per_s_with_crf'] < protocol['images_per_s']
     assert checks['inference']['engine']['best'] is not None
     assert checks['projection']['total_hours'] > 0
+    # The grid's wall time on N GPUs (make repro JOBS=N).
+    grid = {int(k): v for k, v in
+            checks['projection']['grid_hours'].items()}
+    assert grid[1] == pytest.approx(checks['projection']['total_hours'])
+    assert grid[1] > grid[2] > grid[4] >= grid[8] > 0
     # Every sub-measurement was appended as it was made.
     lines = [json.loads(line) for line in
              (out / 'gpu_check.jsonl').read_text().splitlines()]

@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 from conftest import REPO
 
-from fashionseg.pipeline.grid import slurm_parameters
+from fashionseg.pipeline.grid import grid_hours, slurm_parameters
 
 BIN = Path(sys.executable).parent
 STEP = '''\
@@ -172,3 +172,10 @@ def test_slurm_jobs_ask_for_the_resources_in_params(tmp_path):
     assert 'account' not in _make_sbatch_string(
         command='x', folder=tmp_path,
         **slurm_parameters(dict(grid['slurm'])))
+
+
+def test_grid_hours_share_the_runs_out_longest_first():
+    assert grid_hours([2.0] * 24, 1) == 48
+    assert grid_hours([2.0] * 24, 8) == 6
+    assert grid_hours([5, 1, 1], 3) == 5  # never below the longest run
+    assert grid_hours([3, 3, 2, 2, 2], 2) == 7  # greedy: 3+2+2, 3+2

@@ -6,6 +6,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,9 @@ DEMO = PARAMS['demo']
 MODEL_ROWS = {'fpn_x101': '| FPN (ResNeXt-101), the paper',
               'semfpn_x101': '| Semantic FPN', 'pspnet_r101': '| PSPNet',
               'fcn_r101': '| FCN'}
-QUICK_EPOCHS = 2
+# Past the demo configs' first checkpoint and validation (every 5
+# epochs), so that a run can be stopped after a checkpoint and resumed.
+QUICK_EPOCHS = 6
 
 
 def _stages():
@@ -97,17 +100,21 @@ def _run(args, cwd, timeout=900):
                           timeout=timeout, env=env)
 
 
+def _quick_clone(clone: Path) -> Path:
+    """A clone of the project whose demo trains for QUICK_EPOCHS: every
+    stage runs for real, the models just train for fewer epochs."""
+    _copy_checkout(clone)
+    params = yaml.safe_load((clone / 'params.yaml').read_text())
+    params['demo']['train']['epochs'] = QUICK_EPOCHS
+    (clone / 'params.yaml').write_text(yaml.safe_dump(params))
+    return clone
+
+
 @pytest.fixture(scope='module')
 def demo_clone(tmp_path_factory):
     """A clone of the project after `dvc repro demo-report` (what
     `make demo` runs)."""
-    clone = tmp_path_factory.mktemp('clone')
-    _copy_checkout(clone)
-    # The same pipeline with a shorter schedule than `make demo`'s: every
-    # stage runs for real, the models just train for fewer epochs.
-    params = yaml.safe_load((clone / 'params.yaml').read_text())
-    params['demo']['train']['epochs'] = QUICK_EPOCHS
-    (clone / 'params.yaml').write_text(yaml.safe_dump(params))
+    clone = _quick_clone(tmp_path_factory.mktemp('clone'))
     result = _run(DVC + ['repro', 'demo-report'], clone)
     assert result.returncode == 0, (result.stdout[-4000:] +
                                     result.stderr[-4000:])
@@ -409,3 +416,72 @@ def test_the_readmes_dvc_commands(demo_clone):
     assert not any('| !' in row for row in rows[2:] if 'master' not in row
                    and 'main' not in row), shown
     assert max(len(line) for line in shown.splitlines()) < 400
+
+
+def _kill_training(clone: Path, run: str) -> bool:
+    """SIGKILL the training process of ``run`` (e.g. fpn_x101/seed0)
+    started in ``clone``, as the kernel's out-of-memory killer would."""
+    import psutil
+    model, seed = run.split('/')
+    for process in psutil.process_iter(['cmdline', 'cwd']):
+        command = ' '.join(process.info['cmdline'] or [])
+        if process.info['cwd'] == str(clone) and 'tools/train.py' in \
+                command and f'/{model}/{seed}/' in command:
+            process.kill()
+            return True
+    return False
+
+
+@pytest.mark.slow
+def test_demo_grid_with_a_killed_job_gives_the_serial_tables(
+        demo_clone, tmp_path_factory):
+    """`make demo JOBS=2` (tools/grid.py) with one training job killed
+    after its epoch-5 checkpoint: the other jobs finish, what needs the
+    killed one waits, the rerun submits only the missing stages and
+    resumes the run from its checkpoint, and the tables are the serial
+    run's (with as many threads per training run), the timings aside."""
+    clone = _quick_clone(tmp_path_factory.mktemp('grid'))
+    grid = [sys.executable, 'tools/grid.py', 'demo-report', '--jobs', '2',
+            '--threads', str(torch.get_num_threads())]
+    env = dict(os.environ, PATH=_path_without_the_venv(),
+               PYTHONWARNINGS='ignore')
+    run = clone / DEMO['work_dirs'] / 'ccp' / 'fpn_x101' / 'seed0'
+    with subprocess.Popen(grid, cwd=clone, env=env, text=True,
+                          stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT) as first:
+        deadline = time.monotonic() + 600
+        while not (run / 'train' / 'epoch_5.pth').exists():
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        assert _kill_training(clone, 'fpn_x101/seed0')
+        output, _ = first.communicate(timeout=900)
+    assert first.returncode == 1, output
+    assert 'FAILED demo-train@ccp-fpn_x101-0' in output, output
+    log = run / 'logs' / 'demo-train@ccp-fpn_x101-0'
+    assert f'failed: demo-train@ccp-fpn_x101-0; log: {log}' in output
+    assert 'not run (something upstream failed): demo-report' in output
+    others = [f'demo-train@ccp-{m}-{s}' for m in DEMO['models']
+              for s in DEMO['seeds']]
+    others.remove('demo-train@ccp-fpn_x101-0')
+    for name in others:
+        assert f'finished {name} ' in output, output
+
+    second = _run(grid, clone)
+    assert second.returncode == 0, second.stdout + second.stderr
+    started = {line.split()[2] for line in second.stdout.splitlines()
+               if ' started ' in line}
+    assert 'demo-train@ccp-fpn_x101-0' in started
+    assert not started & set(others), started
+    train_log = sorted((run / 'train').glob('*/*.log'))[-1].read_text()
+    assert 'resumed epoch: 5' in train_log
+    assert 'validating the resumed epoch 5' in train_log
+    assert 'dvc status: the stages are up to date' in second.stdout
+    status = _run(DVC + ['status', '--json', 'demo-report'], clone)
+    assert json.loads(status.stdout) == {}
+
+    tables = [json.loads((root / DEMO['results'] / 'tables.json')
+                         .read_text()) for root in (clone, demo_clone)]
+    for table in tables:
+        table.pop('benchmark')  # measured timings differ run to run
+    assert tables[0] == tables[1]
+
