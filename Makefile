@@ -105,7 +105,7 @@ test-fast: check-stack
 JOBS ?=
 EXECUTOR ?=
 GRID_ARGS ?=
-GRID := $(if $(JOBS)$(EXECUTOR),$(BIN)/python tools/grid.py $(if $(JOBS),--jobs $(JOBS)) $(if $(EXECUTOR),--executor $(EXECUTOR)) $(GRID_ARGS))
+GRID := $(if $(JOBS)$(EXECUTOR)$(GRID_ARGS),$(BIN)/python tools/grid.py $(if $(JOBS),--jobs $(JOBS)) $(if $(EXECUTOR),--executor $(EXECUTOR)) $(GRID_ARGS))
 repro: check-stack
 	$(BIN)/dvc repro fetch convert
 	$(if $(GRID),$(GRID),$(BIN)/dvc repro) report environment

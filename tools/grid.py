@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from fashionseg.errors import UsageError
 from fashionseg.pipeline.grid import EXECUTORS, Grid, GridSettings, Pipeline
 from fashionseg.utils.cli import run_tool
 
@@ -52,7 +53,10 @@ def main():
     for key in ('executor', 'jobs', 'threads'):
         if getattr(args, key) is not None:
             grid[key] = getattr(args, key)
-    settings = GridSettings(slurm=slurm, **grid)
+    try:
+        settings = GridSettings(slurm=slurm, **grid)
+    except TypeError as error:  # a key GridSettings does not know
+        raise UsageError(f'{args.params}: grid: {error}') from None
     pipeline = Pipeline(Path('.'), args.targets)
     outcome = Grid(pipeline, settings,
                    lambda line: print(line, flush=True)).run()
@@ -66,12 +70,14 @@ def main():
     if outcome.failed:
         print('Rerun the same command to run only what is missing.')
         return 1
-    left = [n for n, changed in pipeline.changed(pipeline.order).items()
-            if changed]
+    names = [n for n in pipeline.order if n not in pipeline.always_changed]
+    left = [n for n, changed in pipeline.changed(names).items() if changed]
     if left:
         print('dvc status: changed since they ran: ' + ', '.join(left))
         return 1
-    print('dvc status: the stages are up to date (dvc.lock records them)')
+    print('dvc status: the stages are up to date (dvc.lock records them)'
+          + ''.join(f'; {n} runs every time (always_changed)'
+                    for n in sorted(pipeline.always_changed)))
 
 
 if __name__ == '__main__':

@@ -153,14 +153,12 @@ def _end_to_end(segmenter: Segmenter, jpegs: Sequence[bytes],
                 device: str, crf_params: Optional[CRFParams] = None,
                 desc: Optional[str] = None) -> float:
     size = segmenter.settings.batch_size
-    pin = torch.device(device).type == 'cuda'
     crf_backend = CRFBackend.choose('torch', torch.device(device).type)
 
     def load(data: bytes):
         image = mmcv.imfrombytes(data)
+        # (The engine assembles the batch in pinned memory itself.)
         prepared = segmenter.prepare(image)
-        if pin:
-            prepared['inputs'] = prepared['inputs'].pin_memory()
         rgb = image[:, :, ::-1].copy() if crf_params is not None else None
         return prepared, rgb
 

@@ -198,14 +198,16 @@ class Segmenter:
     def _host_batch(self, images: Sequence[torch.Tensor],
                     shape: tuple) -> torch.Tensor:
         """``images`` (3 x h x w uint8, each at most ``shape``) in one
-        N x 3 x H x W tensor, zero-padded at the bottom and right; in
-        pinned memory for a GPU, so that its copy does not block the
-        host."""
-        pin = self.device.type == 'cuda'
+        N x 3 x H x W tensor, zero-padded at the bottom and right, where
+        they are; on the host, in pinned memory for a GPU, so that its
+        copy does not block the host."""
+        on_host = images[0].device.type == 'cpu'
+        pin = on_host and self.device.type == 'cuda'
         if not pin and all(tuple(i.shape[-2:]) == shape for i in images):
             return torch.stack(list(images))
         batch = torch.zeros((len(images), images[0].shape[0], *shape),
-                            dtype=images[0].dtype, pin_memory=pin)
+                            dtype=images[0].dtype, device=images[0].device,
+                            pin_memory=pin)
         for offset, image in enumerate(images):
             batch[offset, :, :image.shape[-2], :image.shape[-1]] = image
         return batch
@@ -247,9 +249,9 @@ class Segmenter:
                 by_shape = _positions_by_key(shapes)
                 for ((height, width), ori_shape), offsets in \
                         by_shape.items():
-                    part = logits if len(offsets) == len(chunk) \
-                        else logits[offsets]
-                    part = part[:, :, :height, :width]
+                    rows = slice(None) if len(offsets) == len(chunk) \
+                        else offsets
+                    part = logits[rows, :, :height, :width]
                     if ori_shape != (height, width):
                         part = F.interpolate(
                             part, size=ori_shape, mode='bilinear',

@@ -23,6 +23,7 @@ requeued by submitit and resumes the same way.
 """
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -34,6 +35,7 @@ import submitit
 from submitit.helpers import Checkpointable
 
 from fashionseg.errors import UsageError
+from fashionseg.utils.cli import Terminated
 
 EXECUTORS = ('local', 'slurm')
 # A week: the local executor's own default stops a job after 2 minutes.
@@ -61,11 +63,12 @@ class GridSettings:
     slurm: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        self.alone = tuple(self.alone or ())
         if self.executor not in EXECUTORS:
             raise UsageError(f'executor must be one of {EXECUTORS}, not '
                              f'{self.executor!r}')
         for name, value in (('jobs', self.jobs), ('threads', self.threads)):
-            if value is not None and (not isinstance(value, int)
+            if value is not None and (type(value) is not int
                                       or value < 0):
                 raise UsageError(f'grid {name} must be a whole number of at'
                                  f' least 0, not {value!r}')
@@ -75,20 +78,27 @@ def slurm_parameters(slurm: dict) -> dict:
     """submitit's ``SlurmExecutor`` parameters for one stage's job: one
     task with ``gpus_per_job`` GPUs, ``cpus_per_job`` cores and
     ``mem_gb`` of memory, for ``time_min`` minutes, on ``partition``
-    with ``account`` (each left to the cluster's default when null)."""
+    with ``account`` and ``qos`` (each but the time left to the cluster's
+    default when null). ``cpu_stages`` (names before ``@``) ask for no
+    GPU."""
     known = {'partition', 'account', 'time_min', 'gpus_per_job',
-             'cpus_per_job', 'mem_gb', 'qos', 'constraint'}
+             'cpus_per_job', 'mem_gb', 'qos', 'constraint', 'cpu_stages'}
     unknown = sorted(set(slurm) - known)
     if unknown:
         raise UsageError(f'grid.slurm has no setting {unknown[0]!r}; known: '
                          f'{", ".join(sorted(known))}')
-    parameters = dict(time=int(slurm.get('time_min') or 24 * 60),
-                      ntasks_per_node=1,
-                      gpus_per_node=int(slurm.get('gpus_per_job', 1)),
-                      cpus_per_task=int(slurm.get('cpus_per_job', 8)),
+    if not slurm.get('time_min'):
+        # submitit's own default is 5 minutes.
+        raise UsageError('grid.slurm.time_min (minutes per job) must be set'
+                         ' for SLURM')
+    parameters = dict(time=int(slurm['time_min']), ntasks_per_node=1,
                       # submitit requeues the job on the signal SLURM sends
                       # this long before the time limit or a preemption.
                       signal_delay_s=120)
+    for key, name in (('gpus_per_job', 'gpus_per_node'),
+                      ('cpus_per_job', 'cpus_per_task')):
+        if slurm.get(key) is not None:
+            parameters[name] = int(slurm[key])
     if slurm.get('mem_gb'):
         parameters['mem'] = f'{int(slurm["mem_gb"])}GB'
     for key in ('partition', 'account', 'qos', 'constraint'):
@@ -123,11 +133,37 @@ class StageJob(Checkpointable):
         if self.gpus is not None:
             env['CUDA_VISIBLE_DEVICES'] = ','.join(self.gpus)
         print('$ ' + shlex.join(self.command()), flush=True)
-        result = subprocess.run(self.command(), cwd=self.root, env=env)
-        if result.returncode != 0:
+        # In a session of its own, so that a cancelled job stops the whole
+        # stage (DVC ignores SIGINT while its command runs, and the
+        # command is its child): nothing keeps training on a GPU, or in a
+        # work dir that the next run resumes.
+        process = subprocess.Popen(self.command(), cwd=self.root, env=env,
+                                   start_new_session=True)
+        try:
+            returncode = process.wait()
+        except BaseException:
+            _stop_group(process)
+            raise
+        if returncode != 0:
             raise RuntimeError(f'stage {self.stage} failed (dvc exit status '
-                               f'{result.returncode})')
+                               f'{returncode})')
         return self.stage
+
+
+def _stop_group(process: subprocess.Popen, grace: float = 0.8) -> None:
+    """SIGTERM to ``process``'s group, SIGKILL after ``grace`` seconds
+    (submitit's local controller kills the job about a second after
+    cancelling it)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 class Pipeline:
@@ -154,6 +190,9 @@ class Pipeline:
                 for name, stage in stages.items()}
             self.commands = {name: stage.cmd for name, stage in
                              stages.items()}
+            # Run every time, as by `dvc repro` (`always_changed: true`).
+            self.always_changed = {name for name, stage in stages.items()
+                                   if stage.always_changed}
         self.order = _topological(self.upstream)
 
     def changed(self, names: Sequence[str]) -> Dict[str, bool]:
@@ -227,9 +266,10 @@ class Grid:
             self.gpus = _gpus()
             jobs = settings.jobs or max(1, len(self.gpus))
             if self.gpus and jobs > len(self.gpus):
-                raise UsageError(
-                    f'{jobs} jobs at a time, but this machine has '
-                    f'{len(self.gpus)} GPU(s): each job needs its own GPU')
+                # The demo trains on the CPU wherever it runs; the paper's
+                # runs would share a GPU and slow each other.
+                say(f'{jobs} jobs at a time share {len(self.gpus)} GPU(s) '
+                    '(job k on GPU k mod the count)')
             self.slots = jobs
             cores = os.cpu_count() or 1
             self.threads = settings.threads or max(1, cores // jobs)
@@ -238,6 +278,7 @@ class Grid:
             self.slots = settings.jobs or 0  # 0: no limit
             self.threads = None
             self.slurm = slurm_parameters(settings.slurm)
+            self.cpu_stages = set(settings.slurm.get('cpu_stages') or ())
 
     def _alone(self, name: str) -> bool:
         return name.split('@')[0] in set(self.settings.alone)
@@ -250,7 +291,10 @@ class Grid:
     def submit(self, name: str, slot: Optional[int]):
         """``name``'s job, on GPU ``slot`` (locally; None: a stage that
         runs alone, on every GPU and core)."""
-        folder = self.pipeline.log_folder(name, Path(self.settings.logs))
+        # One folder per submission: submitit names its files by job id,
+        # which locally is a process id that may come again.
+        folder = self.pipeline.log_folder(name, Path(self.settings.logs)) \
+            / time.strftime('%Y%m%d-%H%M%S')
         folder.mkdir(parents=True, exist_ok=True)
         root = str(self.pipeline.root)
         if self.settings.executor == 'local':
@@ -261,13 +305,25 @@ class Grid:
             if slot is None:
                 job = StageJob(name, root, None, self.gpus)
             else:
-                job = StageJob(name, root, self.threads,
-                               self.gpus[slot:slot + 1])
+                gpus = [self.gpus[slot % len(self.gpus)]] if self.gpus \
+                    else []
+                job = StageJob(name, root, self.threads, gpus)
         else:
             executor = submitit.SlurmExecutor(folder=folder)
-            executor.update_parameters(job_name=name, **self.slurm)
+            executor.update_parameters(**self.slurm_job(name))
             job = StageJob(name, root)
         return executor.submit(job)
+
+    def slurm_job(self, name: str) -> dict:
+        """submitit's SlurmExecutor parameters for ``name``'s job: those
+        of ``grid.slurm``, the whole node for a stage that runs alone, no
+        GPU for one of ``cpu_stages``."""
+        parameters = dict(self.slurm, job_name=name)
+        if self._alone(name):
+            parameters['exclusive'] = True
+        if name.split('@')[0] in self.cpu_stages:
+            parameters.pop('gpus_per_node', None)
+        return parameters
 
     def run(self) -> Outcome:
         pipeline, outcome = self.pipeline, Outcome()
@@ -295,10 +351,14 @@ class Grid:
                             done.add(name)
                             outcome.unchanged.append(name)
                     continue
-                for name in ready:
+                others = [n for n in ready if not self._alone(n)]
+                for name in others + [n for n in ready if n not in others]:
                     alone = self._alone(name)
-                    if any(self._alone(n) for n in running) or (
-                            alone and running):
+                    if any(self._alone(n) for n in running):
+                        break
+                    # A stage that runs alone waits until nothing else is
+                    # running or ready, so that it holds up no other.
+                    if alone and (running or others):
                         break
                     if self.slots and not free:
                         break
@@ -334,10 +394,17 @@ class Grid:
                              f'{minutes:.1f} min')
                 if not finished and running:
                     time.sleep(POLL_SECONDS)
-        except BaseException:
+        except (KeyboardInterrupt, Terminated):
             for name, (job, _, _) in running.items():
                 job.cancel(check=False)
                 self.say(f'{self._clock()} cancelled {name}')
+            raise
+        except BaseException:
+            # Anything else stops only the waiting: the jobs go on, and
+            # DVC records each that ends.
+            for name, (job, _, _) in running.items():
+                self.say(f'{self._clock()} still running: {name} (job '
+                         f'{job.job_id}; log {job.paths.stdout})')
             raise
         return outcome
 

@@ -44,13 +44,19 @@ class EpochSeedHook(Hook):
     training epoch from the run's seed and the epoch (NumPy's
     ``SeedSequence``, so that no two (seed, epoch) pairs share a stream).
 
-    What an epoch draws (dropout, the loaders' worker seeds) then depends
-    on the run and the epoch alone, not on what ran before it in the same
-    process: a run resumed from epoch k's checkpoint draws what the
-    uninterrupted run drew, and ends with the same weights. (mmengine
-    seeds once, when the runner is built; its checkpoints keep no
-    generator state, and validation between a checkpoint and the next
-    epoch draws from the generators too.)"""
+    What the training process draws in an epoch (dropout, and the
+    augmentation when the loader has no workers) then depends on the run
+    and the epoch alone, not on what ran before it in the same process: a
+    run resumed from epoch k's checkpoint draws what the uninterrupted run
+    drew. (mmengine seeds once, when the runner is built; its checkpoints
+    keep no generator state, and validation between a checkpoint and the
+    next epoch draws from the generators too.) Loader workers are seeded
+    by mmengine from the run's seed and their index alone: workers started
+    afresh each epoch (``persistent_workers=False``, the demo) draw the
+    same every epoch, so the resumed run ends with the uninterrupted run's
+    weights; persistent workers (the paper's configs) carry their
+    generators across epochs, so after a resume their flips differ from
+    the uninterrupted run's (drawn alike, not the same)."""
     priority = 'VERY_HIGH'
 
     def before_train_epoch(self, runner) -> None:

@@ -215,7 +215,10 @@ class DeferredRuntimeInfoHook(RuntimeInfoHook):
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs: Optional[dict] = None) -> None:
         if outputs is not None:
-            self._pending.extend(outputs.items())
+            # Detached: the autograd graph is not kept until the flush.
+            self._pending.extend(
+                (key, value.detach() if torch.is_tensor(value) else value)
+                for key, value in outputs.items())
         logger = self._logger
         if logger is None or logger.every_n_inner_iters(
                 batch_idx, logger.interval) or self.end_of_epoch(

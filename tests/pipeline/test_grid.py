@@ -9,10 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import REPO
 
-from fashionseg.pipeline.grid import grid_hours, slurm_parameters
+from fashionseg.errors import UsageError
+from fashionseg.pipeline.grid import (Grid, GridSettings, Pipeline, grid_hours,
+                                      slurm_parameters)
 
 BIN = Path(sys.executable).parent
 STEP = '''\
@@ -22,7 +25,11 @@ root = pathlib.Path('.')
 if kind == 'prep':
     (root / 'data.txt').write_text('data\\n')
 elif kind == 'train':
+    running = root / 'running'
+    running.mkdir(exist_ok=True)
+    (running / seed).touch()
     if (root / f'fail-{seed}').exists():
+        (running / seed).unlink()
         sys.exit(f'seed {seed} told to fail')
     # Seeds 0 and 1 meet: each finishes only once the other has started,
     # which needs the two to run at the same time.
@@ -40,6 +47,13 @@ elif kind == 'train':
     out.mkdir(exist_ok=True)
     data = (root / 'data.txt').read_text()
     (out / f'seed{seed}.txt').write_text(data + seed + '\\n')
+    (running / seed).unlink()
+elif kind == 'bench':
+    # A stage that runs alone: no training beside it.
+    beside = sorted(p.name for p in (root / 'running').glob('*'))
+    if beside:
+        sys.exit(f'bench ran beside {beside}')
+    (root / 'bench.txt').write_text('timed\\n')
 elif kind == 'report':
     parts = sorted(p.read_text() for p in (root / 'out').glob('*.txt'))
     (root / 'report.txt').write_text(''.join(parts))
@@ -54,8 +68,11 @@ DVC_YAML = {
             'deps': ['step.py', 'data.txt'],
             'params': ['lr'],
             'outs': [{'out/seed${item.seed}.txt': {'cache': False}}]},
+        'bench': {'cmd': f'{sys.executable} step.py bench',
+                  'deps': ['step.py', 'data.txt'],
+                  'outs': [{'bench.txt': {'cache': False}}]},
         'report': {'cmd': f'{sys.executable} step.py report',
-                   'deps': ['step.py', 'out'],
+                   'deps': ['step.py', 'out', 'bench.txt'],
                    'outs': [{'report.txt': {'cache': False}}]},
     }}
 
@@ -67,9 +84,9 @@ def _project(path: Path) -> Path:
     (path / 'step.py').write_text(STEP)
     (path / 'dvc.yaml').write_text(yaml.safe_dump(DVC_YAML))
     (path / 'params.yaml').write_text(yaml.safe_dump(
-        {'lr': 0.1, 'grid': {'executor': 'local', 'alone': ['report'],
+        {'lr': 0.1, 'grid': {'executor': 'local', 'alone': ['bench'],
                              'logs': 'logs'}}))
-    (path / '.gitignore').write_text('marks/\nlogs/\nfail-*\n')
+    (path / '.gitignore').write_text('marks/\nrunning/\nlogs/\nfail-*\n')
     for command in (['git', 'init', '-q'], [str(BIN / 'dvc'), 'init', '-q'],
                     ['git', 'add', '-A'],
                     ['git', 'commit', '-q', '-m', 'project']):
@@ -95,7 +112,9 @@ def test_grid_runs_side_by_side_and_leaves_dvc_s_record(tmp_path):
     # The failed job is named with its log; the others went on; the
     # report, which needs it, waited.
     assert first.returncode == 1, first.stdout + first.stderr
-    assert '4 stage(s) ran, 0 unchanged, 1 failed, 1 not run' in \
+    # bench, ready as soon as prep is done, waited for the trainings (it
+    # runs alone) and then ran.
+    assert '5 stage(s) ran, 0 unchanged, 1 failed, 1 not run' in \
         first.stdout, first.stdout
     failed = [line for line in first.stdout.splitlines()
               if line.startswith('failed: train@2; log: ')]
@@ -104,7 +123,6 @@ def test_grid_runs_side_by_side_and_leaves_dvc_s_record(tmp_path):
     assert log.is_relative_to(project / 'logs' / 'train@2')
     assert 'seed 2 told to fail' in log.read_text()
     assert 'not run (something upstream failed): report' in first.stdout
-    assert 'ran alone' not in first.stdout
     for seed in (0, 1, 3):
         assert (project / 'out' / f'seed{seed}.txt').exists()
 
@@ -115,7 +133,7 @@ def test_grid_runs_side_by_side_and_leaves_dvc_s_record(tmp_path):
     started = sorted(line.split()[2] for line in second.stdout.splitlines()
                      if ' started ' in line)
     assert started == ['report', 'train@2'], second.stdout
-    assert '2 stage(s) ran, 4 unchanged, 0 failed, 0 not run' in \
+    assert '2 stage(s) ran, 5 unchanged, 0 failed, 0 not run' in \
         second.stdout
     assert 'dvc status: the stages are up to date' in second.stdout
 
@@ -147,7 +165,7 @@ def test_grid_runs_side_by_side_and_leaves_dvc_s_record(tmp_path):
     shutil.rmtree(project / 'marks')
     third = _grid(project, '--jobs', '2')
     assert third.returncode == 0, third.stdout + third.stderr
-    assert '4 stage(s) ran, 2 unchanged' in third.stdout, third.stdout
+    assert '4 stage(s) ran, 3 unchanged' in third.stdout, third.stdout
     assert ' started report' not in third.stdout
 
 
@@ -169,9 +187,24 @@ def test_slurm_jobs_ask_for_the_resources_in_params(tmp_path):
                  # requeued before the limit or a preemption
                  '#SBATCH --signal=USR2@120'):
         assert line in script, line
-    assert 'account' not in _make_sbatch_string(
-        command='x', folder=tmp_path,
-        **slurm_parameters(dict(grid['slurm'])))
+    bare = _make_sbatch_string(command='x', folder=tmp_path,
+                               **slurm_parameters(dict(grid['slurm'])))
+    assert 'account' not in bare and 'partition' not in bare
+    with pytest.raises(UsageError, match='time_min'):
+        slurm_parameters(dict(grid['slurm'], time_min=None))
+    with pytest.raises(UsageError, match="no setting 'gpus'"):
+        slurm_parameters(dict(grid['slurm'], gpus=2))
+
+
+def test_slurm_jobs_of_a_stage_that_runs_alone_or_needs_no_gpu(tmp_path):
+    project = _project(tmp_path / 'p')
+    settings = GridSettings(executor='slurm', alone=['bench'], slurm=dict(
+        time_min=60, gpus_per_job=1, cpus_per_job=4, cpu_stages=['report']))
+    grid = Grid(Pipeline(project, ['report']), settings, lambda line: None)
+    assert grid.slurm_job('train@0')['gpus_per_node'] == 1
+    assert 'exclusive' not in grid.slurm_job('train@0')
+    assert grid.slurm_job('bench')['exclusive'] is True
+    assert 'gpus_per_node' not in grid.slurm_job('report')
 
 
 def test_grid_hours_share_the_runs_out_longest_first():
