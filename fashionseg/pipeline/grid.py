@@ -177,7 +177,8 @@ class Pipeline:
             stages = {}
             for target in targets:
                 try:
-                    collected = repo.stage.collect(target, with_deps=True)
+                    collected = repo.stage.collect(self._spec(target),
+                                                   with_deps=True)
                 except Exception as error:  # DVC's own error names it
                     raise UsageError(f'no pipeline stage {target!r}: '
                                      f'{error}') from None
@@ -195,6 +196,11 @@ class Pipeline:
                                    if stage.always_changed}
         self.order = _topological(self.upstream)
 
+    def _spec(self, name: str) -> str:
+        """``name`` in the project's dvc.yaml, whatever the current
+        folder (DVC reads a bare name relative to it)."""
+        return name if ':' in name else f'{self.root / "dvc.yaml"}:{name}'
+
     def changed(self, names: Sequence[str]) -> Dict[str, bool]:
         """Whether DVC would run each stage now (read afresh: other jobs
         write dvc.lock). A frozen stage never runs, as in ``dvc repro``."""
@@ -202,7 +208,7 @@ class Pipeline:
         result = {}
         with Repo(str(self.root), _wait_for_lock=True) as repo, repo.lock:
             for name in names:
-                stage, = repo.stage.collect(name)
+                stage, = repo.stage.collect(self._spec(name))
                 result[name] = not stage.frozen and bool(stage.changed())
         return result
 
