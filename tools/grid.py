@@ -1,7 +1,8 @@
-"""Run the pipeline's independent stages side by side (docs/pipeline.md,
-"Many GPUs or a cluster"): each stage as a submitit job that runs
-`dvc repro --single-item STAGE`, so that dvc.lock ends as `dvc repro`
-leaves it.
+"""Run the pipeline's independent stages side by side as submitit jobs.
+
+Each stage is a job that runs `dvc repro --single-item STAGE`, so that
+dvc.lock ends as `dvc repro` leaves it (docs/pipeline.md, "Many GPUs or a
+cluster").
 
     python tools/grid.py report environment --jobs 8      # 8 GPUs
     python tools/grid.py report environment --executor slurm \\
@@ -28,8 +29,9 @@ def parse_args():
     parser.add_argument('--executor', choices=EXECUTORS,
                         help='local (this machine) or slurm')
     parser.add_argument('--jobs', type=int, help='jobs at a time (local: '
-                        'at most one per GPU; default: one per GPU, else '
-                        'one); on SLURM jobs queued at once (0: no limit)')
+                        'default one per GPU, else one; more than the GPUs '
+                        'share them); on SLURM jobs queued at once (0: no '
+                        'limit)')
     parser.add_argument('--threads', type=int, help='CPU threads of each '
                         'local job (default: the cores shared out)')
     parser.add_argument('--partition', help='SLURM partition')
