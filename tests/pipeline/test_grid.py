@@ -105,6 +105,7 @@ def _dvc(project: Path, *args):
                           capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_grid_runs_side_by_side_and_leaves_dvc_s_record(tmp_path):
     project = _project(tmp_path / 'grid')
     (project / 'fail-2').touch()
