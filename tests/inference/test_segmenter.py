@@ -100,7 +100,8 @@ def test_images_of_one_padded_size_share_one_forward_pass(trained):
     # The semantic FPN pads to multiples of 32: all pad to 320 x 224.
     images = [image[:h, :w].copy() for h, w in
               ((320, 224), (301, 197), (301, 224), (290, 210), (301, 197))]
-    alone = Segmenter.from_config(config, checkpoint).segment(images)
+    alone = Segmenter.from_config(config, checkpoint).segment(
+        images, keep_scores=True)
     together = Segmenter.from_config(config, checkpoint,
                                      settings=InferenceSettings(
                                          batch_size=8))
@@ -108,11 +109,16 @@ def test_images_of_one_padded_size_share_one_forward_pass(trained):
     network = together.network
     together.network = lambda batch: (shapes.append(tuple(batch.shape)),
                                       network(batch))[1]
-    predictions = together.segment(images)
+    predictions = together.segment(images, keep_scores=True)
     assert shapes == [(5, 3, 320, 224)]
     for image, one, batched in zip(images, alone, predictions):
         assert tuple(batched.labels.shape) == image.shape[:2]
         assert torch.equal(one.labels, batched.labels)
+        # The scores too, over the whole padded input: the padding is the
+        # padding value after normalisation, as alone (normalised zeros
+        # would differ from it by the mean over the deviation).
+        torch.testing.assert_close(batched.decode_scores,
+                                   one.decode_scores, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize('setting', [
