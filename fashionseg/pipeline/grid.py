@@ -47,11 +47,11 @@ POLL_SECONDS = 2.0
 class GridSettings:
     """How the grid runs (``grid`` in params.yaml, or the command line).
 
-    ``jobs``: jobs at a time (local: at most one per GPU where there are
-    GPUs; SLURM: jobs queued at once, 0 for no limit); ``threads``: CPU
+    ``jobs``: jobs at a time (local: by default one per GPU, more share
+    them; SLURM: jobs queued at once, 0 for no limit); ``threads``: CPU
     threads of each local job (default: the cores shared out among the
-    jobs); ``alone``: stages (their name before ``@``) that time
-    something and so run with nothing beside them, on the whole machine;
+    jobs); ``alone``: stages (their name before ``@``) that time or
+    describe the machine and so run with nothing beside them;
     ``logs``: where a stage's job log goes when its command names no
     ``--work-dir`` (beside which it goes otherwise); ``slurm``: the
     partition, account, time limit and resources of each SLURM job."""
@@ -287,7 +287,15 @@ class Grid:
             self.cpu_stages = set(settings.slurm.get('cpu_stages') or ())
 
     def _alone(self, name: str) -> bool:
-        return name.split('@')[0] in set(self.settings.alone)
+        return name.split('@')[0] in self.settings.alone
+
+    def _gpus_of(self, slot: Optional[int]) -> List[str]:
+        """The GPUs of a local job in ``slot`` (None: every GPU, for a
+        stage that runs alone); with more slots than GPUs, slot k has GPU
+        k mod the count."""
+        if slot is None or not self.gpus:
+            return list(self.gpus)
+        return [self.gpus[slot % len(self.gpus)]]
 
     def _clock(self) -> str:
         seconds = int(time.monotonic() - self.started)
@@ -308,12 +316,9 @@ class Grid:
             # The job picks its GPU itself (CUDA_VISIBLE_DEVICES), which
             # also takes GPU names that are not numbers (UUIDs).
             executor.update_parameters(timeout_min=LOCAL_TIMEOUT_MIN)
-            if slot is None:
-                job = StageJob(name, root, None, self.gpus)
-            else:
-                gpus = [self.gpus[slot % len(self.gpus)]] if self.gpus \
-                    else []
-                job = StageJob(name, root, self.threads, gpus)
+            job = StageJob(name, root,
+                           None if slot is None else self.threads,
+                           self._gpus_of(slot))
         else:
             executor = submitit.SlurmExecutor(folder=folder)
             executor.update_parameters(**self.slurm_job(name))
@@ -373,7 +378,7 @@ class Grid:
                     running[name] = (job, slot, time.monotonic())
                     pending.remove(name)
                     where = '' if slot is None or not self.gpus else \
-                        f' on GPU {self.gpus[slot]}'
+                        f' on GPU {self._gpus_of(slot)[0]}'
                     self.say(f'{self._clock()} started {name}{where} (job '
                              f'{job.job_id}; log {job.paths.stdout})')
                     if alone:
