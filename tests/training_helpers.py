@@ -71,3 +71,22 @@ def build_converted_datasets(root: Path) -> dict:
         roots[name] = root / name
         convert_release(name, src, roots[name])
     return roots
+
+
+def untrained_demo_model(root: Path, config: str) -> tuple:
+    """The bundled CCP photos converted at 64 px into ROOT/ccp, and a
+    checkpoint of ``config``'s model (a path under the repository) with
+    its initial weights in ROOT/fpn.pth: for the tools' runs whose labels
+    do not matter."""
+    # Imported here: the other helpers need no model registry.
+    import torch
+    from mmengine.config import Config
+
+    from fashionseg.inference.segmenter import build_model
+    data = root / 'ccp'
+    convert_release('ccp', BUNDLED_CCP, data, 64)
+    checkpoint = root / 'fpn.pth'
+    torch.manual_seed(0)
+    model = build_model(Config.fromfile(str(REPO / config)), None)
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, checkpoint)
+    return data, checkpoint

@@ -39,6 +39,11 @@ def load_run_config(config: str, work_dir: Optional[str] = None,
     return cfg
 
 
+def add_custom_hooks(cfg: Config, *hooks: dict) -> None:
+    """Append ``hooks`` to the config's ``custom_hooks``."""
+    cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + list(hooks)
+
+
 def limit_images(cfg: Config, max_images: Optional[int],
                  loaders: Sequence[str] = LOADERS) -> None:
     """The first ``max_images`` images of each loader's split (mmengine's

@@ -44,6 +44,7 @@ from mmseg.models.losses import accuracy
 from mmseg.registry import HOOKS, MODELS
 
 from fashionseg.errors import UsageError
+from fashionseg.runner.run_config import add_custom_hooks
 
 SPEEDUPS = ('channels-last', 'non-blocking', 'foreach-adam', 'fp32-resize',
             'no-host-sync', 'compile')
@@ -95,6 +96,12 @@ def _bare(model):
     return model.module if is_model_wrapper(model) else model
 
 
+def _decode_heads(model) -> List[BaseDecodeHead]:
+    """The decode heads of ``model`` (auxiliary ones included)."""
+    return [m for m in _bare(model).modules()
+            if isinstance(m, BaseDecodeHead)]
+
+
 @HOOKS.register_module()
 class ChannelsLastHook(Hook):
     """Puts the model's weights in channels-last layout before training
@@ -138,8 +145,7 @@ def resizes_in_fp32(model) -> int:
     ``resize`` inside ``_transform_inputs`` and ``loss_by_feat``, and
     autocast cannot be told to keep ``interpolate`` in fp32, so these two
     methods are wrapped on each head instance (no class is changed)."""
-    heads = [m for m in _bare(model).modules()
-             if isinstance(m, BaseDecodeHead)]
+    heads = _decode_heads(model)
     for head in heads:
         if head.input_transform == 'resize_concat':
             head._transform_inputs = _in_fp32(head._transform_inputs)
@@ -188,8 +194,7 @@ def _with_accuracy_without_sync(loss_by_feat):
 def losses_without_sync(model) -> int:
     """Every decode head of ``model`` computes its logged accuracy with
     :func:`accuracy_without_sync`; returns how many heads."""
-    heads = [m for m in _bare(model).modules()
-             if isinstance(m, BaseDecodeHead)]
+    heads = _decode_heads(model)
     for head in heads:
         head.loss_by_feat = _with_accuracy_without_sync(head.loss_by_feat)
     return len(heads)
@@ -236,9 +241,8 @@ class DeferredRuntimeInfoHook(RuntimeInfoHook):
         if on_device:
             # float64 holds every float32 and bf16 value exactly, so the
             # numbers are those ``.item()`` gives one at a time.
-            numbers = torch.stack([
-                pending[i][1].detach().reshape(()).double()
-                for i in on_device]).tolist()
+            numbers = torch.stack([pending[i][1].reshape(()).double()
+                                   for i in on_device]).tolist()
             for i, number in zip(on_device, numbers):
                 values[i] = number
         for (key, _), value in zip(pending, values):
@@ -316,8 +320,7 @@ def apply_speedups(cfg: Config, names: Iterable[str],
         preprocessor.non_blocking = 'non-blocking' in names
         preprocessor.channels_last = 'channels-last' in names
     if 'channels-last' in names:
-        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
-            dict(type='ChannelsLastHook')]
+        add_custom_hooks(cfg, dict(type='ChannelsLastHook'))
         # cuDNN's autotuning of channels-last convolutions did not finish
         # the first fp32 batch-5 iteration of the paper's FPN in 35 s, nor
         # the first bf16 one in 60 s, for a single 600 x 400 shape (one
@@ -335,15 +338,12 @@ def apply_speedups(cfg: Config, names: Iterable[str],
         else:
             optimizer.foreach = True
     if 'fp32-resize' in names:
-        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
-            dict(type='Fp32ResizeHook')]
+        add_custom_hooks(cfg, dict(type='Fp32ResizeHook'))
     if 'no-host-sync' in names:
-        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
-            dict(type='NoHostSyncHook')]
+        add_custom_hooks(cfg, dict(type='NoHostSyncHook'))
         cfg.setdefault('default_hooks', {})['runtime_info'] = dict(
             type='DeferredRuntimeInfoHook')
     if 'compile' in names:
-        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
-            dict(type='CompileHook')]
+        add_custom_hooks(cfg, dict(type='CompileHook'))
     cfg.training_speedups = names
     return names

@@ -29,7 +29,7 @@ from fashionseg.evaluation.confusion import confusion_path, save_confusions
 from fashionseg.evaluation.iou_metric import ClassIoUMetric
 from fashionseg.evaluation.metrics_file import metrics_record
 from fashionseg.inference.settings import InferenceSettings
-from fashionseg.runner.run_config import (configure_cpu_ddp,
+from fashionseg.runner.run_config import (add_custom_hooks, configure_cpu_ddp,
                                           init_cpu_distributed,
                                           load_run_config)
 from fashionseg.utils.atomic_write import write_text_atomic
@@ -91,9 +91,9 @@ def configure_testing(config: str, checkpoint: str,
     cfg.metrics_out = metrics_out or osp.join(
         out if out is not None else cfg.work_dir, METRICS_FILE)
     if out is not None:
-        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
-            dict(type='SaveDecodeScoresHook', out_dir=out, keep=[
-                cfg.metrics_out, str(confusion_path(cfg.metrics_out))])]
+        add_custom_hooks(cfg, dict(
+            type='SaveDecodeScoresHook', out_dir=out,
+            keep=[cfg.metrics_out, str(confusion_path(cfg.metrics_out))]))
     return cfg
 
 

@@ -19,7 +19,7 @@ from fashionseg.checkpoints.pretrained import (disable_pretrained,
                                                pretrained_sources)
 from fashionseg.config_checks import check_dataset_folders
 from fashionseg.errors import UsageError
-from fashionseg.runner.run_config import (configure_cpu_ddp,
+from fashionseg.runner.run_config import (add_custom_hooks, configure_cpu_ddp,
                                           init_cpu_distributed,
                                           load_run_config)
 from fashionseg.runner.run_state import (best_checkpoint, export_model,
@@ -92,8 +92,8 @@ def configure_training(config: str, work_dir: Optional[str] = None,
         cfg.randomness = dict(cfg.get('randomness') or {}, seed=seed)
     cfg.amp_dtype = enable_amp(cfg) if amp else None
     # A resumed run ends as the uninterrupted one (runner/run_state.py).
-    cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
-        dict(type='EpochSeedHook'), dict(type='ValidateResumedEpochHook')]
+    add_custom_hooks(cfg, dict(type='EpochSeedHook'),
+                     dict(type='ValidateResumedEpochHook'))
     apply_speedups(cfg, speedups, cfg_options)
     if torch.cuda.is_available():
         configure_gpu_loading(cfg)

@@ -7,13 +7,9 @@ import subprocess
 import sys
 
 import pytest
-import torch
 from conftest import REPO
-from mmengine.config import Config
-from raw_formats import BUNDLED_CCP
+from training_helpers import untrained_demo_model
 
-from custom_datasets.convert import convert_release
-from fashionseg.inference.segmenter import build_model
 from fashionseg.inference.settings import InferenceSettings
 
 FPN = 'mmseg_configs/demo/fpn_x101_ccp.py'
@@ -21,14 +17,7 @@ FPN = 'mmseg_configs/demo/fpn_x101_ccp.py'
 
 @pytest.fixture(scope='module')
 def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp('benchmark')
-    data = root / 'ccp'
-    convert_release('ccp', BUNDLED_CCP, data, 64)
-    checkpoint = root / 'fpn.pth'
-    torch.manual_seed(0)
-    model = build_model(Config.fromfile(str(REPO / FPN)), None)
-    torch.save({'state_dict': model.state_dict(), 'meta': {}}, checkpoint)
-    return data, checkpoint
+    return untrained_demo_model(tmp_path_factory.mktemp('benchmark'), FPN)
 
 
 def _benchmark(setup, out, *args):

@@ -6,13 +6,8 @@ import subprocess
 import sys
 
 import pytest
-import torch
 from conftest import REPO
-from mmengine.config import Config
-from raw_formats import BUNDLED_CCP
-
-from custom_datasets.convert import convert_release
-from fashionseg.inference.segmenter import build_model
+from training_helpers import untrained_demo_model
 
 FPN = 'mmseg_configs/demo/fpn_x101_ccp.py'
 SEMFPN = 'mmseg_configs/demo/semfpn_x101_ccp.py'
@@ -21,12 +16,8 @@ SEMFPN = 'mmseg_configs/demo/semfpn_x101_ccp.py'
 @pytest.fixture(scope='module')
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp('usage')
-    data = root / 'ccp'
-    convert_release('ccp', BUNDLED_CCP, data, 64)
     # Weights of the demo's FPN (untrained: only their names matter).
-    checkpoint = root / 'fpn.pth'
-    model = build_model(Config.fromfile(str(REPO / FPN)), None)
-    torch.save({'state_dict': model.state_dict(), 'meta': {}}, checkpoint)
+    data, checkpoint = untrained_demo_model(root, FPN)
     return root, data, checkpoint
 
 
