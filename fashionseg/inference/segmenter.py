@@ -157,9 +157,8 @@ class Segmenter:
         preprocessor does: channel order, mean / std, padding at the
         bottom and right to ``size`` or a multiple of ``size_divisor``.
         ``sizes`` are the images' own (height, width) where ``inputs``
-        holds them already zero-padded to a common size: what lies
-        outside each is set to the padding value, as if each had been
-        padded alone."""
+        holds them zero-padded to a common size: what lies outside each
+        is set to the padding value, as if each had been padded alone."""
         inputs = inputs.to(self.device, non_blocking=True)
         if self.bgr_to_rgb and inputs.shape[1] == 3:
             inputs = inputs[:, [2, 1, 0]]
@@ -175,10 +174,11 @@ class Segmenter:
         for (own_h, own_w), offsets in _positions_by_key(
                 sizes or []).items():
             rows = slice(None) if len(offsets) == len(inputs) else offsets
-            if own_h < pad_h:
-                inputs[rows, :, own_h:, :] = self.pad_val
-            if own_w < pad_w:
-                inputs[rows, :, :, own_w:] = self.pad_val
+            # Beyond the batch's own size F.pad has set it already.
+            if own_h < height:
+                inputs[rows, :, own_h:height, :] = self.pad_val
+            if own_w < width:
+                inputs[rows, :, :, own_w:width] = self.pad_val
         if self.settings.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         return inputs
@@ -221,11 +221,9 @@ class Segmenter:
         forward pass of at most ``batch_size`` (so a dataset of one padded
         size runs, compiles and autotunes one shape), and images of one
         size and original size share the crop, upsampling and argmax."""
-        groups: Dict[tuple, List[int]] = {}
-        for index, image in enumerate(inputs):
-            groups.setdefault(padded_size(
-                *image.shape[-2:], self.pad_size, self.size_divisor),
-                []).append(index)
+        groups = _positions_by_key([
+            padded_size(*image.shape[-2:], self.pad_size, self.size_divisor)
+            for image in inputs])
         results: List[Optional[Prediction]] = [None] * len(inputs)
         step = self.settings.batch_size
         for input_shape, indices in groups.items():
@@ -235,12 +233,7 @@ class Segmenter:
                 batch = self._host_batch(
                     [inputs[i] for i in chunk],
                     tuple(map(max, zip(*sizes))))
-                # The batch as sent is at most the padded size: where all
-                # its images are smaller, normalise pads it.
-                if len(set(sizes)) == 1:
-                    scores = self.decode_scores(batch)
-                else:
-                    scores = self.decode_scores(batch, sizes)
+                scores = self.decode_scores(batch, sizes)
                 logits = F.interpolate(scores, size=input_shape,
                                        mode='bilinear',
                                        align_corners=self.align_corners)
