@@ -48,9 +48,9 @@ def _labels(segmenter: Segmenter, images: Sequence, desc: str
     with tqdm(total=len(images), desc=desc, unit='img',
               leave=False) as progress:
         for start in range(0, len(images), step):
-            labels += [p.labels.cpu() for p in
-                       segmenter.segment(images[start:start + step])]
-            progress.update(len(images[start:start + step]))
+            chunk = images[start:start + step]
+            labels += [p.labels.cpu() for p in segmenter.segment(chunk)]
+            progress.update(len(chunk))
     return labels
 
 
