@@ -37,8 +37,8 @@ def parse_args():
                         help='a CRF search result; also time the CRF')
     parser.add_argument('--engine', nargs='+', metavar='SETTING',
                         help='engine settings to time: PRECISION[,channels-'
-                        'last][,compile=MODE][,batch=N]; default: the '
-                        'device\'s own (bf16,channels-last,batch=32 on a '
+                        'last][,fold-bn][,compile=MODE][,batch=N]; default: '
+                        'the device\'s own (bf16,channels-last,batch=32 on a '
                         'GPU, fp32,channels-last,batch=1 on a CPU); none: '
                         'the paper\'s protocol alone')
     parser.add_argument('--batches', type=int, default=100,

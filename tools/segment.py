@@ -4,7 +4,8 @@ refined by the dense CRF with searched parameters.
 
     python tools/segment.py CONFIG CHECKPOINT PHOTO_OR_FOLDER... --out DIR \\
         [--crf crf_search.json] [--backend torch|pydensecrf] \\
-        [--batch-size 8] [--precision bf16] [--device cuda] [--max-side PX]
+        [--batch-size 8] [--precision bf16] [--channels-last] [--fold-bn]
+        [--device cuda] [--max-side PX]
 
 --out must be a new or empty folder, or one this tool wrote before (its
 segment.json says what is in it): a rerun finishes what an interrupted one
@@ -16,7 +17,7 @@ from pathlib import Path
 from fashionseg.crf.backend import BACKEND_NAMES
 from fashionseg.crf.search import read_best_params
 from fashionseg.inference.arguments import (add_inference_arguments,
-                                            inference_settings)
+                                            tool_settings)
 from fashionseg.inference.photos import (DEFAULT_MAX_SIDE, collect_photos,
                                          plan_outputs, run_settings,
                                          segment_photos)
@@ -54,7 +55,7 @@ def parse_args():
 def main():
     args = parse_args()
     device = select_device(args.device)
-    settings = inference_settings(args)
+    settings, check_agreement = tool_settings(args, device)
     params = read_best_params(args.crf) if args.crf else None
     photos, notes = collect_photos(args.inputs)
     for note in notes:
@@ -65,8 +66,9 @@ def main():
     result = segment_photos(
         segmenter, photos, args.out, params, args.backend, args.workers,
         settings=run_settings(args.config, args.checkpoint, segmenter.cfg),
-        max_side=args.max_side)
+        max_side=args.max_side, check_agreement=check_agreement)
     print(f'{result["photos"]} photos segmented into {result["out_dir"]}'
+          f' (inference engine: {result["engine"]})'
           + (' (CRF-refined)' if params else '')
           + (f'; {result["kept_from_earlier_run"]} of them by an earlier '
              'run' if result['kept_from_earlier_run'] else ''))

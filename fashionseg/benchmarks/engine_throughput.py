@@ -49,7 +49,8 @@ def _labels(segmenter: Segmenter, images: Sequence, desc: str
               leave=False) as progress:
         for start in range(0, len(images), step):
             chunk = images[start:start + step]
-            labels += [p.labels.cpu() for p in segmenter.segment(chunk)]
+            labels += [p.labels for p in segmenter.segment(
+                chunk, to_host=True)]
             progress.update(len(chunk))
     return labels
 
@@ -114,9 +115,7 @@ def benchmark_engine(config: str, checkpoint: str, data_root: Path,
         best = max(passing, key=lambda row: row['model_images_per_s'])
         record['best'] = best['name']
         if crf_params is not None:
-            setting = InferenceSettings(
-                best['precision'], best['channels_last'], best['compile'],
-                best['batch_size'])
+            setting = InferenceSettings.from_dict(best)
             segmenter = Segmenter(build_model(cfg, checkpoint, torch_device),
                                   cfg, setting, torch_device)
             record.update(crf=crf_params.as_dict(),
@@ -175,12 +174,11 @@ def _end_to_end(segmenter: Segmenter, jpegs: Sequence[bytes],
         pending = pool.map(load, batch_of(index + 1))
         prepared = [p for p, _ in loaded]
         metas = [p['data_samples'].metainfo for p in prepared]
+        # Without the CRF, the labels come to the host in one copy.
         predictions = segmenter.predict([p['inputs'] for p in prepared],
-                                        metas, crf_params is not None)
-        if crf_params is None:
-            for prediction in predictions:
-                prediction.labels.cpu()
-        else:
+                                        metas, crf_params is not None,
+                                        to_host=crf_params is None)
+        if crf_params is not None:
             refine_predictions(predictions, metas,
                                [rgb for _, rgb in loaded], crf_params,
                                crf_backend)

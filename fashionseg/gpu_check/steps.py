@@ -91,6 +91,7 @@ LONG = CheckSizes(**dict(
     FULL.__dict__, bench_iters=50, bench_warmup=10, search_trials=50,
     engine_batches=100, autotune=True,
     engine=FULL.engine + ('bf16,batch=32',
+                          'bf16,channels-last,fold-bn,batch=32',
                           'bf16,channels-last,compile=default,batch=32',
                           'bf16,channels-last,compile=max-autotune,'
                           'batch=32')))
@@ -503,8 +504,7 @@ class GPUCheck:
                                                'data')
         with_crf = benchmark_engine(
             config, checkpoint, data,
-            [InferenceSettings(best['precision'], best['channels_last'],
-                               best['compile'], best['batch_size'])],
+            [InferenceSettings.from_dict(best)],
             'test', self.device, self.sizes.engine_batches,
             crf_params=params)
         return self.measure('engine with CRF images/s end to end',

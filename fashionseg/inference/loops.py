@@ -15,7 +15,7 @@ from mmengine.runner.loops import TestLoop, ValLoop
 from mmengine.structures import PixelData
 from mmseg.registry import LOOPS
 
-from fashionseg.inference.segmenter import Segmenter
+from fashionseg.inference.segmenter import Segmenter, checked_segmenter
 from fashionseg.inference.settings import InferenceSettings
 
 
@@ -30,26 +30,47 @@ class _SegmenterIterMixin:
     stage = 'test'
 
     def _init_engine(self, precision: str, channels_last: bool,
-                     compile: str, keep_scores: bool) -> None:
+                     compile: str, keep_scores: bool, fold_bn: bool = False,
+                     check_agreement: bool = False) -> None:
         batch_size = getattr(self.dataloader, 'batch_size', None) or 1
         self.settings = InferenceSettings(precision, channels_last, compile,
-                                          batch_size)
+                                          batch_size, fold_bn)
         self.keep_scores = keep_scores
+        self.check_agreement = check_agreement
+        # What ran: the settings and, when checked, the agreement check.
+        self.engine_record = dict(settings=self.settings.name())
         self._segmenter = None
 
-    @property
-    def segmenter(self) -> Segmenter:
-        # Built at the first batch, after the runner has loaded weights.
+    def segmenter(self, data_batch: dict) -> Segmenter:
+        """The engine for the runner's model, built at the first batch
+        (after the runner has loaded the weights); with
+        ``check_agreement``, a fast setting is kept only if it labels that
+        batch as eager fp32 does (:func:`checked_segmenter`)."""
         model = self.runner.model
         model = model.module if is_model_wrapper(model) else model
-        if self._segmenter is None or self._segmenter.model is not model:
+        if self._segmenter is None or \
+                self._segmenter.source_model is not model:
             self._segmenter = Segmenter(model, self.runner.cfg,
                                         self.settings)
+            if self.check_agreement:
+                self._segmenter, check = checked_segmenter(
+                    self._segmenter, data_batch['inputs'],
+                    [s.metainfo for s in data_batch['data_samples']])
+                self.engine_record = dict(
+                    settings=self._segmenter.settings.name(),
+                    agreement_check=check)
         return self._segmenter
+
+    def run(self):
+        # A validation loop runs after every epoch: the engine's copy of
+        # the model (channels-last, folded) takes the new weights.
+        if self._segmenter is not None:
+            self._segmenter.refresh()
+        return super().run()
 
     def _predict(self, data_batch: dict) -> Sequence:
         samples = data_batch['data_samples']
-        predictions = self.segmenter.predict(
+        predictions = self.segmenter(data_batch).predict(
             data_batch['inputs'], [s.metainfo for s in samples],
             self.keep_scores)
         for sample, prediction in zip(samples, predictions):
@@ -72,13 +93,16 @@ class _SegmenterIterMixin:
 @LOOPS.register_module()
 class SegmenterTestLoop(_SegmenterIterMixin, TestLoop):
     """``TestLoop`` through the engine; ``keep_scores`` keeps each image's
-    decode-head scores for the CRF stage."""
+    decode-head scores for the CRF stage; ``check_agreement`` keeps a fast
+    setting only if it labels the first batch as eager fp32 does."""
 
     def __init__(self, runner, dataloader, evaluator,
                  precision: str = 'fp32', channels_last: bool = False,
-                 compile: str = 'none', keep_scores: bool = False):
+                 compile: str = 'none', keep_scores: bool = False,
+                 fold_bn: bool = False, check_agreement: bool = False):
         super().__init__(runner, dataloader, evaluator)
-        self._init_engine(precision, channels_last, compile, keep_scores)
+        self._init_engine(precision, channels_last, compile, keep_scores,
+                          fold_bn, check_agreement)
 
 
 @LOOPS.register_module()
@@ -90,6 +114,6 @@ class SegmenterValLoop(_SegmenterIterMixin, ValLoop):
 
     def __init__(self, runner, dataloader, evaluator,
                  precision: str = 'fp32', channels_last: bool = False,
-                 compile: str = 'none'):
+                 compile: str = 'none', fold_bn: bool = False):
         super().__init__(runner, dataloader, evaluator)
-        self._init_engine(precision, channels_last, compile, False)
+        self._init_engine(precision, channels_last, compile, False, fold_bn)

@@ -31,7 +31,8 @@ from tqdm import tqdm
 from fashionseg.crf.backend import CRFBackend
 from fashionseg.crf.energy import CRFParams, image_log_probs
 from fashionseg.errors import DataError, UsageError
-from fashionseg.inference.segmenter import Prediction, Segmenter
+from fashionseg.inference.segmenter import (Prediction, Segmenter,
+                                            checked_segmenter)
 from fashionseg.utils.atomic_write import (atomic_write, is_temporary,
                                            write_text_atomic)
 from fashionseg.utils.output_folder import OutputFolderError, refuse_foreign
@@ -343,13 +344,16 @@ def segment_photos(segmenter: Segmenter, photos: Sequence[Path],
                    crf_backend: str = 'torch', workers: int = 4,
                    progress: bool = True, settings: Optional[dict] = None,
                    max_side: int = DEFAULT_MAX_SIDE,
-                   say=print) -> dict:
+                   check_agreement: bool = False, say=print) -> dict:
     """Label ``photos`` into ``out_dir`` (``STEM.png`` and
     ``STEM_overlay.png``, and ``segment.json``); returns what was written.
     ``crf_backend`` names the CRF's backend (:meth:`fashionseg.crf.backend.
     CRFBackend.choose`), on the segmenter's device; ``settings`` (the
     config, the checkpoint) decide whether an earlier run in ``out_dir``
-    did the same work, whose finished photos are then kept."""
+    did the same work, whose finished photos are then kept. With
+    ``check_agreement`` the segmenter's setting is kept only if it labels
+    the first batch of photos as eager fp32 does (:func:`fashionseg.
+    inference.segmenter.checked_segmenter`)."""
     if workers < 1:
         raise UsageError(f'--workers must be at least 1, not {workers}')
     if max_side < 32:
@@ -359,6 +363,8 @@ def segment_photos(segmenter: Segmenter, photos: Sequence[Path],
     palette = meta.get('palette') or _default_palette(segmenter.num_classes)
     out_dir = Path(out_dir)
     plans = plan_outputs(photos, out_dir)
+    if check_agreement and plans:
+        segmenter = _checked(segmenter, plans, max_side, say)
     # As JSON reads it back, so that it compares with an earlier run's;
     # the batch size is left out: labels do not depend on it.
     engine = {k: v for k, v in segmenter.settings.as_dict().items()
@@ -414,7 +420,25 @@ def segment_photos(segmenter: Segmenter, photos: Sequence[Path],
                 out_dir=str(out_dir),
                 label_maps=[str(plan.labels) for plan in plans],
                 overlays=[str(plan.overlay) for plan in plans],
+                engine=segmenter.settings.name(),
                 crf=crf_params.as_dict() if crf_params else None)
+
+
+def _checked(segmenter: Segmenter, plans: Sequence[PhotoOutputs],
+             max_side: int, say) -> Segmenter:
+    """:func:`checked_segmenter` on the first batch of photos."""
+    work = [_at_most(read_photo(plan.photo), max_side)
+            for plan in plans[:segmenter.settings.batch_size]]
+    prepared = [segmenter.prepare(image) for image in work]
+    chosen, check = checked_segmenter(
+        segmenter, [p['inputs'] for p in prepared],
+        [p['data_samples'].metainfo for p in prepared])
+    verdict = 'kept' if chosen is segmenter else \
+        f'under {check["agreement_bar"]:.1%}, so eager fp32 runs'
+    say(f'inference engine: {check["asked"]} labels '
+        f'{check["agreement"]:.2%} of the first {check["checked_images"]} '
+        f'photos\' pixels as eager fp32 does: {verdict}')
+    return chosen
 
 
 def _finish_batch(segmenter, batch, palette, crf_params, backend, max_side,
@@ -444,8 +468,9 @@ def _segment_batch(segmenter, batch, crf_params, backend: CRFBackend,
     prepared = [segmenter.prepare(image) for image in work]
     metas = [p['data_samples'].metainfo for p in prepared]
     predictions = segmenter.predict([p['inputs'] for p in prepared], metas,
-                                    keep_scores=crf_params is not None)
-    labels = [p.labels.cpu().numpy() for p in predictions]
+                                    keep_scores=crf_params is not None,
+                                    to_host=True)
+    labels = [p.labels.numpy() for p in predictions]
     if crf_params is not None:
         rgb = [np.ascontiguousarray(image[:, :, ::-1]) for image in work]
         labels = refine_predictions(predictions, metas, rgb, crf_params,

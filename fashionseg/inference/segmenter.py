@@ -21,8 +21,9 @@ postprocessing are one path that must match MMSegmentation's step for
 step, kept in one place so that it can be read against it.)
 """
 import contextlib
+import copy
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -35,7 +36,9 @@ from mmseg.registry import DATASETS, MODELS
 
 from fashionseg.checkpoints.loading import load_weights_strictly
 from fashionseg.config_checks import check_checkpoint, check_config_path
-from fashionseg.inference.settings import PRECISIONS, InferenceSettings
+from fashionseg.inference.batch_norm_folding import fold_batch_norms
+from fashionseg.inference.settings import (AGREEMENT_BAR, PRECISIONS,
+                                           InferenceSettings)
 
 _LOADING_TRANSFORMS = ('LoadImageFromFile', 'LoadAnnotations',
                        'LoadImageFromNDArray')
@@ -89,6 +92,10 @@ class Segmenter:
     def __init__(self, model: torch.nn.Module, cfg: Config,
                  settings: InferenceSettings = InferenceSettings(),
                  device: Optional[str] = None):
+        # What was given; ``model`` is what runs: a copy where a setting
+        # changes the weights or their layout, so that the given model
+        # (a runner's, the reference's) stays as it was.
+        self.source_model = model
         self.model = model.eval()
         self.cfg = cfg
         self.settings = settings
@@ -110,14 +117,43 @@ class Segmenter:
         self.pad_size = test_cfg.get('size')
         self.size_divisor = test_cfg.get('size_divisor')
         self.align_corners = model.align_corners
+        if settings.fold_bn:
+            self.model = self._folded(self.model)
         if settings.channels_last:
+            if self.model is model:
+                self.model = copy.deepcopy(model)
             self.model = self.model.to(memory_format=torch.channels_last)
-        network = self._network
+        forward = self._forward
         if settings.compile != 'none':
-            network = torch.compile(network, mode=settings.compile,
+            # One graph per padded shape (and per kind of output): images
+            # are grouped by padded size, so a dataset of one size
+            # compiles once.
+            forward = torch.compile(forward, mode=settings.compile,
                                     dynamic=False)
-        self.network = network
+        self.forward = forward
         self.pipeline = Compose(test_pipeline_for_arrays(cfg))
+
+    def refresh(self) -> None:
+        """Take the given model's current weights into the copy that runs
+        (after training changed them), keeping the copy's modules, layout
+        and so any compiled graph."""
+        if self.model is not self.source_model:
+            weights = self._folded(self.source_model) \
+                if self.settings.fold_bn else self.source_model
+            self.model.load_state_dict(weights.state_dict())
+
+    def _folded(self, model: torch.nn.Module) -> torch.nn.Module:
+        """A copy of ``model`` with its batch norms folded into their
+        convolutions, checked on one small random input."""
+        size = self.size_divisor or 32
+        example = torch.rand((1, 3, 4 * size, 4 * size),
+                             generator=torch.Generator().manual_seed(0))
+        folded = fold_batch_norms(
+            model, example.to(self.device),
+            lambda net, batch: net.decode_head.forward(
+                net.extract_feat(batch)))
+        folded.dataset_meta = getattr(model, 'dataset_meta', None)
+        return folded
 
     @classmethod
     def from_config(cls, config, checkpoint: Optional[str],
@@ -136,9 +172,19 @@ class Segmenter:
     def num_classes(self) -> int:
         return self.model.decode_head.num_classes
 
-    # The network: normalised, padded NCHW input to decode-head scores.
-    def _network(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.model.decode_head.forward(self.model.extract_feat(inputs))
+    def _forward(self, inputs: torch.Tensor, input_shape: tuple,
+                 labels: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Normalised, padded NCHW input to the decode-head scores
+        (float32) and, upsampled to ``input_shape`` as
+        ``EncoderDecoder.postprocess_result`` does, the logits, or with
+        ``labels`` their argmax (uint8): one graph when compiled."""
+        scores = self.model.decode_head.forward(
+            self.model.extract_feat(inputs)).float()
+        logits = F.interpolate(scores, size=input_shape, mode='bilinear',
+                               align_corners=self.align_corners)
+        if labels:
+            return scores, logits.argmax(1).to(torch.uint8)
+        return scores, logits
 
     def _precision(self):
         precision = self.settings.precision
@@ -183,18 +229,6 @@ class Segmenter:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         return inputs
 
-    @torch.no_grad()
-    def decode_scores(self, inputs: torch.Tensor,
-                      sizes: Optional[Sequence[tuple]] = None
-                      ) -> torch.Tensor:
-        """Decode-head scores (float32, N x classes x h x w) of a batch of
-        uint8 images (N x 3 x H x W, see :meth:`normalise` for
-        ``sizes``) after padding."""
-        batch = self.normalise(inputs, sizes)
-        with self._precision():
-            scores = self.network(batch)
-        return scores.float()
-
     def _host_batch(self, images: Sequence[torch.Tensor],
                     shape: tuple) -> torch.Tensor:
         """``images`` (3 x h x w uint8, each at most ``shape``) in one
@@ -214,13 +248,16 @@ class Segmenter:
 
     @torch.no_grad()
     def predict(self, inputs: Sequence[torch.Tensor],
-                metas: Sequence[dict], keep_scores: bool = False
-                ) -> List[Prediction]:
+                metas: Sequence[dict], keep_scores: bool = False,
+                to_host: bool = False) -> List[Prediction]:
         """Labels of prepared images (``inputs[i]`` 3 x H x W uint8, with
         ``metas[i]['ori_shape']``); images of one padded size share a
         forward pass of at most ``batch_size`` (so a dataset of one padded
-        size runs, compiles and autotunes one shape), and images of one
-        size and original size share the crop, upsampling and argmax."""
+        size runs, compiles and autotunes one shape). Where every image of
+        a pass keeps its size (``ori_shape``), the upsampling and argmax
+        run in the network's graph; otherwise images of one size and
+        original size share the crop, upsampling and argmax. ``to_host``
+        brings the labels to the host, one copy per pass."""
         groups = _positions_by_key([
             padded_size(*image.shape[-2:], self.pad_size, self.size_divisor)
             for image in inputs])
@@ -230,26 +267,35 @@ class Segmenter:
             for start in range(0, len(indices), step):
                 chunk = indices[start:start + step]
                 sizes = [tuple(inputs[i].shape[-2:]) for i in chunk]
-                batch = self._host_batch(
+                batch = self.normalise(self._host_batch(
                     [inputs[i] for i in chunk],
-                    tuple(map(max, zip(*sizes))))
-                scores = self.decode_scores(batch, sizes)
-                logits = F.interpolate(scores, size=input_shape,
-                                       mode='bilinear',
-                                       align_corners=self.align_corners)
-                shapes = [(size, tuple(metas[i]['ori_shape'][:2]))
-                          for size, i in zip(sizes, chunk)]
-                by_shape = _positions_by_key(shapes)
+                    tuple(map(max, zip(*sizes)))), sizes)
+                ori_shapes = [tuple(metas[i]['ori_shape'][:2])
+                              for i in chunk]
+                in_graph = ori_shapes == sizes
+                with self._precision():
+                    scores, out = self.forward(batch, input_shape, in_graph)
+                if in_graph:
+                    labels = out.cpu() if to_host else out
+                    for offset, (height, width) in enumerate(sizes):
+                        results[chunk[offset]] = Prediction(
+                            labels[offset, :height, :width],
+                            scores[offset] if keep_scores else None,
+                            input_shape)
+                    continue
+                by_shape = _positions_by_key(list(zip(sizes, ori_shapes)))
                 for ((height, width), ori_shape), offsets in \
                         by_shape.items():
                     rows = slice(None) if len(offsets) == len(chunk) \
                         else offsets
-                    part = logits[rows, :, :height, :width]
+                    part = out[rows, :, :height, :width]
                     if ori_shape != (height, width):
                         part = F.interpolate(
                             part, size=ori_shape, mode='bilinear',
                             align_corners=self.align_corners)
                     labels = part.argmax(1).to(torch.uint8)
+                    if to_host:
+                        labels = labels.cpu()
                     for row, offset in enumerate(offsets):
                         results[chunk[offset]] = Prediction(
                             labels[row],
@@ -258,12 +304,36 @@ class Segmenter:
         return results
 
     def segment(self, images: Sequence[np.ndarray],
-                keep_scores: bool = False) -> List[Prediction]:
+                keep_scores: bool = False, to_host: bool = False
+                ) -> List[Prediction]:
         """Decoded BGR images to predictions."""
         prepared = [self.prepare(image) for image in images]
         return self.predict([p['inputs'] for p in prepared],
                             [p['data_samples'].metainfo for p in prepared],
-                            keep_scores)
+                            keep_scores, to_host)
+
+
+def checked_segmenter(segmenter: Segmenter, inputs: Sequence[torch.Tensor],
+                      metas: Sequence[dict]) -> Tuple[Segmenter, dict]:
+    """``segmenter`` if its labels of a sample of prepared images agree
+    with eager fp32's (TF32 off) on at least :data:`AGREEMENT_BAR` of the
+    pixels, else an eager fp32 segmenter of the same model and batch size;
+    and what was checked (``asked``, ``used``, ``agreement``,
+    ``checked_images``), for the run's record."""
+    settings = segmenter.settings
+    record = dict(asked=settings.name(), checked_images=len(inputs),
+                  agreement_bar=AGREEMENT_BAR)
+    if settings.is_reference:
+        return segmenter, dict(record, used=settings.name(), agreement=1.0)
+    reference = Segmenter(segmenter.source_model, segmenter.cfg,
+                          InferenceSettings(batch_size=settings.batch_size),
+                          segmenter.device)
+    agreement = label_agreement(
+        [p.labels for p in reference.predict(inputs, metas)],
+        [p.labels for p in segmenter.predict(inputs, metas)])
+    chosen = segmenter if agreement >= AGREEMENT_BAR else reference
+    return chosen, dict(record, used=chosen.settings.name(),
+                        agreement=agreement)
 
 
 def _positions_by_key(keys: Sequence) -> Dict[object, List[int]]:

@@ -1,7 +1,8 @@
 """How the fast inference engine (:mod:`fashionseg.inference.segmenter`)
-runs: precision, memory layout, ``torch.compile`` mode and batch size, and
-the agreement with eager fp32 a fast setting must reach."""
-from dataclasses import asdict, dataclass
+runs: precision, memory layout, batch-norm folding, ``torch.compile`` mode
+and batch size, and the agreement with eager fp32 a fast setting must
+reach."""
+from dataclasses import asdict, dataclass, fields
 
 import torch
 
@@ -31,11 +32,13 @@ class InferenceSettings:
     """How the engine runs: ``precision`` fp32 (TF32 off, the reference),
     tf32, bf16 or fp16 (autocast); ``channels_last`` memory layout;
     ``compile`` one of :data:`COMPILE_MODES`; ``batch_size`` images per
-    forward pass."""
+    forward pass; ``fold_bn`` each batch norm folded into the convolution
+    before it (:mod:`fashionseg.inference.batch_norm_folding`)."""
     precision: str = 'fp32'
     channels_last: bool = False
     compile: str = 'none'
     batch_size: int = 1
+    fold_bn: bool = False
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
@@ -51,17 +54,25 @@ class InferenceSettings:
     @property
     def is_reference(self) -> bool:
         return (self.precision == 'fp32' and not self.channels_last
-                and self.compile == 'none')
+                and self.compile == 'none' and not self.fold_bn)
 
     def name(self) -> str:
         parts = [self.precision] + (['channels-last']
-                                    if self.channels_last else [])
+                                    if self.channels_last else []) + (
+            ['fold-bn'] if self.fold_bn else [])
         if self.compile != 'none':
             parts.append(f'compile-{self.compile}')
         return ' '.join(parts) + f' batch {self.batch_size}'
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> 'InferenceSettings':
+        """The settings in ``values`` (an :meth:`as_dict` record, perhaps
+        with more keys, as a benchmark row has)."""
+        return cls(**{f.name: values[f.name] for f in fields(cls)
+                      if f.name in values})
 
     @classmethod
     def device_default(cls, device: str) -> 'InferenceSettings':
@@ -71,9 +82,9 @@ class InferenceSettings:
 
     @classmethod
     def parse(cls, text: str) -> 'InferenceSettings':
-        """A setting written as ``PRECISION[,channels-last][,compile=MODE]
-        [,batch=N]``, e.g. ``bf16,channels-last,compile=max-autotune,
-        batch=32``."""
+        """A setting written as ``PRECISION[,channels-last][,fold-bn]
+        [,compile=MODE][,batch=N]``, e.g. ``bf16,channels-last,
+        compile=max-autotune,batch=32``."""
         parts = [part.strip() for part in text.split(',') if part.strip()]
         if not parts:
             raise ValueError('an empty inference setting')
@@ -82,6 +93,8 @@ class InferenceSettings:
             key, _, value = part.partition('=')
             if part == 'channels-last':
                 values['channels_last'] = True
+            elif part == 'fold-bn':
+                values['fold_bn'] = True
             elif key == 'compile' and value:
                 values['compile'] = value
             elif key == 'batch' and value.isdigit():
@@ -89,5 +102,5 @@ class InferenceSettings:
             else:
                 raise ValueError(
                     f'{part!r} in the inference setting {text!r}: expected '
-                    'channels-last, compile=MODE or batch=N')
+                    'channels-last, fold-bn, compile=MODE or batch=N')
         return cls(**values)

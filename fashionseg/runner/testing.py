@@ -46,12 +46,15 @@ def configure_testing(config: str, checkpoint: str,
                       metrics_out: Optional[str] = None,
                       data_root: Optional[str] = None,
                       settings: InferenceSettings = InferenceSettings(),
-                      max_images: Optional[int] = None) -> Config:
+                      max_images: Optional[int] = None,
+                      check_agreement: bool = False) -> Config:
     """The config of a test run; ``split`` tests on another split of the
     converted dataset (``val`` for the CRF search); ``metrics_out`` is the
     metrics file (default: ``metrics.json`` in ``out`` or the work dir);
-    ``settings`` the inference engine's (precision, layout, compile,
-    batch size); ``max_images`` tests the first images of the split."""
+    ``settings`` the inference engine's (precision, layout, folding,
+    compile, batch size), with ``check_agreement`` kept only if they
+    label the first batch as eager fp32 does; ``max_images`` tests the
+    first images of the split."""
     check_checkpoint(checkpoint)
     cfg = load_run_config(config, work_dir, cfg_options, launcher,
                           data_root, max_images, ('test_dataloader',))
@@ -71,6 +74,8 @@ def configure_testing(config: str, checkpoint: str,
                         precision=settings.precision,
                         channels_last=settings.channels_last,
                         compile=settings.compile,
+                        fold_bn=settings.fold_bn,
+                        check_agreement=check_agreement,
                         keep_scores=out is not None)
     cfg.test_dataloader.batch_size = settings.batch_size
     # One pass over the split: workers kept alive would only outlive the
@@ -105,14 +110,15 @@ def run_test(cfg: Config, config: str, checkpoint: str) -> dict:
     load_weights_strictly(model, checkpoint, config)
     metrics = runner.test()
     classes = runner.test_dataloader.dataset.metainfo['classes']
+    engine = runner.test_loop.engine_record
     record = dict(metrics_record(metrics, classes), config=config,
-                  checkpoint=checkpoint)
+                  checkpoint=checkpoint, engine=engine)
     if get_rank() == 0:
         metric = next(m for m in runner.test_loop.evaluator.metrics
                       if isinstance(m, ClassIoUMetric))
         stems, matrices = zip(*metric.per_image)
         record = dict(metrics_record(metrics, classes, matrices),
-                      config=config, checkpoint=checkpoint)
+                      config=config, checkpoint=checkpoint, engine=engine)
         if cfg.get('max_images'):
             record['max_images'] = cfg.max_images
         save_confusions(confusion_path(cfg.metrics_out), stems, matrices,
@@ -120,3 +126,18 @@ def run_test(cfg: Config, config: str, checkpoint: str) -> dict:
         write_text_atomic(cfg.metrics_out,
                           json.dumps(record, indent=2) + '\n')
     return record
+
+
+def describe_engine(engine: dict) -> str:
+    """One line for the engine record of a test run (``run_test``'s
+    ``engine``): the setting that ran and, when checked, the check."""
+    check = engine.get('agreement_check')
+    if not check:
+        return engine['settings']
+    kept = check['used'] == check['asked']
+    return (f'{engine["settings"]} ({check["asked"]} labels '
+            f'{check["agreement"]:.2%} of the first '
+            f'{check["checked_images"]} images\' pixels as eager fp32 '
+            'does: ' + ('kept' if kept else
+                        f'under {check["agreement_bar"]:.1%}, so eager '
+                        'fp32 ran') + ')')

@@ -106,9 +106,9 @@ def test_images_of_one_padded_size_share_one_forward_pass(trained):
                                      settings=InferenceSettings(
                                          batch_size=8))
     shapes = []
-    network = together.network
-    together.network = lambda batch: (shapes.append(tuple(batch.shape)),
-                                      network(batch))[1]
+    forward = together.forward
+    together.forward = lambda batch, *args: (
+        shapes.append(tuple(batch.shape)), forward(batch, *args))[1]
     predictions = together.segment(images, keep_scores=True)
     assert shapes == [(5, 3, 320, 224)]
     for image, one, batched in zip(images, alone, predictions):
@@ -123,7 +123,8 @@ def test_images_of_one_padded_size_share_one_forward_pass(trained):
 
 @pytest.mark.parametrize('setting', [
     'fp32,channels-last,batch=2', 'bf16,batch=2', 'fp16,batch=2',
-    'tf32,batch=2', 'fp32,compile=default,batch=2'])
+    'tf32,batch=2', 'fp32,compile=default,batch=2', 'fp32,fold-bn,batch=2',
+    'bf16,channels-last,fold-bn,batch=2'])
 def test_fast_settings_agree_with_eager_fp32(trained, setting):
     config, checkpoint, _, photos = trained
     images = [mmcv.imread(str(p)) for p in photos]
@@ -143,21 +144,37 @@ def test_settings_parse_and_refuse():
     assert InferenceSettings.parse(
         'bf16,channels-last,compile=max-autotune,batch=32') == \
         InferenceSettings('bf16', True, 'max-autotune', 32)
+    folded = InferenceSettings.parse('fp32,fold-bn,batch=4')
+    assert folded.fold_bn and not folded.is_reference
+    assert InferenceSettings.from_dict(
+        dict(folded.as_dict(), name='x', agreement=1.0)) == folded
     for bad in ('fp8', 'fp32,batch=0', 'fp32,compile=fast', 'fp32,cl'):
         with pytest.raises(ValueError):
             InferenceSettings.parse(bad)
 
 
 def test_decode_scores_are_the_score_files(trained, tmp_path):
-    """keep_scores gives what tools/test.py --out saves for the CRF."""
+    """keep_scores gives what tools/test.py --out saves for the CRF; the
+    metrics file says which engine setting ran and how it was checked
+    against eager fp32."""
     from fashionseg.evaluation.score_files import load_scores
     from fashionseg.runner.testing import configure_testing, run_test
     config, checkpoint, data, photos = trained
     out = tmp_path / 'scores'
     cfg = configure_testing(config, checkpoint, str(tmp_path / 'work'),
                             str(out), data_options(data),
-                            settings=InferenceSettings(batch_size=2))
-    run_test(cfg, config, checkpoint)
+                            settings=InferenceSettings(
+                                channels_last=True, batch_size=2),
+                            check_agreement=True)
+    record = run_test(cfg, config, checkpoint)
+    check = record['engine'].pop('agreement_check')
+    assert record['engine'] == dict(settings='fp32 channels-last batch 2')
+    assert check['used'] == check['asked'] == 'fp32 channels-last batch 2'
+    assert check['agreement'] >= AGREEMENT_BAR
+    assert check['checked_images'] == 2
+    record['engine']['agreement_check'] = check
+    assert json.loads((out / 'metrics.json').read_text())['engine'] == \
+        record['engine']
     segmenter = Segmenter.from_config(config, checkpoint)
     for photo, prediction in zip(photos, segmenter.segment(
             [mmcv.imread(str(p)) for p in photos], keep_scores=True)):
@@ -556,3 +573,156 @@ def test_fp32_rows_keep_the_process_cudnn_settings():
         assert cudnn.benchmark and cudnn.allow_tf32
     finally:
         cudnn.benchmark, cudnn.allow_tf32 = saved
+
+
+def test_labels_of_a_resizing_test_pipeline_are_mmsegmentations(
+        trained, tmp_path):
+    """A test pipeline that resizes: the labels are upsampled to each
+    photo's original size (outside the network's graph), as
+    mmseg.apis.inference_model gives them."""
+    from mmseg.apis import inference_model, init_model
+    config, checkpoint, _, photos = trained
+    resizing = tmp_path / 'resizing.py'
+    resizing.write_text(
+        f'_base_ = [{config!r}]\n'
+        "test_pipeline = [dict(type='LoadImageFromFile'),\n"
+        "    dict(type='Resize', scale=(200, 150), keep_ratio=True),\n"
+        "    dict(type='LoadAnnotations'), dict(type='PackSegInputs')]\n"
+        'test_dataloader = dict(dataset=dict(pipeline=test_pipeline))\n')
+    images = _photos_of_varied_size(photos, tmp_path)
+    model = init_model(str(resizing), checkpoint, device='cpu')
+    expected = [inference_model(model, image).pred_sem_seg.data[0]
+                for image in images]
+    segmenter = Segmenter.from_config(str(resizing), checkpoint,
+                                      settings=InferenceSettings(
+                                          batch_size=3))
+    for image, prediction, labels in zip(
+            images, segmenter.segment(images, to_host=True), expected):
+        assert tuple(prediction.labels.shape) == image.shape[:2]
+        assert torch.equal(prediction.labels.long(), labels.long())
+
+
+def test_folded_batch_norms_leave_the_scores(trained):
+    """fold-bn folds every batch norm of the FPN (each follows a
+    convolution) into it; the scores stay eager fp32's up to rounding,
+    and the model given to the engine keeps its batch norms."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+    config, checkpoint, _, photos = trained
+    images = [mmcv.imread(str(p)) for p in photos[:2]]
+    reference = Segmenter.from_config(config, checkpoint)
+    folded = Segmenter(reference.model, reference.cfg,
+                       InferenceSettings(fold_bn=True))
+    norms = [m for m in reference.model.modules()
+             if isinstance(m, _BatchNorm)]
+    assert norms and not [m for m in folded.model.modules()
+                          if isinstance(m, _BatchNorm)]
+    assert all(isinstance(m, _BatchNorm) for m in norms)
+    for one, other in zip(reference.segment(images, keep_scores=True),
+                          folded.segment(images, keep_scores=True)):
+        torch.testing.assert_close(other.decode_scores, one.decode_scores,
+                                   rtol=1e-4, atol=1e-4)
+
+
+def test_a_fold_that_would_change_the_output_is_refused():
+    """A convolution whose output a batch norm and something else read
+    cannot be folded: the check on the output says so."""
+    from torch import nn
+
+    from fashionseg.inference.batch_norm_folding import (BatchNormFoldError,
+                                                         fold_batch_norms)
+
+    class ReadTwice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.bn = nn.BatchNorm2d(4)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return self.bn(y) + y
+
+    model = ReadTwice().eval()
+    with torch.no_grad():
+        model.bn.running_mean.uniform_(1, 2)
+        model.bn.running_var.uniform_(2, 3)
+    example = torch.rand(1, 3, 8, 8)
+    with pytest.raises(BatchNormFoldError, match='read elsewhere'):
+        fold_batch_norms(model, example, lambda net, x: net(x))
+
+    class ReadOnce(ReadTwice):
+        def forward(self, x):
+            return self.bn(self.conv(x))
+
+    model = ReadOnce().eval()
+    model.load_state_dict(ReadTwice().state_dict())
+    with torch.no_grad():
+        model.bn.running_mean.uniform_(1, 2)
+    folded = fold_batch_norms(model, example, lambda net, x: net(x))
+    assert isinstance(folded.bn, nn.Identity)
+    assert isinstance(model.bn, nn.BatchNorm2d)
+
+
+def test_a_copied_model_takes_new_weights_on_refresh(trained):
+    """A channels-last, folded engine runs a copy of the model; after
+    training changes the model (a validation loop between epochs),
+    refresh brings the copy the new weights."""
+    config, checkpoint, _, photos = trained
+    images = [mmcv.imread(str(p)) for p in photos[:2]]
+    reference = Segmenter.from_config(config, checkpoint)
+    fast = Segmenter(reference.model, reference.cfg, InferenceSettings(
+        channels_last=True, fold_bn=True))
+    assert fast.model is not reference.model
+    assert next(reference.model.parameters()).is_contiguous()
+    with torch.no_grad():
+        reference.model.decode_head.conv_seg.weight.neg_()
+    changed = [p.labels for p in reference.segment(images)]
+    assert label_agreement(changed, [
+        p.labels for p in fast.segment(images)]) < AGREEMENT_BAR
+    fast.refresh()
+    assert label_agreement(changed, [
+        p.labels for p in fast.segment(images)]) >= AGREEMENT_BAR
+
+
+def test_a_checked_setting_is_kept_only_if_it_agrees(trained, monkeypatch):
+    """The tools' default on a GPU: a fast setting labels a first batch
+    beside eager fp32 and runs only if it agrees at the bar; otherwise
+    eager fp32 (the model as given, in its own layout) runs."""
+    import fashionseg.inference.segmenter as segmenter_module
+    from fashionseg.inference.segmenter import checked_segmenter
+    config, checkpoint, _, photos = trained
+    fast = Segmenter.from_config(config, checkpoint,
+                                 settings=InferenceSettings(
+                                     'bf16', True, batch_size=2))
+    prepared = [fast.prepare(mmcv.imread(str(p))) for p in photos[:2]]
+    sample = ([p['inputs'] for p in prepared],
+              [p['data_samples'].metainfo for p in prepared])
+    chosen, check = checked_segmenter(fast, *sample)
+    assert chosen is fast
+    assert check['asked'] == check['used'] == 'bf16 channels-last batch 2'
+    assert check['agreement'] >= AGREEMENT_BAR
+    assert check['checked_images'] == 2
+    monkeypatch.setattr(segmenter_module, 'AGREEMENT_BAR', 1.01)
+    chosen, check = checked_segmenter(fast, *sample)
+    assert chosen.settings == InferenceSettings(batch_size=2)
+    assert check['used'] == 'fp32 batch 2'
+    assert chosen.model is fast.source_model
+
+
+@pytest.mark.parametrize('argv, device, expected, checked', [
+    ([], 'cuda', 'bf16 channels-last batch 32', True),
+    (['--batch-size', '8'], 'cuda', 'bf16 channels-last batch 8', True),
+    (['--precision', 'fp32'], 'cuda', 'fp32 batch 4', False),
+    (['--fold-bn'], 'cuda', 'fp32 fold-bn batch 4', False),
+    ([], 'cpu', 'fp32 batch 4', False),
+    (['--precision', 'bf16', '--batch-size', '2'], 'cpu', 'bf16 batch 2',
+     False)])
+def test_tools_choose_the_device_default_only_when_asked_nothing(
+        argv, device, expected, checked):
+    import argparse
+
+    from fashionseg.inference.arguments import (add_inference_arguments,
+                                                tool_settings)
+    parser = argparse.ArgumentParser()
+    add_inference_arguments(parser, batch_size=4)
+    settings, check = tool_settings(parser.parse_args(argv), device)
+    assert (settings.name(), check) == (expected, checked)
