@@ -87,12 +87,18 @@ check-stack: $(STAMP)
 		echo ">>> mmcv's compiled ops in $(VENV) do not load against its torch ($$($(BIN)/python -c 'import torch; print(torch.__version__)')): rebuilding mmcv"; \
 		$(MAKE) --no-print-directory build-mmcv; }
 
+# The suite runs one pytest-xdist worker per core (each file on one worker,
+# the longest files first, one thread per worker: tests/conftest.py);
+# TEST_JOBS=0 runs it in this process, one test after the other.
+TEST_JOBS ?= auto
+PYTEST := $(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile
+
 test: check-stack
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 # The fast tests alone (no end-to-end pipeline run).
 test-fast: check-stack
-	$(BIN)/python -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 # The paper's reproduction: every dataset is fetched and converted first, so
 # that a missing release stops the run before any training starts; then the

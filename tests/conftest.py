@@ -2,12 +2,35 @@ import os
 import sys
 from pathlib import Path
 
-import cv2
-import numpy as np
-import pytest
+# Under pytest-xdist (make test runs one worker per core), each worker and
+# the tools it starts use one thread, so that the workers do not fight
+# over the cores; set before numpy and torch are imported.
+if os.environ.get('PYTEST_XDIST_WORKER'):
+    for _name in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS',
+                  'OPENBLAS_NUM_THREADS'):
+        os.environ[_name] = '1'
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+# The longest files first: under pytest-xdist's --dist loadfile each file
+# runs on one worker, and a long file started last would run alone at
+# the end.
+LONGEST_FIRST = ('pipeline/test_pipeline.py', 'inference/test_segmenter.py',
+                 'pipeline/test_grid.py', 'gpu_check/test_gpu_check.py')
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        path = item.path.as_posix()
+        return next((position for position, name in
+                     enumerate(LONGEST_FIRST) if path.endswith(name)),
+                    len(LONGEST_FIRST))
+    items.sort(key=rank)  # stable: each file keeps its order
 
 
 def write_synthetic_seg_dataset(root: Path, num_images: int = 4,

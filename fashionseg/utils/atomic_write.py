@@ -6,8 +6,8 @@ folder is built beside its target and swapped in whole
 (:func:`replace_folder`).
 """
 import os
+import secrets
 import shutil
-import signal
 import tempfile
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -46,18 +46,9 @@ def _umask() -> int:
     return _UMASK
 
 
-_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
-
-
-def _block_stop_signals():
-    if not hasattr(signal, 'pthread_sigmask'):  # not on Windows
-        return None
-    return signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
-
-
-def _restore_signals(mask) -> None:
-    if mask is not None:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+def _create(path: Path) -> None:
+    """Create ``path``, private (0600), failing if it exists."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 @contextmanager
@@ -69,20 +60,23 @@ def atomic_path(path, suffix: str = None):
     not the private 0600 of a temporary file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix if suffix is None else suffix
     tmp = None
-    # A stop signal (SIGTERM, turned into an exception by the tools, or
-    # Ctrl-C) that arrived after mkstemp made the file and before ``tmp``
-    # was known would leave the file behind: such signals wait until then.
-    blocked = _block_stop_signals()
     try:
-        try:
-            fd, tmp = tempfile.mkstemp(
-                dir=path.parent, prefix=f'.{path.stem}{TEMPORARY_MARK}',
-                suffix=path.suffix if suffix is None else suffix)
-            os.close(fd)
-        finally:
-            _restore_signals(blocked)
-        yield Path(tmp)
+        # The name is known before the file exists: a stop signal
+        # (SIGTERM, turned into an exception by the tools, or Ctrl-C)
+        # arriving the moment after the file is made, whichever thread
+        # receives it, finds the name to remove. (tempfile.mkstemp returns
+        # the name only after making the file, and blocking the signals
+        # holds them back from the calling thread only.)
+        while tmp is None:
+            tmp = path.parent / (f'.{path.stem}{TEMPORARY_MARK}'
+                                 f'{secrets.token_hex(6)}{suffix}')
+            try:
+                _create(tmp)
+            except FileExistsError:
+                tmp = None
+        yield tmp
         if os.path.isfile(tmp):
             os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
