@@ -91,7 +91,8 @@ check-stack: $(STAMP)
 # the longest files first, one thread per worker: tests/conftest.py);
 # TEST_JOBS=0 runs it in this process, one test after the other.
 TEST_JOBS ?= auto
-PYTEST := $(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile
+PYTEST := $(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile \
+	--no-loadscope-reorder
 
 test: check-stack
 	$(PYTEST)

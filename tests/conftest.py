@@ -17,11 +17,15 @@ import pytest  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+# The demo pipeline run shared by the files that read it (demo_clone).
+pytest_plugins = ['demo_clone']
+
 # The longest files first: under pytest-xdist's --dist loadfile each file
 # runs on one worker, and a long file started last would run alone at
-# the end.
-LONGEST_FIRST = ('pipeline/test_pipeline.py', 'inference/test_segmenter.py',
-                 'pipeline/test_grid.py', 'gpu_check/test_gpu_check.py')
+# the end (make test keeps this order: --no-loadscope-reorder).
+LONGEST_FIRST = ('pipeline/test_pipeline.py', 'pipeline/test_demo_grid.py',
+                 'inference/test_segmenter.py', 'pipeline/test_grid.py',
+                 'gpu_check/test_gpu_check.py')
 
 
 def pytest_collection_modifyitems(items):

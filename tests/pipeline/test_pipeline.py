@@ -1,13 +1,7 @@
 """The DVC pipeline: the offline demo end to end in a temporary clone, what
 a parameter change reruns, and resuming an interrupted training stage."""
 import json
-import os
-import re
 import shlex
-import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +12,7 @@ import yaml
 from conftest import REPO
 from mmengine.hooks import Hook
 from mmseg.registry import HOOKS
+from demo_clone import BIN, DEMO, DVC, run_quiet
 from training_helpers import (CONFIG_DIR, build_converted_datasets,
                               small_run_options)
 
@@ -27,20 +22,9 @@ from fashionseg.report.labels import NOT_RUN
 from fashionseg.runner.run_state import FINGERPRINT_FILE
 from fashionseg.runner.training import configure_training, train
 
-BIN = Path(sys.executable).parent
-DVC = [str(BIN / 'dvc')]  # as the README runs it
-PARAMS = yaml.safe_load((REPO / 'params.yaml').read_text())
-DEMO = PARAMS['demo']
 MODEL_ROWS = {'fpn_x101': '| FPN (ResNeXt-101), the paper',
               'semfpn_x101': '| Semantic FPN', 'pspnet_r101': '| PSPNet',
               'fcn_r101': '| FCN'}
-# Past the demo configs' first checkpoint and validation (every 5
-# epochs), so that a run can be stopped after a checkpoint and resumed.
-QUICK_EPOCHS = 6
-# The demo's benchmark times 20 batches per engine setting (about 45 s of
-# a 3-minute demo here); the tests check that it runs and what it
-# records, not the rates.
-QUICK_BENCHMARK_BATCHES = 2
 
 
 def _stages():
@@ -67,65 +51,6 @@ def test_demo_stages_are_the_paper_stages_with_demo_params():
 
     for name, stage in demo.items():
         assert as_paper(stage) == stages[name], name
-
-
-def _copy_checkout(dst: Path) -> None:
-    """The working tree as a fresh clone would have it: tracked and new
-    files that git does not ignore, committed in a new repository."""
-    files = subprocess.run(
-        ['git', 'ls-files', '-co', '--exclude-standard', '-z'], cwd=REPO,
-        capture_output=True, check=True).stdout.decode().split('\0')
-    for name in filter(None, files):
-        src = REPO / name
-        if src.is_file():
-            (dst / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst / name)
-    env = dict(os.environ, GIT_AUTHOR_NAME='t', GIT_AUTHOR_EMAIL='t@t',
-               GIT_COMMITTER_NAME='t', GIT_COMMITTER_EMAIL='t@t')
-    for command in (['git', 'init', '-q'], ['git', 'add', '-A'],
-                    ['git', 'commit', '-q', '-m', 'clone']):
-        subprocess.run(command, cwd=dst, check=True, env=env)
-
-
-def _path_without_the_venv() -> str:
-    """The caller's PATH without any Python environment's bin folder, as a
-    user's shell may have it: the pipeline must not depend on which
-    `python` comes first (tools/python picks dvc's own)."""
-    venvs = {str(BIN.resolve()), os.environ.get('VIRTUAL_ENV', '') + '/bin'}
-    return os.pathsep.join(
-        entry for entry in os.environ['PATH'].split(os.pathsep)
-        if entry and str(Path(entry).resolve()) not in venvs
-        and not (Path(entry) / 'activate').exists())
-
-
-def _run(args, cwd, timeout=900):
-    env = dict(os.environ, PATH=_path_without_the_venv(),
-               PYTHONWARNINGS='ignore')
-    return subprocess.run(args, cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=env)
-
-
-def _quick_clone(clone: Path) -> Path:
-    """A clone of the project whose demo trains for QUICK_EPOCHS and times
-    each engine setting over QUICK_BENCHMARK_BATCHES: every stage runs for
-    real, on less work."""
-    _copy_checkout(clone)
-    params = yaml.safe_load((clone / 'params.yaml').read_text())
-    params['demo']['train']['epochs'] = QUICK_EPOCHS
-    params['demo']['benchmark']['batches'] = QUICK_BENCHMARK_BATCHES
-    (clone / 'params.yaml').write_text(yaml.safe_dump(params))
-    return clone
-
-
-@pytest.fixture(scope='module')
-def demo_clone(tmp_path_factory):
-    """A clone of the project after `dvc repro demo-report` (what
-    `make demo` runs)."""
-    clone = _quick_clone(tmp_path_factory.mktemp('clone'))
-    result = _run(DVC + ['repro', 'demo-report'], clone)
-    assert result.returncode == 0, (result.stdout[-4000:] +
-                                    result.stderr[-4000:])
-    return clone
 
 
 @pytest.mark.slow
@@ -201,7 +126,7 @@ def test_demo_writes_the_report_offline(demo_clone):
     # DVC sees the demo's metrics (the report's summary, the mean of the
     # runs' own records) and has nothing left to do.
     metrics = f'{DEMO["results"]}/metrics.json'
-    shown = _run(DVC + ['metrics', 'show', '--json', metrics], demo_clone)
+    shown = run_quiet(DVC + ['metrics', 'show', '--json', metrics], demo_clone)
     assert shown.returncode == 0, shown.stderr
     summary = json.loads(shown.stdout)['']['data'][metrics]['data']
     for model in DEMO['models']:
@@ -212,7 +137,7 @@ def test_demo_writes_the_report_offline(demo_clone):
             np.mean(runs), abs=0.01)
         assert set(summary['ccp'][model]) == {'aAcc', 'aAcc_crf', 'imgIoU',
                                               'imgIoU_crf'}
-    status = _run(DVC + ['status', '--json', 'demo-report'], demo_clone)
+    status = run_quiet(DVC + ['status', '--json', 'demo-report'], demo_clone)
     assert json.loads(status.stdout) == {}
 
 
@@ -229,7 +154,7 @@ def _changed_after(clone: Path, key: str, value) -> set:
     node[leaf] = value
     path.write_text(yaml.safe_dump(params))
     try:
-        status = _run(DVC + ['status', '--json'], clone)
+        status = run_quiet(DVC + ['status', '--json'], clone)
         assert status.returncode == 0, status.stderr
         return {name for name in json.loads(status.stdout)
                 if name.startswith('demo-')}
@@ -374,7 +299,7 @@ def test_a_code_change_marks_the_stages_that_run_it(demo_clone):
     original = path.read_text()
     path.write_text(original + '\n# edited\n')
     try:
-        status = _run(DVC + ['status', '--json'], demo_clone)
+        status = run_quiet(DVC + ['status', '--json'], demo_clone)
         assert status.returncode == 0, status.stderr
         changed = {name.split('@')[0] for name in json.loads(status.stdout)
                    if name.startswith('demo-')}
@@ -410,7 +335,7 @@ def test_the_readmes_dvc_commands(demo_clone):
     outputs = {}
     for command in commands:
         args = shlex.split(command)
-        result = _run([str(BIN / 'dvc')] + args[1:], demo_clone)
+        result = run_quiet([str(BIN / 'dvc')] + args[1:], demo_clone)
         assert result.returncode == 0, (command, result.stdout[-3000:],
                                         result.stderr[-3000:])
         assert 'failed to load' not in result.stderr + result.stdout
@@ -423,74 +348,3 @@ def test_the_readmes_dvc_commands(demo_clone):
     assert not any('| !' in row for row in rows[2:] if 'master' not in row
                    and 'main' not in row), shown
     assert max(len(line) for line in shown.splitlines()) < 400
-
-
-def _kill_training(clone: Path, run: str) -> bool:
-    """SIGKILL the training process of ``run`` (e.g. fpn_x101/seed0)
-    started in ``clone``, as the kernel's out-of-memory killer would."""
-    import psutil
-    model, seed = run.split('/')
-    for process in psutil.process_iter(['cmdline', 'cwd']):
-        command = ' '.join(process.info['cmdline'] or [])
-        if process.info['cwd'] == str(clone) and 'tools/train.py' in \
-                command and f'/{model}/{seed}/' in command:
-            process.kill()
-            return True
-    return False
-
-
-@pytest.mark.slow
-def test_demo_grid_with_a_killed_job_gives_the_serial_tables(
-        demo_clone, tmp_path_factory):
-    """`make demo JOBS=2` (tools/grid.py) with one training job killed
-    after its epoch-5 checkpoint: the other jobs finish, what needs the
-    killed one waits, the rerun submits only the missing stages and
-    resumes the run from its checkpoint, and the tables are the serial
-    run's (with as many threads per training run), the timings aside."""
-    clone = _quick_clone(tmp_path_factory.mktemp('grid'))
-    grid = [sys.executable, 'tools/grid.py', 'demo-report', '--jobs', '2',
-            '--threads', str(torch.get_num_threads())]
-    env = dict(os.environ, PATH=_path_without_the_venv(),
-               PYTHONWARNINGS='ignore')
-    run = clone / DEMO['work_dirs'] / 'ccp' / 'fpn_x101' / 'seed0'
-    with subprocess.Popen(grid, cwd=clone, env=env, text=True,
-                          stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT) as first:
-        deadline = time.monotonic() + 600
-        while not (run / 'train' / 'epoch_5.pth').exists():
-            assert first.poll() is None and time.monotonic() < deadline
-            time.sleep(0.1)
-        assert _kill_training(clone, 'fpn_x101/seed0')
-        output, _ = first.communicate(timeout=900)
-    assert first.returncode == 1, output
-    assert 'FAILED demo-train@ccp-fpn_x101-0' in output, output
-    log = run / 'logs' / 'demo-train@ccp-fpn_x101-0'
-    assert f'failed: demo-train@ccp-fpn_x101-0; log: {log}' in output
-    assert 'not run (something upstream failed): demo-report' in output
-    others = [f'demo-train@ccp-{m}-{s}' for m in DEMO['models']
-              for s in DEMO['seeds']]
-    others.remove('demo-train@ccp-fpn_x101-0')
-    for name in others:
-        assert f'finished {name} ' in output, output
-
-    second = _run(grid, clone)
-    assert second.returncode == 0, second.stdout + second.stderr
-    started = {line.split()[2] for line in second.stdout.splitlines()
-               if ' started ' in line}
-    assert 'demo-train@ccp-fpn_x101-0' in started
-    assert not started & set(others), started
-    train_log = sorted((run / 'train').glob('*/*.log'))[-1].read_text()
-    # From epoch 5 (or, where the kill came late, 6), validated first.
-    resumed = re.search(r'resumed epoch: ([56]),', train_log)
-    assert resumed, train_log[-3000:]
-    assert f'validating the resumed epoch {resumed[1]}' in train_log
-    assert 'dvc status: the stages are up to date' in second.stdout
-    status = _run(DVC + ['status', '--json', 'demo-report'], clone)
-    assert json.loads(status.stdout) == {}
-
-    tables = [json.loads((root / DEMO['results'] / 'tables.json')
-                         .read_text()) for root in (clone, demo_clone)]
-    for table in tables:
-        table.pop('benchmark')  # measured timings differ run to run
-    assert tables[0] == tables[1]
-
