@@ -79,7 +79,9 @@ def fold_batch_norms(model: nn.Module, example: torch.Tensor,
         _replace(folded, conv_name, fuse_conv_bn_eval(conv, norm))
         _replace(folded, norm_name, nn.Identity())
     with torch.no_grad():
-        expected = forward(model, example).float()
+        # The model's own output in eval mode (a model in training mode
+        # would normalise by the batch and update its running statistics).
+        expected = forward(copy.deepcopy(model).eval(), example).float()
         got = forward(folded, example).float()
     scale = float(expected.abs().max()) or 1.0
     difference = float((got - expected).abs().max())

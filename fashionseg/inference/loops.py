@@ -40,6 +40,7 @@ class _SegmenterIterMixin:
         # What ran: the settings and, when checked, the agreement check.
         self.engine_record = dict(settings=self.settings.name())
         self._segmenter = None
+        self._refresh_pending = False
 
     def segmenter(self, data_batch: dict) -> Segmenter:
         """The engine for the runner's model, built at the first batch
@@ -48,6 +49,10 @@ class _SegmenterIterMixin:
         batch as eager fp32 does (:func:`checked_segmenter`)."""
         model = self.runner.model
         model = model.module if is_model_wrapper(model) else model
+        if self._segmenter is not None and self._refresh_pending and \
+                self._segmenter.source_model is model:
+            self._segmenter.refresh()
+        self._refresh_pending = False
         if self._segmenter is None or \
                 self._segmenter.source_model is not model:
             self._segmenter = Segmenter(model, self.runner.cfg,
@@ -63,9 +68,10 @@ class _SegmenterIterMixin:
 
     def run(self):
         # A validation loop runs after every epoch: the engine's copy of
-        # the model (channels-last, folded) takes the new weights.
-        if self._segmenter is not None:
-            self._segmenter.refresh()
+        # the model (channels-last, folded) takes the new weights at the
+        # run's first batch, once the hooks (an EMA swapping its weights
+        # in) have run and the model is in eval mode.
+        self._refresh_pending = self._segmenter is not None
         return super().run()
 
     def _predict(self, data_batch: dict) -> Sequence:

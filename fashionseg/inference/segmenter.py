@@ -37,8 +37,8 @@ from mmseg.registry import DATASETS, MODELS
 from fashionseg.checkpoints.loading import load_weights_strictly
 from fashionseg.config_checks import check_checkpoint, check_config_path
 from fashionseg.inference.batch_norm_folding import fold_batch_norms
-from fashionseg.inference.settings import (AGREEMENT_BAR, PRECISIONS,
-                                           InferenceSettings)
+from fashionseg.inference.settings import (AGREEMENT_BAR, CUDA_GRAPH_MODES,
+                                           PRECISIONS, InferenceSettings)
 
 _LOADING_TRANSFORMS = ('LoadImageFromFile', 'LoadAnnotations',
                        'LoadImageFromNDArray')
@@ -131,6 +131,10 @@ class Segmenter:
             forward = torch.compile(forward, mode=settings.compile,
                                     dynamic=False)
         self.forward = forward
+        # Compile modes that capture CUDA graphs reuse their outputs'
+        # memory at the next call.
+        self._outputs_reused = self.device.type == 'cuda' and \
+            settings.compile in CUDA_GRAPH_MODES
         self.pipeline = Compose(test_pipeline_for_arrays(cfg))
 
     def refresh(self) -> None:
@@ -148,10 +152,11 @@ class Segmenter:
         size = self.size_divisor or 32
         example = torch.rand((1, 3, 4 * size, 4 * size),
                              generator=torch.Generator().manual_seed(0))
-        folded = fold_batch_norms(
-            model, example.to(self.device),
-            lambda net, batch: net.decode_head.forward(
-                net.extract_feat(batch)))
+        with _tf32(self.device, False):  # the check compares in fp32
+            folded = fold_batch_norms(
+                model, example.to(self.device),
+                lambda net, batch: net.decode_head.forward(
+                    net.extract_feat(batch)))
         folded.dataset_meta = getattr(model, 'dataset_meta', None)
         return folded
 
@@ -275,6 +280,9 @@ class Segmenter:
                 in_graph = ori_shapes == sizes
                 with self._precision():
                     scores, out = self.forward(batch, input_shape, in_graph)
+                if self._outputs_reused:
+                    # A CUDA graph's next replay overwrites these.
+                    scores, out = scores.clone(), out.clone()
                 if in_graph:
                     labels = out.cpu() if to_host else out
                     for offset, (height, width) in enumerate(sizes):

@@ -8,8 +8,9 @@ import torch
 
 PRECISIONS = {'fp32': torch.float32, 'tf32': torch.float32,
               'bf16': torch.bfloat16, 'fp16': torch.float16}
-# ``reduce-overhead`` and ``max-autotune`` capture CUDA graphs on a GPU.
 COMPILE_MODES = ('none', 'default', 'reduce-overhead', 'max-autotune')
+# The modes that capture CUDA graphs on a GPU.
+CUDA_GRAPH_MODES = ('reduce-overhead', 'max-autotune')
 # The least fraction of pixels a fast setting must label as eager fp32
 # does before its figures are used.
 AGREEMENT_BAR = 0.995

@@ -678,9 +678,43 @@ def test_a_copied_model_takes_new_weights_on_refresh(trained):
     changed = [p.labels for p in reference.segment(images)]
     assert label_agreement(changed, [
         p.labels for p in fast.segment(images)]) < AGREEMENT_BAR
+    # Refreshed from a model in training mode (as between epochs): its
+    # batch-norm statistics are not touched by the fold's check.
+    reference.model.train()
+    norm = reference.model.decode_head.scale_heads[0][0].bn
+    statistics = norm.running_mean.clone()
     fast.refresh()
+    assert torch.equal(norm.running_mean, statistics)
+    assert reference.model.training
+    reference.model.eval()
     assert label_agreement(changed, [
         p.labels for p in fast.segment(images)]) >= AGREEMENT_BAR
+
+
+def test_validation_through_a_folded_channels_last_engine(trained,
+                                                           tmp_path):
+    """A validation loop with fold-bn and channels-last validates every
+    epoch on the weights of that epoch, leaving the training's own model
+    (its layout, its batch norms) as training left it."""
+    config, _, data, photos = trained
+    options = data_options(data, train_images=4)
+    options.update({'train_cfg.max_epochs': 2, 'train_cfg.val_interval': 1,
+                    'val_cfg.fold_bn': True, 'val_cfg.channels_last': True,
+                    'default_hooks.checkpoint.interval': 1})
+    cfg = configure_training(config, work_dir=str(tmp_path / 'work'),
+                             pretrained=False, cfg_options=options)
+    runner = train(cfg, config)
+    assert next(runner.model.parameters()).is_contiguous()
+    # The last validation ran on the last epoch's weights.
+    segmenter = runner.val_loop._segmenter
+    saved = Segmenter.from_config(config, str(tmp_path / 'work' /
+                                              'epoch_2.pth'))
+    images = [mmcv.imread(str(p)) for p in photos[:2]]
+    torch.testing.assert_close(
+        [p.decode_scores for p in segmenter.segment(images,
+                                                     keep_scores=True)],
+        [p.decode_scores for p in saved.segment(images, keep_scores=True)],
+        rtol=1e-3, atol=1e-3)
 
 
 def test_a_checked_setting_is_kept_only_if_it_agrees(trained, monkeypatch):
