@@ -72,16 +72,19 @@ def fold_batch_norms(model: nn.Module, example: torch.Tensor,
     runs it. Raises :class:`BatchNormFoldError` if the folded copy's
     output differs from the model's beyond rounding."""
     folded = copy.deepcopy(model).eval()
-    pairs = conv_batch_norm_pairs(folded, lambda: forward(folded, example))
+    # The run that finds the pairs gives the model's own output in eval
+    # mode (a model in training mode would normalise by the batch and
+    # update its running statistics).
+    outputs = []
+    pairs = conv_batch_norm_pairs(
+        folded, lambda: outputs.append(forward(folded, example)))
     for conv_name, norm_name in pairs:
         conv = folded.get_submodule(conv_name)
         norm = folded.get_submodule(norm_name)
         _replace(folded, conv_name, fuse_conv_bn_eval(conv, norm))
         _replace(folded, norm_name, nn.Identity())
     with torch.no_grad():
-        # The model's own output in eval mode (a model in training mode
-        # would normalise by the batch and update its running statistics).
-        expected = forward(copy.deepcopy(model).eval(), example).float()
+        expected = outputs[0].float()
         got = forward(folded, example).float()
     scale = float(expected.abs().max()) or 1.0
     difference = float((got - expected).abs().max())

@@ -49,10 +49,6 @@ class _SegmenterIterMixin:
         batch as eager fp32 does (:func:`checked_segmenter`)."""
         model = self.runner.model
         model = model.module if is_model_wrapper(model) else model
-        if self._segmenter is not None and self._refresh_pending and \
-                self._segmenter.source_model is model:
-            self._segmenter.refresh()
-        self._refresh_pending = False
         if self._segmenter is None or \
                 self._segmenter.source_model is not model:
             self._segmenter = Segmenter(model, self.runner.cfg,
@@ -64,6 +60,9 @@ class _SegmenterIterMixin:
                 self.engine_record = dict(
                     settings=self._segmenter.settings.name(),
                     agreement_check=check)
+        elif self._refresh_pending:
+            self._segmenter.refresh()
+        self._refresh_pending = False
         return self._segmenter
 
     def run(self):
@@ -71,7 +70,7 @@ class _SegmenterIterMixin:
         # the model (channels-last, folded) takes the new weights at the
         # run's first batch, once the hooks (an EMA swapping its weights
         # in) have run and the model is in eval mode.
-        self._refresh_pending = self._segmenter is not None
+        self._refresh_pending = True
         return super().run()
 
     def _predict(self, data_batch: dict) -> Sequence:
