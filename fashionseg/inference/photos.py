@@ -32,7 +32,7 @@ from fashionseg.crf.backend import CRFBackend
 from fashionseg.crf.energy import CRFParams, image_log_probs
 from fashionseg.errors import DataError, UsageError
 from fashionseg.inference.segmenter import (Prediction, Segmenter,
-                                            checked_segmenter)
+                                            checked_segmenter, describe_check)
 from fashionseg.utils.atomic_write import (atomic_write, is_temporary,
                                            write_text_atomic)
 from fashionseg.utils.output_folder import OutputFolderError, refuse_foreign
@@ -433,11 +433,7 @@ def _checked(segmenter: Segmenter, plans: Sequence[PhotoOutputs],
     chosen, check = checked_segmenter(
         segmenter, [p['inputs'] for p in prepared],
         [p['data_samples'].metainfo for p in prepared])
-    verdict = 'kept' if chosen is segmenter else \
-        f'under {check["agreement_bar"]:.1%}, so eager fp32 runs'
-    say(f'inference engine: {check["asked"]} labels '
-        f'{check["agreement"]:.2%} of the first {check["checked_images"]} '
-        f'photos\' pixels as eager fp32 does: {verdict}')
+    say(f'inference engine: {describe_check(check, "photos")}')
     return chosen
 
 

@@ -344,6 +344,16 @@ def checked_segmenter(segmenter: Segmenter, inputs: Sequence[torch.Tensor],
                         agreement=agreement)
 
 
+def describe_check(check: dict, items: str = 'images') -> str:
+    """One line for a :func:`checked_segmenter` record, ``items`` naming
+    what was checked (images, photos)."""
+    verdict = 'kept' if check['used'] == check['asked'] else (
+        f'under {check["agreement_bar"]:.1%}, so eager fp32 runs')
+    return (f'{check["asked"]} labels {check["agreement"]:.2%} of the first '
+            f'{check["checked_images"]} {items}\' pixels as eager fp32 '
+            f'does: {verdict}')
+
+
 def _positions_by_key(keys: Sequence) -> Dict[object, List[int]]:
     """The positions of each distinct key, in order of first appearance."""
     positions: Dict[object, List[int]] = {}

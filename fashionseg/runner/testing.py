@@ -28,6 +28,7 @@ from fashionseg.config_checks import check_checkpoint, check_dataset_folders
 from fashionseg.evaluation.confusion import confusion_path, save_confusions
 from fashionseg.evaluation.iou_metric import ClassIoUMetric
 from fashionseg.evaluation.metrics_file import metrics_record
+from fashionseg.inference.segmenter import describe_check
 from fashionseg.inference.settings import InferenceSettings
 from fashionseg.runner.run_config import (add_custom_hooks, configure_cpu_ddp,
                                           init_cpu_distributed,
@@ -134,10 +135,4 @@ def describe_engine(engine: dict) -> str:
     check = engine.get('agreement_check')
     if not check:
         return engine['settings']
-    kept = check['used'] == check['asked']
-    return (f'{engine["settings"]} ({check["asked"]} labels '
-            f'{check["agreement"]:.2%} of the first '
-            f'{check["checked_images"]} images\' pixels as eager fp32 '
-            'does: ' + ('kept' if kept else
-                        f'under {check["agreement_bar"]:.1%}, so eager '
-                        'fp32 ran') + ')')
+    return f'{engine["settings"]} ({describe_check(check)})'

@@ -760,3 +760,28 @@ def test_tools_choose_the_device_default_only_when_asked_nothing(
     add_inference_arguments(parser, batch_size=4)
     settings, check = tool_settings(parser.parse_args(argv), device)
     assert (settings.name(), check) == (expected, checked)
+
+
+def test_segment_photos_checks_a_fast_setting_on_the_first_batch(
+        trained, tmp_path):
+    """segment.py's GPU default, on the CPU: the setting is checked on the
+    first batch of photos, the check is said, and the run and its
+    segment.json name the setting that ran."""
+    from fashionseg.inference.photos import segment_photos
+    config, checkpoint, _, photos = trained
+    segmenter = Segmenter.from_config(config, checkpoint,
+                                      settings=InferenceSettings(
+                                          channels_last=True, batch_size=2))
+    said = []
+    result = segment_photos(segmenter, photos[:3], tmp_path / 'out',
+                            progress=False, check_agreement=True,
+                            say=said.append)
+    check = [line for line in said if line.startswith('inference engine:')]
+    assert len(check) == 1, said
+    assert check[0].startswith('inference engine: fp32 channels-last batch 2'
+                               ' labels ')
+    assert check[0].endswith("of the first 2 photos' pixels as eager fp32 "
+                             'does: kept')
+    assert result['engine'] == 'fp32 channels-last batch 2'
+    manifest = json.loads((tmp_path / 'out' / MANIFEST).read_text())
+    assert manifest['settings']['engine']['channels_last'] is True
