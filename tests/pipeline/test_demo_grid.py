@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from demo_clone import (DEMO, DVC, quick_clone, run_quiet,
-                        serial_demo_tables, user_env)
+from demo_clone import (DEMO, DVC, quick_clone, run_quiet, serial_demo_tables,
+                        user_env)
 
 
 def _kill_training(clone: Path, run: str) -> bool:

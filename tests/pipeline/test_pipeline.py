@@ -10,9 +10,9 @@ import pytest
 import torch
 import yaml
 from conftest import REPO
+from demo_clone import BIN, DEMO, DVC, run_quiet
 from mmengine.hooks import Hook
 from mmseg.registry import HOOKS
-from demo_clone import BIN, DEMO, DVC, run_quiet
 from training_helpers import (CONFIG_DIR, build_converted_datasets,
                               small_run_options)
 
