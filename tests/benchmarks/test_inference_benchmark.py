@@ -3,11 +3,9 @@ times the device's own engine setting beside the paper's protocol, the
 agreement set can be bounded and says how many images it used, and
 every phase shows its progress."""
 import json
-import subprocess
-import sys
 
 import pytest
-from conftest import REPO
+from tool_process import run_tool
 from training_helpers import untrained_demo_model
 
 from fashionseg.inference.settings import InferenceSettings
@@ -22,12 +20,9 @@ def setup(tmp_path_factory):
 
 def _benchmark(setup, out, *args):
     data, checkpoint = setup
-    return subprocess.run(
-        [sys.executable, 'tools/benchmark_inference.py', FPN,
-         str(checkpoint), '--data-root', str(data), '--device', 'cpu',
-         '--images', '1', '--batches', '1', '--out', str(out),
-         *map(str, args)],
-        cwd=REPO, capture_output=True, text=True, timeout=600)
+    return run_tool('benchmark_inference.py', FPN, checkpoint, '--data-root',
+                    data, '--device', 'cpu', '--images', 1, '--batches', 1,
+                    '--out', out, *args)
 
 
 def test_the_engine_is_timed_by_default_with_a_bounded_agreement(

@@ -12,6 +12,7 @@ import time
 import pytest
 import torch
 from conftest import REPO
+from tool_process import run_tool
 from training_helpers import (CONFIG_DIR, build_converted_datasets,
                               small_run_options)
 
@@ -86,9 +87,7 @@ def test_a_kill_during_a_save_resumes_from_the_last_whole_epoch(
                                         damaged[middle:middle + 64])
     (work / 'epoch_2.pth').write_bytes(bytes(damaged))
 
-    second = subprocess.run([sys.executable, 'tools/train.py'] + args,
-                            cwd=REPO, env=env, capture_output=True,
-                            text=True, timeout=600)
+    second = run_tool('train.py', *args, env=env)
     assert second.returncode == 0, second.stderr[-3000:]
     assert f'resuming from {work / "epoch_1.pth"}' in \
         second.stdout + second.stderr

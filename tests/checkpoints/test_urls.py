@@ -5,14 +5,12 @@ SHA-256 prefix is checked against it."""
 import functools
 import http.server
 import os
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO
+from tool_process import run_tool
 from training_helpers import CONFIG_DIR, build_converted_datasets
 
 from fashionseg.checkpoints.urls import (CheckpointDigestError, cache_path,
@@ -60,8 +58,8 @@ def data_root(tmp_path_factory):
 def _tool(args, tmp_path):
     env = dict(os.environ, TORCH_HOME=str(tmp_path / 'torch'),
                PYTHONWARNINGS='ignore')
-    return subprocess.run([sys.executable] + args, cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
+    assert args[0].startswith('tools/'), args
+    return run_tool(args[0][len('tools/'):], *args[1:], env=env)
 
 
 def _assert_refused(result, marker):

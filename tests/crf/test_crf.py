@@ -1,15 +1,13 @@
 """Dense CRF post-processing (paper section 3.3) and its random search."""
 import json
-import subprocess
-import sys
 
 import cv2
 import numpy as np
 import pydensecrf.densecrf as dcrf
 import pytest
 import torch
-from conftest import REPO
 from raw_formats import ccp_photos
+from tool_process import run_tool
 
 from custom_datasets.records import Sample
 from custom_datasets.writer import write_dataset
@@ -160,21 +158,18 @@ def test_parallel_and_serial_apply_agree(small_dataset, tmp_path):
 
 
 def test_cli_search_then_apply(small_dataset, tmp_path):
-    run = dict(cwd=REPO, capture_output=True, text=True, timeout=300)
-    result = subprocess.run(
-        [sys.executable, 'tools/crf.py', 'search', '--scores',
-         str(small_dataset / 'noisy_val'), '--data',
-         str(small_dataset / 'data'), '--split', 'val', '--trials', '3',
-         '--seed', '0', '--out', str(tmp_path / 'search.json')], **run)
+    result = run_tool(
+        'crf.py', 'search', '--scores', small_dataset / 'noisy_val',
+        '--data', small_dataset / 'data', '--split', 'val', '--trials', 3,
+        '--seed', 0, '--out', tmp_path / 'search.json', timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     searched = json.loads((tmp_path / 'search.json').read_text())
     assert len(searched['trials']) == 3
-    result = subprocess.run(
-        [sys.executable, 'tools/crf.py', 'apply', '--scores',
-         str(small_dataset / 'noisy_test'), '--data',
-         str(small_dataset / 'data'), '--split', 'test', '--params',
-         str(tmp_path / 'search.json'), '--out', str(tmp_path / 'refined'),
-         '--metrics', str(tmp_path / 'crf.json')], **run)
+    result = run_tool(
+        'crf.py', 'apply', '--scores', small_dataset / 'noisy_test',
+        '--data', small_dataset / 'data', '--split', 'test', '--params',
+        tmp_path / 'search.json', '--out', tmp_path / 'refined',
+        '--metrics', tmp_path / 'crf.json', timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((tmp_path / 'crf.json').read_text())
     assert metrics['crf'] == searched['best']
@@ -295,12 +290,10 @@ def test_scores_beyond_float16_are_kept_finite_through_the_crf(
                 record['input_width'])
     assert load_scores(first)['scores'].dtype == np.float32
     assert np.isfinite(load_scores(first)['scores']).all()
-    result = subprocess.run(
-        [sys.executable, 'tools/crf.py', 'apply', '--scores',
-         str(scores_dir), '--data', str(data), '--split', 'test', '--out',
-         str(tmp_path / 'crf'), '--params', str(_params_file(tmp_path)),
-         '--backend', 'pydensecrf', '--workers', '1'],
-        cwd=REPO, capture_output=True, text=True)
+    result = run_tool(
+        'crf.py', 'apply', '--scores', scores_dir, '--data', data,
+        '--split', 'test', '--out', tmp_path / 'crf', '--params',
+        _params_file(tmp_path), '--backend', 'pydensecrf', '--workers', 1)
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((tmp_path / 'crf' / 'metrics.json').read_text())
     assert metrics['aAcc'] is not None and metrics['aAcc'] > 50
@@ -317,12 +310,10 @@ def test_the_crf_refuses_more_classes_than_a_label_png_holds(
     meta = json.loads((data / 'dataset.json').read_text())
     meta['classes'] = [f'c{i}' for i in range(300)]
     (data / 'dataset.json').write_text(json.dumps(meta))
-    result = subprocess.run(
-        [sys.executable, 'tools/crf.py', 'apply', '--scores',
-         str(small_dataset / 'noisy_test'), '--data', str(data),
-         '--split', 'test', '--out', str(tmp_path / 'crf'), '--params',
-         str(_params_file(tmp_path))], cwd=REPO, capture_output=True,
-        text=True)
+    result = run_tool(
+        'crf.py', 'apply', '--scores', small_dataset / 'noisy_test',
+        '--data', data, '--split', 'test', '--out', tmp_path / 'crf',
+        '--params', _params_file(tmp_path))
     assert result.returncode == 2
     assert '300 classes' in result.stderr and 'at most 255' in \
         result.stderr

@@ -1,15 +1,13 @@
 """The batched PyTorch dense CRF against pydensecrf."""
 import json
-import subprocess
-import sys
 
 import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
 from raw_formats import ccp_photos
 from test_crf import small_dataset  # noqa: F401  (fixture)
+from tool_process import run_tool
 
 from fashionseg.crf.energy import CRFParams, upsampled_log_probs
 from fashionseg.crf.pydensecrf_backend import dense_crf
@@ -97,20 +95,17 @@ def test_cli_backends_give_the_same_result(small_dataset,  # noqa: F811
     results = {}
     for backend in ('pydensecrf', 'torch'):
         out = tmp_path / backend
-        run = dict(cwd=REPO, capture_output=True, text=True, timeout=300)
-        result = subprocess.run(
-            [sys.executable, 'tools/crf.py', 'search', '--scores',
-             str(small_dataset / 'noisy_val'), '--data',
-             str(small_dataset / 'data'), '--trials', '3', '--backend',
-             backend, '--device', 'cpu', '--batch-size', '3', '--out',
-             str(out / 'search.json')], **run)
+        result = run_tool(
+            'crf.py', 'search', '--scores', small_dataset / 'noisy_val',
+            '--data', small_dataset / 'data', '--trials', 3, '--backend',
+            backend, '--device', 'cpu', '--batch-size', 3, '--out',
+            out / 'search.json', timeout=300)
         assert result.returncode == 0, result.stderr[-2000:]
-        result = subprocess.run(
-            [sys.executable, 'tools/crf.py', 'apply', '--scores',
-             str(small_dataset / 'noisy_test'), '--data',
-             str(small_dataset / 'data'), '--params',
-             str(out / 'search.json'), '--backend', backend, '--out',
-             str(out / 'refined')], **run)
+        result = run_tool(
+            'crf.py', 'apply', '--scores', small_dataset / 'noisy_test',
+            '--data', small_dataset / 'data', '--params',
+            out / 'search.json', '--backend', backend, '--out',
+            out / 'refined', timeout=300)
         assert result.returncode == 0, result.stderr[-2000:]
         results[backend] = (json.loads((out / 'search.json').read_text()),
                             json.loads((out / 'refined' /

@@ -1,17 +1,16 @@
 """tools/convert_data.py on files in the releases' raw formats."""
 import hashlib
 import json
-import subprocess
-import sys
 
 import cv2
 import numpy as np
 import pytest
 import scipy.io
-from conftest import REPO, file_mode
+from conftest import file_mode
 from raw_formats import (BUNDLED_CCP, SHARED_CCP, fashionista_samples,
                          png_bytes, write_cfpd, write_fashionista_v7,
                          write_fashionista_v73)
+from tool_process import run_tool
 
 from custom_datasets import DatasetFormatError
 from custom_datasets.convert import convert_release
@@ -138,10 +137,8 @@ def test_full_shared_ccp_converts(tmp_path):
 
 def test_convert_cli_writes_layout(tmp_path):
     out = tmp_path / 'ccp'
-    result = subprocess.run(
-        [sys.executable, 'tools/convert_data.py', 'ccp', '--src',
-         str(BUNDLED_CCP), '--out', str(out)],
-        cwd=REPO, capture_output=True, text=True)
+    result = run_tool('convert_data.py', 'ccp', '--src', BUNDLED_CCP,
+                      '--out', out)
     assert result.returncode == 0, result.stderr
     assert 'train 21, val 3, test 6' in result.stdout
     assert len(list((out / 'img_dir' / 'train').glob('*.jpg'))) == 21
@@ -272,9 +269,7 @@ def test_failed_conversion_keeps_previous_dataset(tmp_path):
 
 
 def _convert_cli(src, out):
-    return subprocess.run(
-        [sys.executable, 'tools/convert_data.py', 'ccp', '--src', str(src),
-         '--out', str(out)], cwd=REPO, capture_output=True, text=True)
+    return run_tool('convert_data.py', 'ccp', '--src', src, '--out', out)
 
 
 def _files(root):
@@ -354,10 +349,8 @@ def test_bad_fashionista_test_index_is_named(tmp_path, test_index, shown):
     raw.mkdir()
     write_fashionista_v7(raw / 'fashionista-v1.0.mat',
                          fashionista_samples(4), test_index)
-    result = subprocess.run(
-        [sys.executable, 'tools/convert_data.py', 'fashionista', '--src',
-         str(raw), '--out', str(tmp_path / 'out')], cwd=REPO,
-        capture_output=True, text=True)
+    result = run_tool('convert_data.py', 'fashionista', '--src', raw,
+                      '--out', tmp_path / 'out')
     assert result.returncode == 2
     message = result.stderr.strip().splitlines()[-1]
     assert message.startswith('error: ') and 'test_index' in message
@@ -397,10 +390,8 @@ def test_a_damaged_mat_file_is_named_in_one_line(tmp_path, damage, which):
 @pytest.mark.parametrize('size', ['-5', '1', '31', 'big'])
 def test_a_max_size_below_the_models_stride_is_refused(tmp_path, size):
     out = tmp_path / 'out'
-    result = subprocess.run(
-        [sys.executable, 'tools/convert_data.py', 'ccp', '--src',
-         str(BUNDLED_CCP), '--out', str(out), f'--max-size={size}'],
-        cwd=REPO, capture_output=True, text=True)
+    result = run_tool('convert_data.py', 'ccp', '--src', BUNDLED_CCP,
+                      '--out', out, f'--max-size={size}')
     assert result.returncode == 2
     assert 'at least 32 pixels' in result.stderr.strip().splitlines()[-1]
     assert not out.exists()

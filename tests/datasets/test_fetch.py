@@ -1,14 +1,12 @@
 """tools/fetch_data.py: downloads from a local HTTP server, --from, checks."""
 import http.server
 import io
-import subprocess
-import sys
 import threading
 import zipfile
 
 import pytest
-from conftest import REPO
 from raw_formats import BUNDLED_CCP, fashionista_samples, write_fashionista_v7
+from tool_process import run_tool
 
 from custom_datasets.fetch import FetchError, fetch_release, safe_extract
 
@@ -173,10 +171,8 @@ def test_archive_member_outside_target_is_refused(tmp_path):
 def test_fetch_cli_reports_error_and_hint(tmp_path):
     bad = tmp_path / 'page.mat'
     bad.write_bytes(b'<html>quota exceeded</html>')
-    result = subprocess.run(
-        [sys.executable, 'tools/fetch_data.py', 'fashionista', '--out',
-         str(tmp_path / 'raw'), '--from', str(bad)],
-        cwd=REPO, capture_output=True, text=True)
+    result = run_tool('fetch_data.py', 'fashionista', '--out',
+                      tmp_path / 'raw', '--from', bad)
     assert result.returncode != 0
     assert 'HTML page' in result.stderr
     assert 'fashionista-v1.0.mat' in result.stderr
@@ -186,8 +182,7 @@ def test_fetch_cli_reports_error_and_hint(tmp_path):
 # a release already in place, and the message when neither works.
 
 def _fetch_cli(*args):
-    return subprocess.run([sys.executable, 'tools/fetch_data.py', *map(
-        str, args)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    return run_tool('fetch_data.py', *args, timeout=300)
 
 
 def test_local_copy_is_used_and_an_existing_release_kept(tmp_path):

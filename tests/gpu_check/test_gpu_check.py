@@ -3,11 +3,11 @@ on machines without a GPU; and its runner under a step that fails, one
 that stops on a usage error and one that hangs past its share of the
 budget."""
 import json
-import subprocess
 import sys
 
 import pytest
 from conftest import REPO
+from tool_process import run_tool
 
 from fashionseg.gpu_check import run, steps
 
@@ -16,10 +16,8 @@ STEPS = list(steps.STEP_NAMES)
 
 def test_quick_check_runs_every_step(tmp_path):
     out = tmp_path / 'check'
-    result = subprocess.run(
-        [sys.executable, 'tools/gpu_check.py', '--device', 'cpu', '--quick',
-         '--budget', '600', '--out', str(out)], cwd=REPO,
-        capture_output=True, text=True, timeout=900)
+    result = run_tool('gpu_check.py', '--device', 'cpu', '--quick',
+                      '--budget', 600, '--out', out, timeout=900)
     record = json.loads((out / 'gpu_check.json').read_text())
     failed = {k: v.get('error') for k, v in record['checks'].items()
               if v['status'] != 'pass'}

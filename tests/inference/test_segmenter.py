@@ -13,6 +13,7 @@ import torch
 from conftest import file_mode
 from PIL import Image
 from raw_formats import BUNDLED_CCP
+from tool_process import run_tool
 from training_helpers import CONFIG_DIR, REPO, SMALL_MODEL, data_options
 
 from custom_datasets.convert import convert_release
@@ -197,9 +198,7 @@ def test_strict_weights(trained, tmp_path):
 
 
 def _segment(*args):
-    return subprocess.run([sys.executable, 'tools/segment.py', *map(
-        str, args), '--device', 'cpu'], cwd=REPO, capture_output=True,
-        text=True, timeout=600)
+    return run_tool('segment.py', *args, '--device', 'cpu')
 
 
 def test_segment_tool(trained, tmp_path):
@@ -462,10 +461,8 @@ def test_segment_bad_inputs_end_in_one_line(trained, tmp_path):
         assert 'Traceback' not in result.stderr, result.stderr[-3000:]
         assert message in result.stderr.strip().splitlines()[-1], \
             result.stderr[-2000:]
-    test = subprocess.run(
-        [sys.executable, 'tools/test.py', config, checkpoint,
-         '--batch-size', str(2**70), '--device', 'cpu'], cwd=REPO,
-        capture_output=True, text=True, timeout=600)
+    test = run_tool('test.py', config, checkpoint, '--batch-size', 2**70,
+                    '--device', 'cpu')
     assert 'between 1 and 4096' in _error_line(test)
 
 

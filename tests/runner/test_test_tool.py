@@ -1,14 +1,13 @@
 """tools/test.py: metrics JSON and the score files for the CRF stage."""
 import json
-import subprocess
-import sys
 
 import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, file_mode
+from conftest import file_mode
 from mmengine.registry import init_default_scope
+from tool_process import run_tool
 from training_helpers import (CONFIG_DIR, build_converted_datasets,
                               small_run_options)
 
@@ -140,11 +139,8 @@ def test_test_cli(trained, tmp_path):
             for k, v in options.items()]
 
     def run(*extra):
-        return subprocess.run(
-            [sys.executable, 'tools/test.py', config, str(checkpoint),
-             '--work-dir', str(tmp_path / 'work'), *extra,
-             '--cfg-options', *args],
-            cwd=REPO, capture_output=True, text=True, timeout=600)
+        return run_tool('test.py', config, checkpoint, '--work-dir',
+                        tmp_path / 'work', *extra, '--cfg-options', *args)
 
     # Both splits in one process, as the pipeline's test stage runs it.
     result = run('--split', 'val', 'test', '--out',
@@ -182,11 +178,9 @@ def test_a_reused_score_folder_keeps_only_this_runs_files(trained,
     scores = tmp_path / 'scores'
 
     def run(*extra):
-        return subprocess.run(
-            [sys.executable, 'tools/test.py', config, str(checkpoint),
-             '--work-dir', str(tmp_path / 'work'), '--split', 'test',
-             *extra, '--cfg-options', *args],
-            cwd=REPO, capture_output=True, text=True, timeout=600)
+        return run_tool('test.py', config, checkpoint, '--work-dir',
+                        tmp_path / 'work', '--split', 'test', *extra,
+                        '--cfg-options', *args)
 
     stems = (data_root / 'splits' / 'test.txt').read_text().split()
     assert len(stems) > 1

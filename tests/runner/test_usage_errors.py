@@ -1,12 +1,10 @@
-"""The usual mistakes, made as a user makes them (the tools in a
-subprocess, real configs, the bundled photos): each ends in one `error:`
-line that names what was wrong, before any config dump, and no
-traceback."""
-import subprocess
-import sys
+"""The usual mistakes, made as a user makes them (each tool in a process
+of its own: tests/tool_process.py; real configs, the bundled photos):
+each ends in one `error:` line that names what was wrong, before any
+config dump, and no traceback."""
 
 import pytest
-from conftest import REPO
+from tool_process import run_tool
 from training_helpers import untrained_demo_model
 
 FPN = 'mmseg_configs/demo/fpn_x101_ccp.py'
@@ -22,10 +20,7 @@ def setup(tmp_path_factory):
 
 
 def _run(tool, *args):
-    result = subprocess.run(
-        [sys.executable, f'tools/{tool}', *map(str, args)], cwd=REPO,
-        capture_output=True, text=True, timeout=600)
-    return result
+    return run_tool(tool, *args)
 
 
 def _one_error_line(result, *fragments):
