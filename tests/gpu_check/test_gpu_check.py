@@ -56,7 +56,11 @@ def test_quick_check_runs_every_step(tmp_path):
     assert 'Traceback' not in result.stdout + result.stderr
 
 
-def test_failures_usage_errors_and_hangs_are_recorded(tmp_path):
+def test_failures_usage_errors_and_hangs_are_recorded(tmp_path,
+                                                     monkeypatch):
+    # A step's least share of the budget, 20 s, is what the hanging step
+    # would hang for: 8 s do here (every step below fails in fewer).
+    monkeypatch.setattr(run, 'STEP_START_SECONDS', 8.0)
     out = tmp_path / 'check'
     paths = steps.CheckPaths.of_checkout(REPO)
     tool = [sys.executable, str(REPO / 'tools' / 'gpu_check.py')]
@@ -83,7 +87,7 @@ def test_failures_usage_errors_and_hangs_are_recorded(tmp_path):
                        '--quick']
 
     lines = []
-    record = run.run_gpu_check(out, paths, 'cpu', quick=True, budget=180,
+    record = run.run_gpu_check(out, paths, 'cpu', quick=True, budget=120,
                                progress=lines.append, command=command)
     checks = record['checks']
     assert list(checks) == STEPS
