@@ -57,7 +57,7 @@ def test_quick_check_runs_every_step(tmp_path):
 
 
 def test_failures_usage_errors_and_hangs_are_recorded(tmp_path,
-                                                     monkeypatch):
+                                                      monkeypatch):
     # A step's least share of the budget, 20 s, is what the hanging step
     # would hang for: 8 s do here (every step below fails in fewer).
     monkeypatch.setattr(run, 'STEP_START_SECONDS', 8.0)
