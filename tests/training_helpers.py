@@ -56,9 +56,12 @@ def small_run_options(model, data_root, max_epochs=1, **data_kwargs):
     return options
 
 
-def build_converted_datasets(root: Path) -> dict:
+def build_converted_datasets(root: Path, max_size: int = 160) -> dict:
     """Each dataset converted from files in its raw format, with images in
-    every split."""
+    every split, scaled to ``max_size`` pixels on their longer side: the
+    tests that train and test on them run the same code on a few images
+    whatever their size, and a CPU runs these in a tenth of the time of
+    the photos' full size."""
     roots = {}
     raw = root / 'raw'
     (raw / 'fashionista').mkdir(parents=True)
@@ -69,7 +72,7 @@ def build_converted_datasets(root: Path) -> dict:
                'ccp': BUNDLED_CCP}
     for name, src in sources.items():
         roots[name] = root / name
-        convert_release(name, src, roots[name])
+        convert_release(name, src, roots[name], max_size)
     return roots
 
 
