@@ -126,8 +126,8 @@ class Segmenter:
         forward = self._forward
         if settings.compile != 'none':
             # One graph per padded shape (and per kind of output): images
-            # are grouped by padded size, so a dataset of one size
-            # compiles once.
+            # are grouped by padded size and every pass has the full batch
+            # (predict), so a dataset of one size compiles once.
             forward = torch.compile(forward, mode=settings.compile,
                                     dynamic=False)
         self.forward = forward
@@ -257,8 +257,11 @@ class Segmenter:
                 to_host: bool = False) -> List[Prediction]:
         """Labels of prepared images (``inputs[i]`` 3 x H x W uint8, with
         ``metas[i]['ori_shape']``); images of one padded size share a
-        forward pass of at most ``batch_size`` (so a dataset of one padded
-        size runs, compiles and autotunes one shape). Where every image of
+        forward pass of at most ``batch_size``. A compiled setting runs
+        every pass at the full batch size, the last one of a padded size
+        filled with copies of its first image (their labels unused), so
+        that a dataset of one padded size compiles and autotunes one
+        shape. Where every image of
         a pass keeps its size (``ori_shape``), the upsampling and argmax
         run in the network's graph; otherwise images of one size and
         original size share the crop, upsampling and argmax. ``to_host``
@@ -272,9 +275,12 @@ class Segmenter:
             for start in range(0, len(indices), step):
                 chunk = indices[start:start + step]
                 sizes = [tuple(inputs[i].shape[-2:]) for i in chunk]
+                rows = chunk + chunk[:1] * (step - len(chunk)) \
+                    if self.settings.compile != 'none' else chunk
                 batch = self.normalise(self._host_batch(
-                    [inputs[i] for i in chunk],
-                    tuple(map(max, zip(*sizes)))), sizes)
+                    [inputs[i] for i in rows],
+                    tuple(map(max, zip(*sizes)))),
+                    [tuple(inputs[i].shape[-2:]) for i in rows])
                 ori_shapes = [tuple(metas[i]['ori_shape'][:2])
                               for i in chunk]
                 in_graph = ori_shapes == sizes
@@ -294,9 +300,9 @@ class Segmenter:
                 by_shape = _positions_by_key(list(zip(sizes, ori_shapes)))
                 for ((height, width), ori_shape), offsets in \
                         by_shape.items():
-                    rows = slice(None) if len(offsets) == len(chunk) \
-                        else offsets
-                    part = out[rows, :, :height, :width]
+                    part = out[:len(chunk)] if len(offsets) == len(chunk) \
+                        else out[offsets]
+                    part = part[:, :, :height, :width]
                     if ori_shape != (height, width):
                         part = F.interpolate(
                             part, size=ori_shape, mode='bilinear',

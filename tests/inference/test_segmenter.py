@@ -140,6 +140,31 @@ def test_images_of_one_padded_size_share_one_forward_pass(trained):
                                    one.decode_scores, rtol=1e-5, atol=1e-5)
 
 
+def test_a_compiled_setting_runs_every_pass_at_the_full_batch(trained):
+    """Under torch.compile the last, partial batch of a padded size is
+    filled up to the batch size (one shape, one graph, for a dataset of
+    one size), and each photo keeps the labels it has alone."""
+    config, checkpoint, _, photos = trained
+    image = mmcv.imread(str(photos[0]))
+    images = [image[:h, :w].copy() for h, w in
+              ((190, 128), (180, 120), (170, 110), (190, 125), (185, 100))]
+    alone = Segmenter.from_config(config, checkpoint).segment(images)
+    compiled = Segmenter.from_config(
+        config, checkpoint, settings=InferenceSettings.parse(
+            'fp32,compile=default,batch=4'))
+    shapes = []
+    # The graph's function itself, uncompiled: what it is given is the
+    # point here (test_fast_settings_agree_with_eager_fp32 compiles it).
+    compiled.forward = lambda batch, *args: (
+        shapes.append(tuple(batch.shape)), compiled._forward(batch, *args))[1]
+    predictions = compiled.segment(images)
+    assert shapes == [(4, 3, 192, 128)] * 2
+    assert len(predictions) == len(images)
+    for image, one, batched in zip(images, alone, predictions):
+        assert tuple(batched.labels.shape) == image.shape[:2]
+        assert torch.equal(one.labels, batched.labels)
+
+
 @pytest.mark.parametrize('setting', [
     'fp32,channels-last,batch=2', 'bf16,batch=2', 'fp16,batch=2',
     'tf32,batch=2', 'fp32,compile=default,batch=2', 'fp32,fold-bn,batch=2',
