@@ -40,7 +40,12 @@ from fashionseg.utils.cli import Terminated
 EXECUTORS = ('local', 'slurm')
 # A week: the local executor's own default stops a job after 2 minutes.
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60
-POLL_SECONDS = 2.0
+# How often the scheduler looks at its jobs: a finished stage's
+# dependants start within this. Cheap on both executors (the local one
+# reads its processes' state; submitit spaces its queries to SLURM
+# itself, 2 s apart at the least, whatever the polling), and the demo's
+# stages take seconds.
+POLL_SECONDS = 0.5
 
 
 @dataclass
