@@ -97,7 +97,8 @@ PYTEST := $(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile \
 test: check-stack
 	$(PYTEST)
 
-# The fast tests alone (no end-to-end pipeline run).
+# The fast tests alone (no end-to-end run of the DVC pipeline, the
+# gpu-check or torch.compile: the tests marked slow).
 test-fast: check-stack
 	$(PYTEST) -m "not slow"
 

@@ -14,6 +14,7 @@ from fashionseg.gpu_check import run, steps
 STEPS = list(steps.STEP_NAMES)
 
 
+@pytest.mark.slow
 def test_quick_check_runs_every_step(tmp_path):
     out = tmp_path / 'check'
     result = run_tool('gpu_check.py', '--device', 'cpu', '--quick',
