@@ -60,8 +60,9 @@ def test_quick_check_runs_every_step(tmp_path):
 def test_failures_usage_errors_and_hangs_are_recorded(tmp_path,
                                                       monkeypatch):
     # A step's least share of the budget, 20 s, is what the hanging step
-    # would hang for: 8 s do here (every step below fails in fewer).
-    monkeypatch.setattr(run, 'STEP_START_SECONDS', 8.0)
+    # would hang for: 12 s do here (the stack step, which must pass, takes
+    # about 3 s; every other step below fails in about as few).
+    monkeypatch.setattr(run, 'STEP_START_SECONDS', 12.0)
     out = tmp_path / 'check'
     paths = steps.CheckPaths.of_checkout(REPO)
     tool = [sys.executable, str(REPO / 'tools' / 'gpu_check.py')]

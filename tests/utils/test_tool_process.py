@@ -1,0 +1,55 @@
+"""The suite's tool processes (tests/tool_process.py): every tool still
+starts in a fresh interpreter, where nothing was imported for it; and a
+forked tool ends as the interpreter ends a script."""
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+from tool_process import run_tool
+
+TOOLS = sorted(path.name for path in (REPO / 'tools').glob('*.py'))
+
+
+@pytest.mark.slow
+def test_every_tool_starts_in_a_fresh_interpreter():
+    """`python tools/X.py --help` for each tool, two at a time: its
+    imports and arguments, without the server's preloaded modules (which
+    would hide, say, a submodule used but not imported). About 40 s of
+    CPU: make test runs it, make test-fast leaves it out."""
+    assert len(TOOLS) >= 10, TOOLS
+    waiting = list(TOOLS)
+    running = {}
+    while waiting or running:
+        while waiting and len(running) < 2:
+            name = waiting.pop()
+            running[name] = subprocess.Popen(
+                [sys.executable, f'tools/{name}', '--help'], cwd=REPO,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        name = next(iter(running))
+        stdout, stderr = running.pop(name).communicate(timeout=300)
+        assert stdout.startswith('usage: '), (name, stderr[-3000:])
+
+
+def test_a_forked_tool_ends_as_a_script_does(tmp_path):
+    """Exit status, output, an uncaught exception, Ctrl-C and exit
+    handlers, through run_tool's fork as through `python`."""
+    script = tmp_path / 'ending.py'  # run_tool takes a path too
+    script.write_text(
+        'import atexit, sys\n'
+        'atexit.register(lambda: print("exit handler ran"))\n'
+        'kind = sys.argv[1]\n'
+        'print("argv", sys.argv[1:], "path0", sys.path[0])\n'
+        'if kind == "status": sys.exit(3)\n'
+        'if kind == "message": sys.exit("error: told to stop")\n'
+        'if kind == "raise": raise ValueError("broken")\n'
+        'if kind == "interrupt": raise KeyboardInterrupt\n')
+    for kind in ('status', 'message', 'raise', 'interrupt', 'none'):
+        forked = run_tool(script, kind, cwd=tmp_path)
+        fresh = subprocess.run([sys.executable, str(script), kind],
+                               cwd=tmp_path, capture_output=True, text=True,
+                               timeout=60)
+        assert forked.returncode == fresh.returncode, (kind, forked.stderr)
+        assert forked.stdout == fresh.stdout, kind
+        assert forked.stderr.splitlines()[-1:] == \
+            fresh.stderr.splitlines()[-1:], kind
