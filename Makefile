@@ -98,7 +98,8 @@ test: check-stack
 	$(PYTEST)
 
 # The fast tests alone (no end-to-end run of the DVC pipeline, the
-# gpu-check or torch.compile: the tests marked slow).
+# gpu-check, torch.compile or the tools in fresh interpreters: the tests
+# marked slow).
 test-fast: check-stack
 	$(PYTEST) -m "not slow"
 

@@ -110,6 +110,11 @@ def serve() -> None:
     # print goes to stderr.
     answers = os.fdopen(os.dup(1), 'w')
     os.dup2(2, 1)
+
+    def answer(**fields):
+        answers.write(json.dumps(fields) + '\n')
+        answers.flush()
+
     fresh_path = sys.path[1:]  # a fresh interpreter's, less tests/
     sys.path[:] = fresh_path
     for name in PRELOAD:
@@ -123,13 +128,10 @@ def serve() -> None:
                 _run_script(request, fresh_path)
             finally:
                 os._exit(1)
-        answers.write(json.dumps({'id': request['id'], 'pid': pid}) + '\n')
-        answers.flush()
+        answer(id=request['id'], pid=pid)
         _, status = os.waitpid(pid, 0)
-        answers.write(json.dumps(
-            {'id': request['id'],
-             'returncode': os.waitstatus_to_exitcode(status)}) + '\n')
-        answers.flush()
+        answer(id=request['id'],
+               returncode=os.waitstatus_to_exitcode(status))
 
 
 # The tests' side.

@@ -261,9 +261,9 @@ class Segmenter:
         every pass at the full batch size, the last one of a padded size
         filled with copies of its first image (their labels unused), so
         that a dataset of one padded size compiles and autotunes one
-        shape. Where every image of
-        a pass keeps its size (``ori_shape``), the upsampling and argmax
-        run in the network's graph; otherwise images of one size and
+        shape. Where every image of a pass keeps its size
+        (``ori_shape``), the upsampling and argmax run in the network's
+        graph; otherwise images of one size and
         original size share the crop, upsampling and argmax. ``to_host``
         brings the labels to the host, one copy per pass."""
         groups = _positions_by_key([
@@ -275,12 +275,11 @@ class Segmenter:
             for start in range(0, len(indices), step):
                 chunk = indices[start:start + step]
                 sizes = [tuple(inputs[i].shape[-2:]) for i in chunk]
-                rows = chunk + chunk[:1] * (step - len(chunk)) \
-                    if self.settings.compile != 'none' else chunk
+                fill = step - len(chunk) \
+                    if self.settings.compile != 'none' else 0
                 batch = self.normalise(self._host_batch(
-                    [inputs[i] for i in rows],
-                    tuple(map(max, zip(*sizes)))),
-                    [tuple(inputs[i].shape[-2:]) for i in rows])
+                    [inputs[i] for i in chunk + chunk[:1] * fill],
+                    tuple(map(max, zip(*sizes)))), sizes + sizes[:1] * fill)
                 ori_shapes = [tuple(metas[i]['ori_shape'][:2])
                               for i in chunk]
                 in_graph = ori_shapes == sizes

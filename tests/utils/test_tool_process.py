@@ -3,6 +3,7 @@ starts in a fresh interpreter, where nothing was imported for it; and a
 forked tool ends as the interpreter ends a script."""
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from conftest import REPO
@@ -26,17 +27,17 @@ def test_every_tool_starts_in_a_fresh_interpreter():
     without the tool server's preloaded modules (which would hide, say, a
     submodule used but not imported)."""
     assert STARTED_FRESH_ELSEWHERE < set(TOOLS), TOOLS
-    waiting = sorted(set(TOOLS) - STARTED_FRESH_ELSEWHERE)
-    running = {}
-    while waiting or running:
-        while waiting and len(running) < 2:
-            name = waiting.pop()
-            running[name] = subprocess.Popen(
-                [sys.executable, f'tools/{name}', '--help'], cwd=REPO,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        name = next(iter(running))
-        stdout, stderr = running.pop(name).communicate(timeout=300)
-        assert stdout.startswith('usage: '), (name, stderr[-3000:])
+    names = sorted(set(TOOLS) - STARTED_FRESH_ELSEWHERE)
+
+    def start(name):
+        return subprocess.run(
+            [sys.executable, f'tools/{name}', '--help'], cwd=REPO,
+            capture_output=True, text=True, timeout=300)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for name, result in zip(names, pool.map(start, names)):
+            assert result.stdout.startswith('usage: '), (
+                name, result.stderr[-3000:])
 
 
 def test_a_forked_tool_ends_as_a_script_does(tmp_path):
