@@ -62,21 +62,28 @@ $(STAMP): pyproject.toml Makefile constraints.txt $(REQUEST)
 # request (another torch, CUDA ops) is not reused, and one whose ops do not
 # load against this torch is rebuilt without the cache.
 MMCV_BUILT_FOR := $(VENV)/.mmcv-built-for
+# The compiler runs as tools/mmcv-cxx, which precompiles the header of
+# torch's that most of mmcv's files start with, once (about 430 MB here
+# for the length of the build): the build takes half the time.
+MMCV_PCH := $(abspath $(VENV))/.mmcv-pch
 MMCV_PIP := $(MMCV_BUILD_ENV) MMCV_WITH_OPS=1 CFLAGS="$(MMCV_CFLAGS)" CXXFLAGS="$(MMCV_CFLAGS)" \
+	MMCV_REAL_CXX="$${CXX:-c++}" CXX="$(CURDIR)/tools/mmcv-cxx" MMCV_PCH_DIR="$(MMCV_PCH)" \
 	$(BIN)/python -m pip install --no-build-isolation -c constraints.txt
 MMCV_REBUILD := $(MMCV_PIP) --no-cache-dir --force-reinstall --no-deps mmcv==2.1.0
 MMCV_OPS_LOAD := $(BIN)/python -c "import mmcv._ext" 2>/dev/null
 .PHONY: build-mmcv
 build-mmcv:
-	@echo ">>> building mmcv 2.1.0 ($(MMCV_OPS) ops) against the installed torch (about 6 min on 2 cores the first time; pip caches the wheel)"
+	@echo ">>> building mmcv 2.1.0 ($(MMCV_OPS) ops) against the installed torch (about 3 min on 2 cores the first time; pip caches the wheel)"
+	@rm -rf $(MMCV_PCH) && mkdir -p $(MMCV_PCH)
 	@if $(BIN)/python -m pip show -q mmcv 2>/dev/null && \
 		[ "$$(cat $(MMCV_BUILT_FOR) 2>/dev/null)" != '$(REQUEST_TEXT)' ]; then \
 		echo ">>> mmcv in $(VENV) was built for another request: rebuilding it"; \
 		set -x; $(MMCV_REBUILD); \
-	else set -x; $(MMCV_PIP) mmcv==2.1.0; fi
+	else set -x; $(MMCV_PIP) mmcv==2.1.0; fi || { rm -rf $(MMCV_PCH); exit 1; }
 	@$(MMCV_OPS_LOAD) || { \
 		echo ">>> mmcv's compiled ops do not load against this torch (built for another one): rebuilding without pip's cache"; \
-		set -x; $(MMCV_REBUILD); }
+		set -x; $(MMCV_REBUILD); } || { rm -rf $(MMCV_PCH); exit 1; }
+	@rm -rf $(MMCV_PCH)
 	@echo '$(REQUEST_TEXT)' > $(MMCV_BUILT_FOR)
 
 # Every entry point checks, in about a second, that mmcv's ops still load
