@@ -158,3 +158,33 @@ def file_mode() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return 0o666 & ~mask
+
+
+@pytest.fixture
+def torchvision_decoding_by_opencv(monkeypatch):
+    """``torchvision.io.decode_jpeg`` as torchvision defines it (a list of
+    1-D uint8 tensors, mode RGB, a device; 3 x H x W uint8 RGB tensors
+    back), decoding with OpenCV, for the engine's ``decode=device`` where
+    torchvision is not installed (it does not import beside this
+    machine's torch): the engine's side of it (channel order, shapes,
+    batching, agreement) is then checked against mmcv's decoding of the
+    same bytes. The number of images of each call goes into the list
+    returned."""
+    import types
+
+    import torch
+    calls = []
+
+    def decode_jpeg(encoded, mode='UNCHANGED', device='cpu'):
+        assert isinstance(encoded, list) and mode == 'RGB'
+        calls.append(len(encoded))
+        images = [cv2.imdecode(e.numpy(), cv2.IMREAD_COLOR)
+                  for e in encoded]
+        return [torch.from_numpy(np.ascontiguousarray(
+            i[:, :, ::-1].transpose(2, 0, 1))).to(device) for i in images]
+    package = types.ModuleType('torchvision')
+    package.io = types.ModuleType('torchvision.io')
+    package.io.decode_jpeg = decode_jpeg
+    monkeypatch.setitem(sys.modules, 'torchvision', package)
+    monkeypatch.setitem(sys.modules, 'torchvision.io', package.io)
+    return calls

@@ -37,7 +37,9 @@ def parse_args():
                         help='a CRF search result; also time the CRF')
     parser.add_argument('--engine', nargs='+', metavar='SETTING',
                         help='engine settings to time: PRECISION[,channels-'
-                        'last][,fold-bn][,compile=MODE][,batch=N]; default: '
+                        'last][,fold-bn][,compile=MODE][,batch=N][,decode='
+                        'device] (decode=device: JPEG decoded by torchvision '
+                        'on the device, nvJPEG on a GPU); default: '
                         'the device\'s own (bf16,channels-last,batch=32 on a '
                         'GPU, fp32,channels-last,batch=1 on a CPU); none: '
                         'the paper\'s protocol alone')

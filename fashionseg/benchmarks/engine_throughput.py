@@ -11,9 +11,13 @@ For each setting (precision, memory layout, compile mode, batch size):
   chosen as the best;
 * model only: batches already decoded and on the device, to labels on
   the device;
-* end to end: JPEG bytes in memory, decoded by threads, to labels on the
+* end to end: JPEG bytes in memory, decoded by threads on the host (or,
+  with ``decode=device``, in one batch on the device), to labels on the
   host; and, for the best setting with CRF parameters, to CRF-refined
   labels (the PyTorch CRF in memory on the same device).
+
+A ``decode=device`` setting's agreement is over images decoded on the
+device, against eager fp32's labels of the host-decoded ones.
 
 Each is timed over ``batches`` batches after ``warmup`` untimed ones,
 with device events on a GPU. Every phase shows a progress bar with its
@@ -41,17 +45,25 @@ from fashionseg.utils.device import device_name
 DECODE_THREADS = 8
 
 
-def _labels(segmenter: Segmenter, images: Sequence, desc: str
-            ) -> List[torch.Tensor]:
+def _labels(segmenter: Segmenter, images: Sequence, jpegs: Sequence[bytes],
+            desc: str) -> List[torch.Tensor]:
+    """Labels on the host of the decoded ``images``, or with
+    ``decode=device`` of their ``jpegs`` decoded on the device."""
     step = segmenter.settings.batch_size
+    on_device = segmenter.settings.decode == 'device'
     labels = []
     with tqdm(total=len(images), desc=desc, unit='img',
               leave=False) as progress:
         for start in range(0, len(images), step):
-            chunk = images[start:start + step]
-            labels += [p.labels for p in segmenter.segment(
-                chunk, to_host=True)]
-            progress.update(len(chunk))
+            end = min(start + step, len(images))
+            if on_device:
+                predictions = segmenter.predict(
+                    *segmenter.decode(jpegs[start:end]), to_host=True)
+            else:
+                predictions = segmenter.segment(images[start:end],
+                                                to_host=True)
+            labels += [p.labels for p in predictions]
+            progress.update(len(predictions))
     return labels
 
 
@@ -80,7 +92,7 @@ def benchmark_engine(config: str, checkpoint: str, data_root: Path,
     torch_device = 'cuda:0' if device == 'cuda' else 'cpu'
     reference = Segmenter(build_model(cfg, checkpoint, torch_device), cfg,
                           InferenceSettings(), torch_device)
-    reference_labels = _labels(reference, checked,
+    reference_labels = _labels(reference, checked, jpegs,
                                'agreement: eager fp32 labels')
     rows = []
     pool = ThreadPoolExecutor(DECODE_THREADS)
@@ -91,8 +103,10 @@ def benchmark_engine(config: str, checkpoint: str, data_root: Path,
         segmenter = Segmenter(build_model(cfg, checkpoint, torch_device),
                               cfg, setting, torch_device)
         name = setting.name()
-        agreement = label_agreement(reference_labels, _labels(
-            segmenter, checked, f'agreement: {name}'))
+        agreement = label_agreement(
+            reference_labels,
+            _labels(segmenter, checked, jpegs, f'agreement: {name}'),
+            other_shapes_disagree=setting.decode == 'device')
         rows.append(dict(
             setting.as_dict(), name=name, agreement=agreement,
             agrees=agreement >= AGREEMENT_BAR,
@@ -164,6 +178,22 @@ def _end_to_end(segmenter: Segmenter, jpegs: Sequence[bytes],
     def batch_of(index: int):
         start = index * size
         return [jpegs[(start + i) % len(jpegs)] for i in range(size)]
+
+    if segmenter.settings.decode == 'device':
+        def step(index: int) -> int:
+            inputs, metas = segmenter.decode(batch_of(index))
+            predictions = segmenter.predict(inputs, metas,
+                                            crf_params is not None,
+                                            to_host=crf_params is None)
+            if crf_params is not None:
+                # The CRF's pairwise terms read the photo (RGB, host).
+                rgb = [image.flip(0).permute(1, 2, 0).cpu().numpy()
+                       for image in inputs]
+                refine_predictions(predictions, metas, rgb, crf_params,
+                                   crf_backend)
+            return len(inputs)
+
+        return time_batches(step, batches, warmup, device, desc)
 
     # Decode the next batch while the device works on this one.
     pending = pool.map(load, batch_of(0))

@@ -24,6 +24,10 @@ def bars(record: dict) -> dict:
                    and v.get('agrees')]
     best = max(engine_rows, key=lambda row: row['model_images_per_s'],
                default={})
+    # JPEG decoding on the device changes the end-to-end rate only.
+    best_end_to_end = max(
+        engine_rows, key=lambda row: row['end_to_end_images_per_s'],
+        default={})
     figures = {
         'training bf16 batch 16 images/s (full loop)': (
             bf16.get('images_per_second_full_loop'), 350),
@@ -43,8 +47,8 @@ def bars(record: dict) -> dict:
         'CRF search 50 x 108, projected (seconds, at most)': (
             (crf.get('search') or {}).get('projected_seconds_50x108'), 120),
         'engine images/s model only': (best.get('model_images_per_s'), 2500),
-        'engine images/s end to end': (best.get('end_to_end_images_per_s'),
-                                       1500),
+        'engine images/s end to end': (
+            best_end_to_end.get('end_to_end_images_per_s'), 1500),
         'engine with CRF images/s end to end': (
             inference.get('engine with CRF images/s end to end'), 100),
     }

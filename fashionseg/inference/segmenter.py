@@ -25,6 +25,7 @@ import copy
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import mmcv
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -37,6 +38,8 @@ from mmseg.registry import DATASETS, MODELS
 from fashionseg.checkpoints.loading import load_weights_strictly
 from fashionseg.config_checks import check_checkpoint, check_config_path
 from fashionseg.inference.batch_norm_folding import fold_batch_norms
+from fashionseg.inference.jpeg_decoding import (check_device_decoding,
+                                                decode_jpegs)
 from fashionseg.inference.settings import (AGREEMENT_BAR, CUDA_GRAPH_MODES,
                                            PRECISIONS, InferenceSettings)
 
@@ -135,7 +138,10 @@ class Segmenter:
         # memory at the next call.
         self._outputs_reused = self.device.type == 'cuda' and \
             settings.compile in CUDA_GRAPH_MODES
-        self.pipeline = Compose(test_pipeline_for_arrays(cfg))
+        pipeline = test_pipeline_for_arrays(cfg)
+        if settings.decode == 'device':
+            check_device_decoding(pipeline)
+        self.pipeline = Compose(pipeline)
 
     def refresh(self) -> None:
         """Take the given model's current weights into the copy that runs
@@ -316,6 +322,21 @@ class Segmenter:
                             input_shape)
         return results
 
+    def decode(self, jpegs: Sequence[bytes]
+               ) -> Tuple[List[torch.Tensor], List[dict]]:
+        """JPEG bytes to :meth:`predict`'s inputs and metas: decoded by
+        mmcv on the host and prepared by the config's pipeline, or with
+        ``decode=device`` decoded on the device in one batch
+        (:mod:`fashionseg.inference.jpeg_decoding`)."""
+        if self.settings.decode == 'device':
+            images = decode_jpegs(jpegs, self.device)
+            shapes = [tuple(image.shape[-2:]) for image in images]
+            return images, [dict(ori_shape=shape, img_shape=shape)
+                            for shape in shapes]
+        prepared = [self.prepare(mmcv.imfrombytes(data)) for data in jpegs]
+        return ([p['inputs'] for p in prepared],
+                [p['data_samples'].metainfo for p in prepared])
+
     def segment(self, images: Sequence[np.ndarray],
                 keep_scores: bool = False, to_host: bool = False
                 ) -> List[Prediction]:
@@ -414,15 +435,21 @@ def _tf32(device: torch.device, allow: bool):
 
 
 def label_agreement(reference: Sequence[torch.Tensor],
-                    labels: Sequence[torch.Tensor]) -> float:
+                    labels: Sequence[torch.Tensor],
+                    other_shapes_disagree: bool = False) -> float:
     """The fraction of pixels, over all images, where ``labels`` equals
-    ``reference``."""
+    ``reference``; a label map of another shape than its reference is an
+    error, or with ``other_shapes_disagree`` (images decoded by another
+    decoder, which may leave a photo unrotated) agrees nowhere."""
     if len(reference) != len(labels):
         raise ValueError(f'{len(labels)} label maps for {len(reference)} '
                          'reference maps')
     equal = total = 0
     for ref, lab in zip(reference, labels):
         if ref.shape != lab.shape:
+            if other_shapes_disagree:
+                total += ref.numel()
+                continue
             raise ValueError(f'label maps of shape {tuple(lab.shape)} and '
                              f'{tuple(ref.shape)} differ')
         equal += int((ref.cpu() == lab.cpu()).sum())

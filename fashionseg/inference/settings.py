@@ -1,7 +1,7 @@
 """How the fast inference engine (:mod:`fashionseg.inference.segmenter`)
-runs: precision, memory layout, batch-norm folding, ``torch.compile`` mode
-and batch size, and the agreement with eager fp32 a fast setting must
-reach."""
+runs: precision, memory layout, batch-norm folding, ``torch.compile`` mode,
+batch size and JPEG decoder, and the agreement with eager fp32 a fast
+setting must reach."""
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -11,6 +11,10 @@ PRECISIONS = {'fp32': torch.float32, 'tf32': torch.float32,
 COMPILE_MODES = ('none', 'default', 'reduce-overhead', 'max-autotune')
 # The modes that capture CUDA graphs on a GPU.
 CUDA_GRAPH_MODES = ('reduce-overhead', 'max-autotune')
+# Where JPEG bytes are decoded: by mmcv (OpenCV) on the host, as the
+# config's pipeline does, or by torchvision on the engine's device
+# (nvJPEG on a GPU; :mod:`fashionseg.inference.jpeg_decoding`).
+DECODERS = ('host', 'device')
 # The least fraction of pixels a fast setting must label as eager fp32
 # does before its figures are used.
 AGREEMENT_BAR = 0.995
@@ -34,12 +38,15 @@ class InferenceSettings:
     tf32, bf16 or fp16 (autocast); ``channels_last`` memory layout;
     ``compile`` one of :data:`COMPILE_MODES`; ``batch_size`` images per
     forward pass; ``fold_bn`` each batch norm folded into the convolution
-    before it (:mod:`fashionseg.inference.batch_norm_folding`)."""
+    before it (:mod:`fashionseg.inference.batch_norm_folding`);
+    ``decode`` where JPEG bytes are decoded (:data:`DECODERS`), for the
+    runs that start from them."""
     precision: str = 'fp32'
     channels_last: bool = False
     compile: str = 'none'
     batch_size: int = 1
     fold_bn: bool = False
+    decode: str = 'host'
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
@@ -48,6 +55,9 @@ class InferenceSettings:
         if self.compile not in COMPILE_MODES:
             raise ValueError(f'compile must be one of {COMPILE_MODES}, not '
                              f'{self.compile!r}')
+        if self.decode not in DECODERS:
+            raise ValueError(f'decode must be one of {DECODERS}, not '
+                             f'{self.decode!r}')
         if not 1 <= self.batch_size <= MAX_BATCH_SIZE:
             raise ValueError(f'batch_size must be between 1 and '
                              f'{MAX_BATCH_SIZE}, not {self.batch_size}')
@@ -55,7 +65,8 @@ class InferenceSettings:
     @property
     def is_reference(self) -> bool:
         return (self.precision == 'fp32' and not self.channels_last
-                and self.compile == 'none' and not self.fold_bn)
+                and self.compile == 'none' and not self.fold_bn
+                and self.decode == 'host')
 
     def name(self) -> str:
         parts = [self.precision] + (['channels-last']
@@ -63,6 +74,8 @@ class InferenceSettings:
             ['fold-bn'] if self.fold_bn else [])
         if self.compile != 'none':
             parts.append(f'compile-{self.compile}')
+        if self.decode != 'host':
+            parts.append(f'decode-{self.decode}')
         return ' '.join(parts) + f' batch {self.batch_size}'
 
     def as_dict(self) -> dict:
@@ -84,8 +97,8 @@ class InferenceSettings:
     @classmethod
     def parse(cls, text: str) -> 'InferenceSettings':
         """A setting written as ``PRECISION[,channels-last][,fold-bn]
-        [,compile=MODE][,batch=N]``, e.g. ``bf16,channels-last,
-        compile=max-autotune,batch=32``."""
+        [,compile=MODE][,batch=N][,decode=device]``, e.g. ``bf16,
+        channels-last,compile=max-autotune,batch=32``."""
         parts = [part.strip() for part in text.split(',') if part.strip()]
         if not parts:
             raise ValueError('an empty inference setting')
@@ -100,8 +113,11 @@ class InferenceSettings:
                 values['compile'] = value
             elif key == 'batch' and value.isdigit():
                 values['batch_size'] = int(value)
+            elif key == 'decode' and value:
+                values['decode'] = value
             else:
                 raise ValueError(
                     f'{part!r} in the inference setting {text!r}: expected '
-                    'channels-last, fold-bn, compile=MODE or batch=N')
+                    'channels-last, fold-bn, compile=MODE, batch=N or '
+                    'decode=host|device')
         return cls(**values)

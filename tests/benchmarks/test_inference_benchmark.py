@@ -55,3 +55,26 @@ def test_engine_none_times_the_protocol_alone_and_a_zero_bound_is_refused(
     assert result.returncode == 2
     assert 'must be at least 1, not 0' in result.stderr
     assert not (tmp_path / 'c.json').exists()
+
+
+def test_a_device_decoded_row_is_checked_on_its_own_decoding(
+        setup, torchvision_decoding_by_opencv):
+    """A ``decode=device`` row decodes the JPEG bytes through torchvision
+    (here OpenCV in its place: the same pixels as mmcv's) for its
+    agreement, its end-to-end rate and its CRF row."""
+    from fashionseg.benchmarks.engine_throughput import benchmark_engine
+    from fashionseg.crf.energy import CRFParams
+    data, checkpoint = setup
+    setting = InferenceSettings.parse('fp32,batch=2,decode=device')
+    record = benchmark_engine(FPN, str(checkpoint), data, [setting],
+                              batches=1, warmup=0, agreement_images=3,
+                              crf_params=CRFParams(40, 13, 10))
+    row = record['settings'][0]
+    assert row['decode'] == 'device' and row['name'] == setting.name()
+    assert row['agreement'] == 1.0 and row['agrees']
+    assert row['end_to_end_images_per_s'] > 0
+    assert record['best'] == setting.name()
+    assert record['end_to_end_with_crf_images_per_s'] > 0
+    # Agreement (3 images in batches of 2), end to end and with the CRF
+    # (one batch each), every call batched.
+    assert torchvision_decoding_by_opencv == [2, 1, 2, 2]

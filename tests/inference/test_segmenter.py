@@ -1,5 +1,6 @@
 """The fast inference engine (fashionseg.inference.segmenter) and
 tools/segment.py, on a small model trained on the bundled CCP photos."""
+import copy
 import json
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from training_helpers import CONFIG_DIR, REPO, SMALL_MODEL, data_options
 
 from custom_datasets.convert import convert_release
 from fashionseg.checkpoints.loading import CheckpointMismatchError
+from fashionseg.inference.jpeg_decoding import DeviceDecodingError
 from fashionseg.inference.photos import (MANIFEST, PhotoInputError,
                                          collect_photos, decoded_photos,
                                          plan_outputs, read_photo)
@@ -194,9 +196,62 @@ def test_settings_parse_and_refuse():
     assert folded.fold_bn and not folded.is_reference
     assert InferenceSettings.from_dict(
         dict(folded.as_dict(), name='x', agreement=1.0)) == folded
-    for bad in ('fp8', 'fp32,batch=0', 'fp32,compile=fast', 'fp32,cl'):
+    for bad in ('fp8', 'fp32,batch=0', 'fp32,compile=fast', 'fp32,cl',
+                'fp32,decode=gpu'):
         with pytest.raises(ValueError):
             InferenceSettings.parse(bad)
+    on_device = InferenceSettings.parse('fp32,batch=2,decode=device')
+    assert on_device.decode == 'device' and not on_device.is_reference
+    assert on_device.name() == 'fp32 decode-device batch 2'
+    assert InferenceSettings.from_dict(on_device.as_dict()) == on_device
+
+
+def test_decoding_on_the_device_gives_the_engine_mmcvs_images(
+        trained, request):
+    config, checkpoint, _, photos = trained
+    jpegs = [p.read_bytes() for p in photos[:3]]
+    host = Segmenter.from_config(config, checkpoint,
+                                 settings=InferenceSettings(batch_size=3))
+    try:
+        import torchvision.io  # noqa: F401
+    except ImportError:
+        with pytest.raises(DeviceDecodingError, match='needs torchvision'):
+            Segmenter(host.source_model, host.cfg, InferenceSettings(
+                batch_size=3, decode='device'))
+        calls = request.getfixturevalue('torchvision_decoding_by_opencv')
+    else:
+        calls = None
+    device = Segmenter(host.source_model, host.cfg,
+                       InferenceSettings(batch_size=3, decode='device'))
+    inputs, metas = device.decode(jpegs)
+    host_inputs, host_metas = host.decode(jpegs)
+    assert calls in (None, [3])  # one batched call
+    for image, expected, meta, expected_meta in zip(
+            inputs, host_inputs, metas, host_metas):
+        assert image.dtype == torch.uint8 and image.shape == expected.shape
+        if calls is not None:  # the same decoder: the same pixels
+            assert torch.equal(image, expected)
+        assert meta['ori_shape'] == tuple(expected_meta['ori_shape'][:2])
+    labels = [p.labels for p in device.predict(inputs, metas)]
+    reference = [p.labels for p in host.segment(
+        [mmcv.imfrombytes(data) for data in jpegs])]
+    agreement = label_agreement(reference, labels)
+    assert agreement == 1.0 if calls is not None else \
+        agreement >= AGREEMENT_BAR
+    # A photo left unrotated by the device's decoder agrees nowhere.
+    assert label_agreement(reference, [labels[0].T] + labels[1:],
+                           other_shapes_disagree=True) == pytest.approx(
+        1 - reference[0].numel() / sum(r.numel() for r in reference))
+    with pytest.raises(ValueError, match='differ'):
+        label_agreement(reference, [labels[0].T] + labels[1:])
+    # A pipeline that transforms the decoded image runs on the host only.
+    resizing = copy.deepcopy(host.cfg)
+    resizing.test_pipeline = [dict(type='LoadImageFromFile'),
+                              dict(type='Resize', scale=(64, 64)),
+                              dict(type='PackSegInputs')]
+    with pytest.raises(DeviceDecodingError, match='also has Resize'):
+        Segmenter(host.source_model, resizing,
+                  InferenceSettings(decode='device'))
 
 
 def test_decode_scores_are_the_score_files(trained, tmp_path):
