@@ -105,8 +105,8 @@ test: check-stack
 	$(PYTEST)
 
 # The fast tests alone (no end-to-end run of the DVC pipeline, the
-# gpu-check, torch.compile or the tools in fresh interpreters: the tests
-# marked slow).
+# gpu-check, torch.compile, the trainings with and without the speed-ups
+# or the tools in fresh interpreters: the tests marked slow).
 test-fast: check-stack
 	$(PYTEST) -m "not slow"
 
@@ -141,7 +141,7 @@ gpu-check: $(if $(wildcard $(OFFLINE_STAMP)),,check-stack)
 # machine writes $(WHEELHOUSE) for that machine's Python; `make
 # offline-install` there installs from it over its python3.
 WHEELHOUSE ?= wheelhouse
-WHEEL_PYTHON ?= 3.12
+WHEEL_PYTHON ?= 3.12.3
 WHEEL_HAVE ?=
 wheelhouse: check-stack
 	$(BIN)/python tools/wheelhouse.py download --out $(WHEELHOUSE) \

@@ -170,13 +170,17 @@ def torchvision_decoding_by_opencv(monkeypatch):
     batching, agreement) is then checked against mmcv's decoding of the
     same bytes. The number of images of each call goes into the list
     returned."""
+    import enum
     import types
 
     import torch
     calls = []
 
-    def decode_jpeg(encoded, mode='UNCHANGED', device='cpu'):
-        assert isinstance(encoded, list) and mode == 'RGB'
+    class ImageReadMode(enum.Enum):
+        UNCHANGED, RGB = 0, 3
+
+    def decode_jpeg(encoded, mode=ImageReadMode.UNCHANGED, device='cpu'):
+        assert isinstance(encoded, list) and mode == ImageReadMode.RGB
         calls.append(len(encoded))
         images = [cv2.imdecode(e.numpy(), cv2.IMREAD_COLOR)
                   for e in encoded]
@@ -185,6 +189,7 @@ def torchvision_decoding_by_opencv(monkeypatch):
     package = types.ModuleType('torchvision')
     package.io = types.ModuleType('torchvision.io')
     package.io.decode_jpeg = decode_jpeg
+    package.io.ImageReadMode = ImageReadMode
     monkeypatch.setitem(sys.modules, 'torchvision', package)
     monkeypatch.setitem(sys.modules, 'torchvision.io', package.io)
     return calls

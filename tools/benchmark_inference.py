@@ -18,6 +18,7 @@ from fashionseg.benchmarks.inference import benchmark_inference
 from fashionseg.config_checks import check_checkpoint, check_config_path
 from fashionseg.crf.search import read_best_params
 from fashionseg.errors import UsageError
+from fashionseg.inference.jpeg_decoding import check_device_decoding
 from fashionseg.inference.settings import InferenceSettings
 from fashionseg.utils.cli import (add_device_argument, emit_json, positive_int,
                                   run_tool)
@@ -70,6 +71,10 @@ def main():
         raise UsageError(str(error)) from None
     check_config_path(args.config)
     check_checkpoint(args.checkpoint)
+    if any(setting.decode == 'device' for setting in settings):
+        # Before the paper's protocol runs: a missing torchvision ends
+        # the tool at once.
+        check_device_decoding(device)
     record = benchmark_inference(args.config, args.checkpoint,
                                  args.data_root, args.split, args.images,
                                  device, params)

@@ -3,7 +3,7 @@ network: write a wheelhouse on a networked machine, carry it over, install
 from it there (docs/install.md, "A GPU machine without network").
 
     python tools/wheelhouse.py download --out wheelhouse \\
-        [--python-version 3.12] [--have gpu_packages.txt]
+        [--python-version 3.12.3] [--have gpu_packages.txt]
     python3 tools/wheelhouse.py install --from wheelhouse [--venv .venv]
 """
 import argparse
@@ -29,8 +29,9 @@ def parse_args():
     commands = parser.add_subparsers(dest='command', required=True)
     get = commands.add_parser('download', help='on a networked machine')
     get.add_argument('--out', type=Path, required=True)
-    get.add_argument('--python-version', default='3.12',
-                     help="the GPU machine's Python (default 3.12)")
+    get.add_argument('--python-version', default='3.12.3',
+                     help="the GPU machine's whole Python version (default "
+                     "3.12.3, this project's lent H200 machines')")
     get.add_argument('--platform', action='append', dest='platforms',
                      help='pip platform tags of the GPU machine (default: '
                      'manylinux x86_64)')

@@ -366,9 +366,10 @@ def segment_photos(segmenter: Segmenter, photos: Sequence[Path],
     if check_agreement and plans:
         segmenter = _checked(segmenter, plans, max_side, say)
     # As JSON reads it back, so that it compares with an earlier run's;
-    # the batch size is left out: labels do not depend on it.
+    # the batch size is left out (labels do not depend on it), and so is
+    # the JPEG decoder (photos are decoded here, on the host).
     engine = {k: v for k, v in segmenter.settings.as_dict().items()
-              if k != 'batch_size'}
+              if k not in ('batch_size', 'decode')}
     settings = json.loads(json.dumps(dict(
         settings or {}, engine=engine,
         crf=crf_params.as_dict() if crf_params else None,

@@ -140,7 +140,7 @@ class Segmenter:
             settings.compile in CUDA_GRAPH_MODES
         pipeline = test_pipeline_for_arrays(cfg)
         if settings.decode == 'device':
-            check_device_decoding(pipeline)
+            check_device_decoding(self.device, pipeline)
         self.pipeline = Compose(pipeline)
 
     def refresh(self) -> None:

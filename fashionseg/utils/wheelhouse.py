@@ -160,11 +160,27 @@ def _resolve(python: str, dest: Path, target: List[str], repo: Path,
     shutil.rmtree(built)
 
 
+def check_python_version(version: str) -> None:
+    """``version`` must be a whole version (``3.12.3``): pip checks each
+    package's Requires-Python against it and reads ``3.11`` as 3.11.0,
+    which a pinned package may refuse (soupsieve 4.1.3 needs 3.11.5 or
+    newer), and pip then backtracks until it gives up
+    (resolution-too-deep)."""
+    if not re.fullmatch(r'\d+\.\d+\.\d+', version):
+        raise WheelhouseError(
+            f'--python-version {version}: give the GPU machine\'s whole '
+            'Python version, as `python3 -c "import platform; '
+            'print(platform.python_version())"` prints it there (e.g. '
+            '3.12.3): pip reads 3.11 as 3.11.0, and some packages need a '
+            'later 3.11.x')
+
+
 def download(out: Path, python_version: str, platforms: Sequence[str],
              repo: Path, have: Set[str] = frozenset(),
              python: str = sys.executable) -> dict:
     """Write the wheelhouse for ``python_version`` on ``platforms`` into
     ``out`` (replaced if it holds a wheelhouse); returns its manifest."""
+    check_python_version(python_version)
     out = Path(out)
     if out.exists() and any(out.iterdir()) and \
             not (out / MANIFEST).is_file():

@@ -75,6 +75,24 @@ def test_a_device_decoded_row_is_checked_on_its_own_decoding(
     assert row['end_to_end_images_per_s'] > 0
     assert record['best'] == setting.name()
     assert record['end_to_end_with_crf_images_per_s'] > 0
-    # Agreement (3 images in batches of 2), end to end and with the CRF
-    # (one batch each), every call batched.
-    assert torchvision_decoding_by_opencv == [2, 1, 2, 2]
+    # The check before any row and each engine's own (one test image
+    # each), the agreement (3 images in batches of 2), end to end and
+    # with the CRF (one batch each): every call batched.
+    assert torchvision_decoding_by_opencv == [1, 1, 2, 1, 2, 1, 2]
+
+
+def test_decoding_on_the_device_without_torchvision_stops_before_any_work(
+        setup, tmp_path):
+    try:
+        import torchvision.io  # noqa: F401
+        pytest.skip('torchvision imports here')
+    except ImportError:
+        pass
+    result = _benchmark(setup, tmp_path / 'b.json', '--engine',
+                        'fp32,batch=1', 'fp32,batch=1,decode=device')
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith('error: decode=device needs torchvision')
+    assert 'Traceback' not in result.stderr
+    assert 'paper protocol' not in result.stderr  # nothing ran before
+    assert not (tmp_path / 'b.json').exists()

@@ -225,7 +225,9 @@ def test_decoding_on_the_device_gives_the_engine_mmcvs_images(
                        InferenceSettings(batch_size=3, decode='device'))
     inputs, metas = device.decode(jpegs)
     host_inputs, host_metas = host.decode(jpegs)
-    assert calls in (None, [3])  # one batched call
+    # The setting's check decodes one test image; the photos, one
+    # batched call.
+    assert calls in (None, [1, 3])
     for image, expected, meta, expected_meta in zip(
             inputs, host_inputs, metas, host_metas):
         assert image.dtype == torch.uint8 and image.shape == expected.shape

@@ -281,6 +281,7 @@ def _short_training(data_root, work_dir, seed, speedups):
             float(runner.test()['aAcc']))
 
 
+@pytest.mark.slow
 def test_short_trainings_with_the_fast_options_end_within_the_seeds_spread(
         tmp_path):
     """params.yaml's speed-ups (what ``make repro`` trains with) against
@@ -306,9 +307,12 @@ def test_short_trainings_with_the_fast_options_end_within_the_seeds_spread(
     with_fast = [_short_training(data, tmp_path / f'fast{s}', s, fast)
                  for s in seeds]
     print(f'(loss, accuracy): plain {plain}, {",".join(fast)} {with_fast}')
-    for index, what in enumerate(('loss', 'accuracy')):
+    # The accuracies' spread is 0 where every run labels the majority
+    # class: a pixel's label (of the 12 test photos at 64 px) may still
+    # differ, on another CPU's rounding.
+    for index, what, least in ((0, 'loss', 0), (1, 'accuracy', 0.1)):
         values = [run[index] for run in plain]
-        spread = max(values) - min(values)
+        spread = max(max(values) - min(values), least)
         if what == 'loss':  # the seeds train differently
             assert spread > 0
             # and the loss went down from its start (ln 59 classes).

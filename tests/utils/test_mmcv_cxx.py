@@ -72,6 +72,12 @@ def test_other_invocations_and_builds_without_a_folder_are_the_compiler(
     assert version.stdout == subprocess.run(
         ['g++', '--version'], capture_output=True, text=True).stdout
     assert not list(tmp_path.glob('*.gch'))
+    # Named as its own compiler (CXX set to it twice), it stops at once.
+    looping = subprocess.run([str(WRAPPER), '--version'], capture_output=True,
+                             text=True, timeout=30,
+                             env=dict(env, MMCV_REAL_CXX=str(WRAPPER)))
+    assert looping.returncode == 1
+    assert 'MMCV_REAL_CXX names this wrapper' in looping.stderr
 
 
 def test_a_header_that_does_not_compile_leaves_the_build_to_report_it(

@@ -74,3 +74,20 @@ def test_download_refuses_to_replace_a_folder_it_did_not_write(tmp_path):
     assert result.returncode == 2
     assert 'is not a wheelhouse' in result.stderr
     assert (tmp_path / 'mine.txt').read_text() == 'keep me'
+
+
+def test_download_asks_for_the_whole_python_version(tmp_path):
+    """pip reads 3.11 as 3.11.0, which a pinned package refuses
+    (soupsieve 4.1.3: 3.11.5 or newer), and then backtracks for minutes
+    before giving up: the tool asks for the whole version at once."""
+    for version in ('3.11', '3', '3.12.x'):
+        result = _tool('download', '--out', str(tmp_path / 'wh'),
+                       '--python-version', version)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip().splitlines() == [
+            f'error: --python-version {version}: give the GPU machine\'s '
+            'whole Python version, as `python3 -c "import platform; '
+            'print(platform.python_version())"` prints it there (e.g. '
+            '3.12.3): pip reads 3.11 as 3.11.0, and some packages need a '
+            'later 3.11.x']
+        assert not (tmp_path / 'wh').exists()
