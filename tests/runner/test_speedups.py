@@ -260,23 +260,27 @@ def test_no_host_sync_logs_the_same_values_but_only_when_the_logger_reads():
     assert history(runner)['train/step'] == list(range(7))
 
 
+EPOCHS = 4
+
+
 def _short_training(data_root, work_dir, seed, speedups):
     """The demo's FPN trained briefly with ``speedups``: its mean training
     loss over the last epoch and its pixel accuracy on the test split."""
     from training_helpers import data_options
 
     from fashionseg.runner.training import configure_training, train
-    options = data_options(data_root, train_images=16, val_images=4,
+    options = data_options(data_root, train_images=12, val_images=2,
                            batch_size=4)
-    options.update({'train_cfg.max_epochs': 6, 'train_cfg.val_interval': 6,
+    options.update({'train_cfg.max_epochs': EPOCHS,
+                    'train_cfg.val_interval': EPOCHS,
                     'optim_wrapper.optimizer.lr': 5e-3,
-                    'test_dataloader.dataset.indices': 12})
+                    'test_dataloader.dataset.indices': 6})
     cfg = configure_training(CONFIG, work_dir=str(work_dir),
                              cfg_options=options, pretrained=False,
                              seed=seed, speedups=speedups)
     runner = train(cfg, CONFIG)
     losses = runner.message_hub.get_scalar('train/loss').data[0]
-    per_epoch = len(losses) // 6
+    per_epoch = len(losses) // EPOCHS
     return (float(sum(losses[-per_epoch:]) / per_epoch),
             float(runner.test()['aAcc']))
 
@@ -308,7 +312,7 @@ def test_short_trainings_with_the_fast_options_end_within_the_seeds_spread(
                  for s in seeds]
     print(f'(loss, accuracy): plain {plain}, {",".join(fast)} {with_fast}')
     # The accuracies' spread is 0 where every run labels the majority
-    # class: a pixel's label (of the 12 test photos at 64 px) may still
+    # class: a pixel's label (of the 6 test photos at 64 px) may still
     # differ, on another CPU's rounding.
     for index, what, least in ((0, 'loss', 0), (1, 'accuracy', 0.1)):
         values = [run[index] for run in plain]
