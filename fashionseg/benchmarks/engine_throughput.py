@@ -203,38 +203,34 @@ def _end_to_end(segmenter: Segmenter, jpegs: Sequence[bytes],
         return [jpegs[(start + i) % len(jpegs)] for i in range(size)]
 
     if segmenter.settings.decode == 'device':
-        def step(index: int) -> int:
+        def next_batch(index: int):
             inputs, metas = segmenter.decode(batch_of(index))
-            predictions = segmenter.predict(inputs, metas,
-                                            crf_params is not None,
-                                            to_host=crf_params is None)
-            if crf_params is not None:
-                # The CRF's pairwise terms read the photo (RGB, host).
-                rgb = [image.flip(0).permute(1, 2, 0).cpu().numpy()
-                       for image in inputs]
-                refine_predictions(predictions, metas, rgb, crf_params,
-                                   crf_backend)
-            return len(inputs)
+            # The CRF's pairwise terms read the photo (RGB, on the host):
+            # the decoded image itself, which no pipeline step changed.
+            rgb = [image.flip(0).permute(1, 2, 0).cpu().numpy()
+                   for image in inputs] if crf_params is not None else None
+            return inputs, metas, rgb
+    else:
+        # Decode the next batch while the device works on this one.
+        pending = pool.map(load, batch_of(0))
 
-        return time_batches(step, batches, warmup, device, desc)
-
-    # Decode the next batch while the device works on this one.
-    pending = pool.map(load, batch_of(0))
+        def next_batch(index: int):
+            nonlocal pending
+            loaded = list(pending)
+            pending = pool.map(load, batch_of(index + 1))
+            prepared = [p for p, _ in loaded]
+            return ([p['inputs'] for p in prepared],
+                    [p['data_samples'].metainfo for p in prepared],
+                    [rgb for _, rgb in loaded])
 
     def step(index: int) -> int:
-        nonlocal pending
-        loaded = list(pending)
-        pending = pool.map(load, batch_of(index + 1))
-        prepared = [p for p, _ in loaded]
-        metas = [p['data_samples'].metainfo for p in prepared]
+        inputs, metas, rgb = next_batch(index)
         # Without the CRF, the labels come to the host in one copy.
-        predictions = segmenter.predict([p['inputs'] for p in prepared],
-                                        metas, crf_params is not None,
+        predictions = segmenter.predict(inputs, metas, crf_params is not None,
                                         to_host=crf_params is None)
         if crf_params is not None:
-            refine_predictions(predictions, metas,
-                               [rgb for _, rgb in loaded], crf_params,
+            refine_predictions(predictions, metas, rgb, crf_params,
                                crf_backend)
-        return len(prepared)
+        return len(inputs)
 
     return time_batches(step, batches, warmup, device, desc)
