@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from demo_clone import (DEMO, DVC, QUICK_EPOCHS, quick_clone, run_quiet,
-                        serial_demo_tables, user_env)
+from demo_clone import (DEMO, DVC, QUICK_EPOCHS, QUICK_INTERVAL, quick_clone,
+                        run_quiet, serial_demo_tables, user_env)
 
 
 def _kill_training(clone: Path, run: str) -> bool:
@@ -32,7 +32,7 @@ def _kill_training(clone: Path, run: str) -> bool:
 def test_demo_grid_with_a_killed_job_gives_the_serial_tables(
         request, tmp_path_factory):
     """`make demo JOBS=2` (tools/grid.py) with one training job killed
-    after its epoch-5 checkpoint: the other jobs finish, what needs the
+    after its first checkpoint: the other jobs finish, what needs the
     killed one waits, the rerun submits only the missing stages and
     resumes the run from its checkpoint, and the tables are the serial
     run's (with as many threads per training run), the timings aside.
@@ -47,7 +47,8 @@ def test_demo_grid_with_a_killed_job_gives_the_serial_tables(
                           stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT) as first:
         deadline = time.monotonic() + 600
-        while not (run / 'train' / 'epoch_5.pth').exists():
+        first_checkpoint = run / 'train' / f'epoch_{QUICK_INTERVAL}.pth'
+        while not first_checkpoint.exists():
             assert first.poll() is None and time.monotonic() < deadline
             time.sleep(0.1)
         assert _kill_training(clone, 'fpn_x101/seed0')
@@ -70,9 +71,10 @@ def test_demo_grid_with_a_killed_job_gives_the_serial_tables(
     assert 'demo-train@ccp-fpn_x101-0' in started
     assert not started & set(others), started
     train_log = sorted((run / 'train').glob('*/*.log'))[-1].read_text()
-    # From epoch 5 (or, where the kill came after the last epoch's
-    # checkpoint, that one), validated first.
-    resumed = re.search(rf'resumed epoch: (5|{QUICK_EPOCHS}),', train_log)
+    # From the first checkpoint (or, where the kill came after the last
+    # epoch's checkpoint, that one), validated first.
+    resumed = re.search(
+        rf'resumed epoch: ({QUICK_INTERVAL}|{QUICK_EPOCHS}),', train_log)
     assert resumed, train_log[-3000:]
     assert f'validating the resumed epoch {resumed[1]}' in train_log
     assert 'dvc status: the stages are up to date' in second.stdout
