@@ -13,7 +13,7 @@ For each setting (precision, memory layout, compile mode, batch size):
   the device;
 * end to end: JPEG bytes in memory, decoded by threads on the host (or,
   with ``decode=device``, in one batch on the device), to labels on the
-  host; and, for the best setting with CRF parameters, to CRF-refined
+  host, with one batch in flight (:meth:`Segmenter.stream`); and, for the best setting with CRF parameters, to CRF-refined
   labels (the PyTorch CRF in memory on the same device).
 
 A ``decode=device`` setting's agreement is over images decoded on the
@@ -51,20 +51,25 @@ DECODE_THREADS = 8
 def _labels(segmenter: Segmenter, images: Sequence, jpegs: Sequence[bytes],
             desc: str) -> List[torch.Tensor]:
     """Labels on the host of the decoded ``images``, or with
-    ``decode=device`` of their ``jpegs`` decoded on the device."""
+    ``decode=device`` of their ``jpegs`` decoded on the device, through
+    the path the end-to-end rows time (:meth:`Segmenter.stream`)."""
     step = segmenter.settings.batch_size
-    on_device = segmenter.settings.decode == 'device'
+
+    def batches():
+        for start in range(0, len(images), step):
+            end = min(start + step, len(images))
+            if segmenter.settings.decode == 'device':
+                yield segmenter.decode(jpegs[start:end])
+                continue
+            prepared = [segmenter.prepare(image)
+                        for image in images[start:end]]
+            yield ([p['inputs'] for p in prepared],
+                   [p['data_samples'].metainfo for p in prepared])
+
     labels = []
     with tqdm(total=len(images), desc=desc, unit='img',
               leave=False) as progress:
-        for start in range(0, len(images), step):
-            end = min(start + step, len(images))
-            if on_device:
-                predictions = segmenter.predict(
-                    *segmenter.decode(jpegs[start:end]), to_host=True)
-            else:
-                predictions = segmenter.segment(images[start:end],
-                                                to_host=True)
+        for predictions in segmenter.stream(batches()):
             labels += [p.labels for p in predictions]
             progress.update(len(predictions))
     return labels
@@ -223,14 +228,25 @@ def _end_to_end(segmenter: Segmenter, jpegs: Sequence[bytes],
                     [p['data_samples'].metainfo for p in prepared],
                     [rgb for _, rgb in loaded])
 
-    def step(index: int) -> int:
-        inputs, metas, rgb = next_batch(index)
-        # Without the CRF, the labels come to the host in one copy.
-        predictions = segmenter.predict(inputs, metas, crf_params is not None,
-                                        to_host=crf_params is None)
-        if crf_params is not None:
+    if crf_params is None:
+        # The labels come to the host with one batch in flight: one
+        # stream for the warm-up batches, one for the timed ones (filled
+        # and drained within the timed window).
+        streams = {}
+
+        def step(index: int) -> int:
+            first, count = (0, warmup) if index < warmup else (warmup,
+                                                               batches)
+            if first not in streams:
+                streams[first] = segmenter.stream(
+                    next_batch(i)[:2] for i in range(first, first + count))
+            return len(next(streams[first]))
+    else:
+        def step(index: int) -> int:
+            inputs, metas, rgb = next_batch(index)
+            predictions = segmenter.predict(inputs, metas, True)
             refine_predictions(predictions, metas, rgb, crf_params,
                                crf_backend)
-        return len(inputs)
+            return len(inputs)
 
     return time_batches(step, batches, warmup, device, desc)

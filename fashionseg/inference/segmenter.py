@@ -23,7 +23,7 @@ step, kept in one place so that it can be read against it.)
 import contextlib
 import copy
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import mmcv
 import numpy as np
@@ -138,6 +138,10 @@ class Segmenter:
         # memory at the next call.
         self._outputs_reused = self.device.type == 'cuda' and \
             settings.compile in CUDA_GRAPH_MODES
+        # Batches from pinned host memory are copied to a GPU on a side
+        # stream (_to_device).
+        self._copy_stream = torch.cuda.Stream(self.device) \
+            if self.device.type == 'cuda' else None
         pipeline = test_pipeline_for_arrays(cfg)
         if settings.decode == 'device':
             check_device_decoding(self.device, pipeline)
@@ -216,7 +220,7 @@ class Segmenter:
         ``sizes`` are the images' own (height, width) where ``inputs``
         holds them zero-padded to a common size: what lies outside each
         is set to the padding value, as if each had been padded alone."""
-        inputs = inputs.to(self.device, non_blocking=True)
+        inputs = self._to_device(inputs)
         if self.bgr_to_rgb and inputs.shape[1] == 3:
             inputs = inputs[:, [2, 1, 0]]
         inputs = inputs.float()
@@ -245,19 +249,48 @@ class Segmenter:
         """``images`` (3 x h x w uint8, each at most ``shape``) in one
         N x 3 x H x W tensor, zero-padded at the bottom and right, where
         they are; on the host, in pinned memory for a GPU, so that its
-        copy does not block the host."""
+        copy does not block the host. (torch's caching host allocator
+        is the ring of pinned buffers: it hands a block out again once the
+        copies that read it have completed.)"""
         on_host = images[0].device.type == 'cpu'
         pin = on_host and self.device.type == 'cuda'
-        if not pin and all(tuple(i.shape[-2:]) == shape for i in images):
+        full = all(tuple(i.shape[-2:]) == shape for i in images)
+        if not pin and full:
             return torch.stack(list(images))
-        batch = torch.zeros((len(images), images[0].shape[0], *shape),
-                            dtype=images[0].dtype, device=images[0].device,
-                            pin_memory=pin)
+        batch = (torch.empty if full else torch.zeros)(
+            (len(images), images[0].shape[0], *shape),
+            dtype=images[0].dtype, device=images[0].device, pin_memory=pin)
         for offset, image in enumerate(images):
             batch[offset, :, :image.shape[-2], :image.shape[-1]] = image
         return batch
 
-    @torch.no_grad()
+    def _to_device(self, batch: torch.Tensor) -> torch.Tensor:
+        """``batch`` on the engine's device. From pinned host memory to a
+        GPU the copy runs on a side stream, where it overlaps the work
+        queued before it (the previous batch's forward pass, in
+        :meth:`stream`); the compute stream waits for the copy."""
+        if self._copy_stream is None or batch.device.type != 'cpu' or \
+                not batch.is_pinned():
+            return batch.to(self.device, non_blocking=True)
+        compute = torch.cuda.current_stream(self.device)
+        with torch.cuda.stream(self._copy_stream):
+            on_device = batch.to(self.device, non_blocking=True)
+        compute.wait_stream(self._copy_stream)
+        # Allocated on the side stream: not to be handed out again before
+        # the compute stream is done with it.
+        on_device.record_stream(compute)
+        return on_device
+
+    def _to_host(self, labels: torch.Tensor) -> torch.Tensor:
+        """``labels`` on the host: from a GPU one non-blocking copy into
+        pinned memory, complete once the compute stream has reached the
+        event :meth:`_queue` records after it."""
+        if labels.device.type != 'cuda':
+            return labels.cpu()
+        host = torch.empty(labels.shape, dtype=labels.dtype,
+                           pin_memory=True)
+        return host.copy_(labels, non_blocking=True)
+
     def predict(self, inputs: Sequence[torch.Tensor],
                 metas: Sequence[dict], keep_scores: bool = False,
                 to_host: bool = False) -> List[Prediction]:
@@ -271,7 +304,36 @@ class Segmenter:
         (``ori_shape``), the upsampling and argmax run in the network's
         graph; otherwise images of one size and
         original size share the crop, upsampling and argmax. ``to_host``
-        brings the labels to the host, one copy per pass."""
+        brings the labels to the host, one copy per pass; from a GPU
+        without waiting, so that the predictions are read only once the
+        returned event has completed (None: nothing to wait for)."""
+        return _wait(self._queue(inputs, metas, keep_scores, to_host))
+
+    def stream(self, batches: Iterable[Tuple[Sequence[torch.Tensor],
+                                             Sequence[dict]]],
+               keep_scores: bool = False) -> Iterator[List[Prediction]]:
+        """:meth:`predict` of each (inputs, metas) of ``batches`` in turn,
+        the labels on the host, with one batch in flight: the next batch
+        is taken (decoded), copied to the device and its forward pass
+        queued before this batch's labels are waited for, so that on a
+        GPU the host's work, the copies and the device's work overlap."""
+        pending = None
+        for inputs, metas in batches:
+            queued = self._queue(inputs, metas, keep_scores, to_host=True)
+            if pending is not None:
+                yield _wait(pending)
+            pending = queued
+        if pending is not None:
+            yield _wait(pending)
+
+    @torch.no_grad()
+    def _queue(self, inputs: Sequence[torch.Tensor],
+               metas: Sequence[dict], keep_scores: bool = False,
+               to_host: bool = False
+               ) -> Tuple[List[Prediction], Optional[torch.cuda.Event]]:
+        """:meth:`predict` without waiting: the predictions, and the event
+        after which those brought to the host may be read (None: nothing to
+        wait for)."""
         groups = _positions_by_key([
             padded_size(*image.shape[-2:], self.pad_size, self.size_divisor)
             for image in inputs])
@@ -295,7 +357,7 @@ class Segmenter:
                     # A CUDA graph's next replay overwrites these.
                     scores, out = scores.clone(), out.clone()
                 if in_graph:
-                    labels = out.cpu() if to_host else out
+                    labels = self._to_host(out) if to_host else out
                     for offset, (height, width) in enumerate(sizes):
                         results[chunk[offset]] = Prediction(
                             labels[offset, :height, :width],
@@ -314,13 +376,17 @@ class Segmenter:
                             align_corners=self.align_corners)
                     labels = part.argmax(1).to(torch.uint8)
                     if to_host:
-                        labels = labels.cpu()
+                        labels = self._to_host(labels)
                     for row, offset in enumerate(offsets):
                         results[chunk[offset]] = Prediction(
                             labels[row],
                             scores[offset] if keep_scores else None,
                             input_shape)
-        return results
+        done = None
+        if to_host and self.device.type == 'cuda':
+            done = torch.cuda.Event()
+            done.record(torch.cuda.current_stream(self.device))
+        return results, done
 
     def decode(self, jpegs: Sequence[bytes]
                ) -> Tuple[List[torch.Tensor], List[dict]]:
@@ -378,6 +444,15 @@ def describe_check(check: dict, items: str = 'images') -> str:
     return (f'{check["asked"]} labels {check["agreement"]:.2%} of the first '
             f'{check["checked_images"]} {items}\' pixels as eager fp32 '
             f'does: {verdict}')
+
+
+def _wait(queued: Tuple[List[Prediction], Optional[torch.cuda.Event]]
+          ) -> List[Prediction]:
+    """The predictions of :meth:`Segmenter._queue`, once complete."""
+    predictions, done = queued
+    if done is not None:
+        done.synchronize()
+    return predictions
 
 
 def _positions_by_key(keys: Sequence) -> Dict[object, List[int]]:

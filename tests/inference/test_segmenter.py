@@ -167,6 +167,75 @@ def test_a_compiled_setting_runs_every_pass_at_the_full_batch(trained):
         assert torch.equal(one.labels, batched.labels)
 
 
+def _streamed_and_predicted(segmenter, batches):
+    """Each batch's labels through ``segmenter.stream`` and one batch at a
+    time through ``predict`` (labels to the host)."""
+    prepared = [[segmenter.prepare(image) for image in batch]
+                for batch in batches]
+    pairs = [([p['inputs'] for p in batch],
+              [p['data_samples'].metainfo for p in batch])
+             for batch in prepared]
+    taken = []
+
+    def given():
+        for pair in pairs:
+            taken.append(len(taken))
+            yield pair
+
+    streamed = []
+    for predictions in segmenter.stream(given()):
+        streamed.append([p.labels for p in predictions])
+        # One batch in flight: the next one was taken before this one's
+        # labels came back (the last one has no next).
+        assert len(taken) == min(len(streamed) + 1, len(pairs))
+    predicted = [[p.labels for p in segmenter.predict(*pair, to_host=True)]
+                 for pair in pairs]
+    return streamed, predicted
+
+
+def test_streamed_batches_are_labelled_as_one_at_a_time(trained):
+    """Segmenter.stream, the end-to-end path with one batch in flight,
+    gives each batch, in order, the labels predict gives it: batches of
+    one size, of several padded sizes, with photos whose own size is not
+    their padded one, and a last, smaller batch."""
+    config, checkpoint, _, photos = trained
+    images = _photos_of_varied_size(photos, None)
+    batches = [images[0:3], images[3:5], images[5:-1], images[-1:]]
+    assert all(batches) and len(batches[2]) > 1, len(images)
+    segmenter = Segmenter.from_config(
+        config, checkpoint, settings=InferenceSettings(batch_size=3))
+    streamed, predicted = _streamed_and_predicted(segmenter, batches)
+    assert [len(labels) for labels in streamed] == [
+        len(batch) for batch in batches]
+    for stream_labels, predict_labels, batch in zip(streamed, predicted,
+                                                    batches):
+        for one, other, image in zip(stream_labels, predict_labels, batch):
+            assert one.device.type == 'cpu'
+            assert tuple(one.shape) == image.shape[:2]
+            assert torch.equal(one, other)
+    assert list(segmenter.stream(iter(()))) == []
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a GPU')
+def test_streamed_batches_on_a_gpu_are_the_hosts_labels(trained):
+    """On a GPU (side-stream copies from pinned memory, labels back
+    without waiting): the labels of eager fp32 on the host, in order."""
+    config, checkpoint, _, photos = trained
+    images = _photos_of_varied_size(photos, None)
+    batches = [images[i:i + 2] for i in range(0, len(images), 2)]
+    host = Segmenter.from_config(config, checkpoint,
+                                 settings=InferenceSettings(batch_size=2))
+    gpu = Segmenter.from_config(config, checkpoint, device='cuda',
+                                settings=InferenceSettings(batch_size=2))
+    streamed, predicted = _streamed_and_predicted(gpu, batches)
+    expected = [[p.labels for p in host.segment(batch)] for batch in batches]
+    reference = [label for labels in expected for label in labels]
+    for labels in (streamed, predicted):
+        flat = [label for batch in labels for label in batch]
+        assert all(label.device.type == 'cpu' for label in flat)
+        assert label_agreement(reference, flat) >= AGREEMENT_BAR
+
+
 @pytest.mark.parametrize('setting', [
     'fp32,channels-last,batch=2', 'bf16,batch=2', 'fp16,batch=2',
     'tf32,batch=2',
