@@ -7,9 +7,10 @@ time, eager fp32; paper section 5) stays in
 labels the same way (the config's test pipeline, the data preprocessor's
 normalisation and padding, backbone, neck and decode head, the crop and
 the bilinear upsampling of ``EncoderDecoder.postprocess_result``) without
-MMSegmentation's per-sample ``test_step`` work: images are normalised and
-padded on the device, and a batch whose images differ in size runs as one
-forward pass per padded size, so that batching never changes a label.
+MMSegmentation's per-sample ``test_step`` work: images are padded on the
+host (where they are), normalised on the device in the network's graph,
+and a batch whose images differ in size runs as one forward pass per
+padded size, so that batching never changes a label.
 
 A fast setting (:mod:`fashionseg.inference.settings`) is trusted
 only as far as it agrees with eager fp32 (TF32 off):
@@ -187,12 +188,16 @@ class Segmenter:
     def num_classes(self) -> int:
         return self.model.decode_head.num_classes
 
-    def _forward(self, inputs: torch.Tensor, input_shape: tuple,
-                 labels: bool) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Normalised, padded NCHW input to the decode-head scores
-        (float32) and, upsampled to ``input_shape`` as
-        ``EncoderDecoder.postprocess_result`` does, the logits, or with
-        ``labels`` their argmax (uint8): one graph when compiled."""
+    def _forward(self, inputs: torch.Tensor, sizes: torch.Tensor,
+                 input_shape: tuple, labels: bool
+                 ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """uint8 NCHW images, padded to ``input_shape`` (their own sizes
+        ``sizes``), to the decode-head scores (float32) and, upsampled to
+        ``input_shape`` as ``EncoderDecoder.postprocess_result`` does,
+        the logits, or with ``labels`` their argmax (uint8): the
+        normalisation, the network and the postprocessing in one graph
+        when compiled."""
+        inputs = self._normalised(inputs, sizes)
         scores = self.model.decode_head.forward(
             self.model.extract_feat(inputs)).float()
         logits = F.interpolate(scores, size=input_shape, mode='bilinear',
@@ -212,46 +217,37 @@ class Segmenter:
         (3 x H x W uint8 tensor) and ``data_samples`` (its metainfo)."""
         return self.pipeline(dict(img=image))
 
-    def normalise(self, inputs: torch.Tensor,
-                  sizes: Optional[Sequence[tuple]] = None) -> torch.Tensor:
-        """uint8 NCHW on the device to the network's input, as the data
-        preprocessor does: channel order, mean / std, padding at the
-        bottom and right to ``size`` or a multiple of ``size_divisor``.
-        ``sizes`` are the images' own (height, width) where ``inputs``
-        holds them zero-padded to a common size: what lies outside each
-        is set to the padding value, as if each had been padded alone."""
-        inputs = self._to_device(inputs)
+    def _normalised(self, inputs: torch.Tensor,
+                    sizes: torch.Tensor) -> torch.Tensor:
+        """uint8 NCHW on the device, each image at the top left of the
+        padded network input, to the network's input as the data
+        preprocessor makes it: channel order, mean / std, and the padding
+        value outside each image's own (height, width) in ``sizes``
+        (N x 2), as if each had been padded alone. The sizes are values,
+        not shapes, so a compiled graph serves any images of its padded
+        size."""
         if self.bgr_to_rgb and inputs.shape[1] == 3:
             inputs = inputs[:, [2, 1, 0]]
         inputs = inputs.float()
         if self.mean is not None:
             inputs = (inputs - self.mean) / self.std
         height, width = inputs.shape[-2:]
-        pad_h, pad_w = padded_size(height, width, self.pad_size,
-                                   self.size_divisor)
-        if (pad_h, pad_w) != (height, width):
-            inputs = F.pad(inputs, (0, pad_w - width, 0, pad_h - height),
-                           value=self.pad_val)
-        for (own_h, own_w), offsets in _positions_by_key(
-                sizes or []).items():
-            rows = slice(None) if len(offsets) == len(inputs) else offsets
-            # Beyond the batch's own size F.pad has set it already.
-            if own_h < height:
-                inputs[rows, :, own_h:height, :] = self.pad_val
-            if own_w < width:
-                inputs[rows, :, :, own_w:width] = self.pad_val
+        rows = torch.arange(height, device=inputs.device) < sizes[:, :1]
+        cols = torch.arange(width, device=inputs.device) < sizes[:, 1:]
+        inside = rows[:, None, :, None] & cols[:, None, None, :]
+        inputs = torch.where(inside, inputs, float(self.pad_val))
         if self.settings.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         return inputs
 
     def _host_batch(self, images: Sequence[torch.Tensor],
                     shape: tuple) -> torch.Tensor:
-        """``images`` (3 x h x w uint8, each at most ``shape``) in one
-        N x 3 x H x W tensor, zero-padded at the bottom and right, where
-        they are; on the host, in pinned memory for a GPU, so that its
-        copy does not block the host. (torch's caching host allocator
-        is the ring of pinned buffers: it hands a block out again once the
-        copies that read it have completed.)"""
+        """``images`` (3 x h x w uint8, each at most ``shape``, the
+        padded network input) in one N x 3 x H x W tensor, zero-padded at
+        the bottom and right, where they are; on the host, in pinned
+        memory for a GPU, so that its copy does not block the host.
+        (torch's caching host allocator is the ring of pinned buffers: it
+        hands a block out again once the copies that read it are done.)"""
         on_host = images[0].device.type == 'cpu'
         pin = on_host and self.device.type == 'cuda'
         full = all(tuple(i.shape[-2:]) == shape for i in images)
@@ -342,17 +338,23 @@ class Segmenter:
         for input_shape, indices in groups.items():
             for start in range(0, len(indices), step):
                 chunk = indices[start:start + step]
-                sizes = [tuple(inputs[i].shape[-2:]) for i in chunk]
                 fill = step - len(chunk) \
                     if self.settings.compile != 'none' else 0
-                batch = self.normalise(self._host_batch(
-                    [inputs[i] for i in chunk + chunk[:1] * fill],
-                    tuple(map(max, zip(*sizes)))), sizes + sizes[:1] * fill)
+                images = [inputs[i] for i in chunk + chunk[:1] * fill]
+                own = [tuple(image.shape[-2:]) for image in images]
+                sizes = own[:len(chunk)]
+                batch = self._to_device(self._host_batch(images,
+                                                         input_shape))
+                own = torch.tensor(own, dtype=torch.int64)
+                own = self._to_device(own.pin_memory()
+                                      if self._copy_stream is not None
+                                      else own)
                 ori_shapes = [tuple(metas[i]['ori_shape'][:2])
                               for i in chunk]
                 in_graph = ori_shapes == sizes
                 with self._precision():
-                    scores, out = self.forward(batch, input_shape, in_graph)
+                    scores, out = self.forward(batch, own, input_shape,
+                                               in_graph)
                 if self._outputs_reused:
                     # A CUDA graph's next replay overwrites these.
                     scores, out = scores.clone(), out.clone()

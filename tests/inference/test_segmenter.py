@@ -154,13 +154,17 @@ def test_a_compiled_setting_runs_every_pass_at_the_full_batch(trained):
     compiled = Segmenter.from_config(
         config, checkpoint, settings=InferenceSettings.parse(
             'fp32,compile=default,batch=4'))
-    shapes = []
+    shapes, sizes = [], []
     # The graph's function itself, uncompiled: what it is given is the
-    # point here (test_fast_settings_agree_with_eager_fp32 compiles it).
-    compiled.forward = lambda batch, *args: (
-        shapes.append(tuple(batch.shape)), compiled._forward(batch, *args))[1]
+    # point here (test_fast_settings_agree_with_eager_fp32 compiles it):
+    # one shape, and the images' own sizes as values.
+    compiled.forward = lambda batch, own, *args: (
+        shapes.append(tuple(batch.shape)), sizes.append(own.tolist()),
+        compiled._forward(batch, own, *args))[2]
     predictions = compiled.segment(images)
     assert shapes == [(4, 3, 192, 128)] * 2
+    assert sizes == [[[190, 128], [180, 120], [170, 110], [190, 125]],
+                     [[185, 100]] * 4]
     assert len(predictions) == len(images)
     for image, one, batched in zip(images, alone, predictions):
         assert tuple(batched.labels.shape) == image.shape[:2]
