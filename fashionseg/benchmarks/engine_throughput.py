@@ -13,8 +13,9 @@ For each setting (precision, memory layout, compile mode, batch size):
   the device;
 * end to end: JPEG bytes in memory, decoded by threads on the host (or,
   with ``decode=device``, in one batch on the device), to labels on the
-  host, with one batch in flight (:meth:`Segmenter.stream`); and, for the best setting with CRF parameters, to CRF-refined
-  labels (the PyTorch CRF in memory on the same device).
+  host, with one batch in flight (:meth:`Segmenter.stream`); and, for
+  the best setting with CRF parameters, to CRF-refined labels (the
+  PyTorch CRF in memory on the same device).
 
 A ``decode=device`` setting's agreement is over images decoded on the
 device, against eager fp32's labels of the host-decoded ones.
@@ -70,7 +71,8 @@ def _labels(segmenter: Segmenter, images: Sequence, jpegs: Sequence[bytes],
     with tqdm(total=len(images), desc=desc, unit='img',
               leave=False) as progress:
         for predictions in segmenter.stream(batches()):
-            labels += [p.labels for p in predictions]
+            # Copies: a view would keep its whole (pinned) batch.
+            labels += [p.labels.clone() for p in predictions]
             progress.update(len(predictions))
     return labels
 
@@ -216,13 +218,16 @@ def _end_to_end(segmenter: Segmenter, jpegs: Sequence[bytes],
                    for image in inputs] if crf_params is not None else None
             return inputs, metas, rgb
     else:
-        # Decode the next batch while the device works on this one.
-        pending = pool.map(load, batch_of(0))
+        # Decode the next batch while the device works on this one, within
+        # the warm-up or the timed batches: the timed window decodes every
+        # batch it counts, and nothing beyond.
+        pending = {}
 
         def next_batch(index: int):
-            nonlocal pending
-            loaded = list(pending)
-            pending = pool.map(load, batch_of(index + 1))
+            loaded = list(pending.pop(index, None) or
+                          pool.map(load, batch_of(index)))
+            if index + 1 not in (warmup, warmup + batches):
+                pending[index + 1] = pool.map(load, batch_of(index + 1))
             prepared = [p for p, _ in loaded]
             return ([p['inputs'] for p in prepared],
                     [p['data_samples'].metainfo for p in prepared],

@@ -105,6 +105,9 @@ class Segmenter:
         self.settings = settings
         self.device = torch.device(
             device or next(model.parameters()).device)
+        if self.device.type == 'cuda' and self.device.index is None:
+            # The copy stream and the compute stream of one device.
+            self.device = torch.device('cuda', torch.cuda.current_device())
         if self.model.test_cfg and self.model.test_cfg.get(
                 'mode', 'whole') != 'whole':
             raise ValueError('the inference engine runs whole-image '
@@ -243,19 +246,19 @@ class Segmenter:
     def _host_batch(self, images: Sequence[torch.Tensor],
                     shape: tuple) -> torch.Tensor:
         """``images`` (3 x h x w uint8, each at most ``shape``, the
-        padded network input) in one N x 3 x H x W tensor, zero-padded at
-        the bottom and right, where they are; on the host, in pinned
-        memory for a GPU, so that its copy does not block the host.
+        padded network input) in one N x 3 x H x W tensor, padded at the
+        bottom and right with whatever the memory held (the graph sets it
+        to the padding value: _normalised), where they are; on the host,
+        in pinned memory for a GPU, so that its copy does not block the host.
         (torch's caching host allocator is the ring of pinned buffers: it
         hands a block out again once the copies that read it are done.)"""
         on_host = images[0].device.type == 'cpu'
         pin = on_host and self.device.type == 'cuda'
-        full = all(tuple(i.shape[-2:]) == shape for i in images)
-        if not pin and full:
+        if not pin and all(tuple(i.shape[-2:]) == shape for i in images):
             return torch.stack(list(images))
-        batch = (torch.empty if full else torch.zeros)(
-            (len(images), images[0].shape[0], *shape),
-            dtype=images[0].dtype, device=images[0].device, pin_memory=pin)
+        batch = torch.empty((len(images), images[0].shape[0], *shape),
+                            dtype=images[0].dtype, device=images[0].device,
+                            pin_memory=pin)
         for offset, image in enumerate(images):
             batch[offset, :, :image.shape[-2], :image.shape[-1]] = image
         return batch
@@ -300,9 +303,8 @@ class Segmenter:
         (``ori_shape``), the upsampling and argmax run in the network's
         graph; otherwise images of one size and
         original size share the crop, upsampling and argmax. ``to_host``
-        brings the labels to the host, one copy per pass; from a GPU
-        without waiting, so that the predictions are read only once the
-        returned event has completed (None: nothing to wait for)."""
+        brings the labels to the host, one copy per pass, all waited for
+        once at the end."""
         return _wait(self._queue(inputs, metas, keep_scores, to_host))
 
     def stream(self, batches: Iterable[Tuple[Sequence[torch.Tensor],
@@ -312,7 +314,8 @@ class Segmenter:
         the labels on the host, with one batch in flight: the next batch
         is taken (decoded), copied to the device and its forward pass
         queued before this batch's labels are waited for, so that on a
-        GPU the host's work, the copies and the device's work overlap."""
+        GPU the host's work, the copies and the device's work overlap.
+        An error in taking a batch ends it without the batch in flight."""
         pending = None
         for inputs, metas in batches:
             queued = self._queue(inputs, metas, keep_scores, to_host=True)
@@ -359,7 +362,9 @@ class Segmenter:
                     # A CUDA graph's next replay overwrites these.
                     scores, out = scores.clone(), out.clone()
                 if in_graph:
-                    labels = self._to_host(out) if to_host else out
+                    # (Without the fill's labels.)
+                    labels = self._to_host(out[:len(chunk)]) if to_host \
+                        else out
                     for offset, (height, width) in enumerate(sizes):
                         results[chunk[offset]] = Prediction(
                             labels[offset, :height, :width],
@@ -386,7 +391,9 @@ class Segmenter:
                             input_shape)
         done = None
         if to_host and self.device.type == 'cuda':
-            done = torch.cuda.Event()
+            # A blocking event: the waiting thread sleeps rather than
+            # spins, leaving the core to the decoding threads.
+            done = torch.cuda.Event(blocking=True)
             done.record(torch.cuda.current_stream(self.device))
         return results, done
 

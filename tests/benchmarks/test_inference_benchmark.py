@@ -96,3 +96,39 @@ def test_decoding_on_the_device_without_torchvision_stops_before_any_work(
     assert 'Traceback' not in result.stderr
     assert 'paper protocol' not in result.stderr  # nothing ran before
     assert not (tmp_path / 'b.json').exists()
+
+
+@pytest.mark.parametrize('with_crf', [False, True])
+def test_the_timed_window_decodes_and_counts_its_own_batches(
+        setup, monkeypatch, with_crf):
+    """End to end from JPEG bytes: the warm-up decodes its batches, the
+    timed window starts with none of its own decoded and decodes exactly
+    the batches it counts (the next batch is decoded ahead only within
+    the same phase), with one batch in flight or with the CRF."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fashionseg.benchmarks import engine_throughput, timing
+    from fashionseg.crf.energy import CRFParams
+    from fashionseg.dataset_folder import image_path
+    from fashionseg.inference.segmenter import Segmenter
+    data, checkpoint = setup
+    segmenter = Segmenter.from_config(
+        FPN, str(checkpoint), settings=InferenceSettings(batch_size=2))
+    prepared = []
+    prepare = segmenter.prepare
+    monkeypatch.setattr(segmenter, 'prepare', lambda image: (
+        prepared.append(1), prepare(image))[1])
+    at_start = []
+    synchronize = timing.synchronize
+    monkeypatch.setattr(timing, 'synchronize', lambda device: (
+        at_start.append(len(prepared)), synchronize(device)))
+    stems = (data / 'splits' / 'test.txt').read_text().split()
+    jpegs = [image_path(data, 'test', stem).read_bytes() for stem in stems]
+    warmup, batches = 2, 3
+    with ThreadPoolExecutor(2) as pool:
+        rate = engine_throughput._end_to_end(
+            segmenter, jpegs, pool, batches, warmup, 'cpu',
+            CRFParams(40, 13, 10) if with_crf else None)
+    assert rate > 0
+    assert at_start == [warmup * 2]
+    assert len(prepared) == (warmup + batches) * 2

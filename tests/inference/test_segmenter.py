@@ -188,7 +188,8 @@ def _streamed_and_predicted(segmenter, batches):
 
     streamed = []
     for predictions in segmenter.stream(given()):
-        streamed.append([p.labels for p in predictions])
+        # Read as they come (a copy), as a caller reads them.
+        streamed.append([p.labels.clone() for p in predictions])
         # One batch in flight: the next one was taken before this one's
         # labels came back (the last one has no next).
         assert len(taken) == min(len(streamed) + 1, len(pairs))
@@ -223,7 +224,9 @@ def test_streamed_batches_are_labelled_as_one_at_a_time(trained):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a GPU')
 def test_streamed_batches_on_a_gpu_are_the_hosts_labels(trained):
     """On a GPU (side-stream copies from pinned memory, labels back
-    without waiting): the labels of eager fp32 on the host, in order."""
+    without waiting): the labels of eager fp32 on the host, in order, and
+    the same as predict's, with the copies and the forward passes slowed
+    down so that a missing wait would be seen."""
     config, checkpoint, _, photos = trained
     images = _photos_of_varied_size(photos, None)
     batches = [images[i:i + 2] for i in range(0, len(images), 2)]
@@ -231,13 +234,27 @@ def test_streamed_batches_on_a_gpu_are_the_hosts_labels(trained):
                                  settings=InferenceSettings(batch_size=2))
     gpu = Segmenter.from_config(config, checkpoint, device='cuda',
                                 settings=InferenceSettings(batch_size=2))
+    to_device, forward = gpu._to_device, gpu.forward
+
+    def slow_copy(batch):
+        with torch.cuda.stream(gpu._copy_stream):
+            torch.cuda._sleep(50_000_000)
+        return to_device(batch)
+
+    def slow_forward(*args):
+        torch.cuda._sleep(100_000_000)
+        return forward(*args)
+
+    gpu._to_device, gpu.forward = slow_copy, slow_forward
     streamed, predicted = _streamed_and_predicted(gpu, batches)
+    for stream_labels, predict_labels in zip(streamed, predicted):
+        assert all(torch.equal(one, other) for one, other in
+                   zip(stream_labels, predict_labels))
     expected = [[p.labels for p in host.segment(batch)] for batch in batches]
     reference = [label for labels in expected for label in labels]
-    for labels in (streamed, predicted):
-        flat = [label for batch in labels for label in batch]
-        assert all(label.device.type == 'cpu' for label in flat)
-        assert label_agreement(reference, flat) >= AGREEMENT_BAR
+    flat = [label for batch in streamed for label in batch]
+    assert all(label.device.type == 'cpu' for label in flat)
+    assert label_agreement(reference, flat) >= AGREEMENT_BAR
 
 
 @pytest.mark.parametrize('setting', [
