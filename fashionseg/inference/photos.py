@@ -14,6 +14,7 @@ so. Photos are decoded a bounded number ahead by a pool of threads, in
 the order given; a photo larger than ``max_side`` is segmented at that
 size and its labels enlarged to the photo's.
 """
+import collections
 import contextlib
 import hashlib
 import json
@@ -396,17 +397,23 @@ def segment_photos(segmenter: Segmenter, photos: Sequence[Path],
               desc='segmenting') as bar, contextlib.closing(decoded_photos(
                   [plan.photo for plan in todo], workers,
                   ahead=workers + batch_size)) as decoded:
-        batch = []
-        for path, image in decoded:
-            batch.append((by_photo[path], image))
-            if len(batch) == batch_size:
-                _finish_batch(segmenter, batch, palette, crf_params,
-                              backend, max_side, done, manifest)
-                bar.update(len(batch))
-                batch = []
-        if batch:
-            _finish_batch(segmenter, batch, palette, crf_params, backend,
-                          max_side, done, manifest)
+        # One batch in flight (Segmenter.stream): on a GPU the next batch
+        # is copied and segmented while this one is refined and written.
+        taken = collections.deque()
+
+        def batches():
+            for batch in _batches_of(decoded, by_photo, batch_size):
+                work = [_at_most(image, max_side) for _, image in batch]
+                prepared = [segmenter.prepare(image) for image in work]
+                metas = [p['data_samples'].metainfo for p in prepared]
+                taken.append((batch, work, metas))
+                yield [p['inputs'] for p in prepared], metas
+
+        for predictions in segmenter.stream(
+                batches(), keep_scores=crf_params is not None):
+            batch, work, metas = taken.popleft()
+            _finish_batch(batch, work, metas, predictions, palette,
+                          crf_params, backend, done, manifest)
             bar.update(len(batch))
     # Outputs of an earlier, larger run that this one did not write go:
     # the folder holds what this run's manifest says, nothing else.
@@ -438,48 +445,47 @@ def _checked(segmenter: Segmenter, plans: Sequence[PhotoOutputs],
     return chosen
 
 
-def _finish_batch(segmenter, batch, palette, crf_params, backend, max_side,
-                  done, manifest) -> None:
-    """Segment and write one batch, then record its photos as done (a
-    photo counts as done once both its files are written)."""
-    for plan, labels, image in _segment_batch(
-            segmenter, batch, crf_params, backend, max_side):
-        with atomic_write(plan.labels, binary=True) as f:
-            colour_labels(labels, palette).save(f, format='PNG')
-        with atomic_write(plan.overlay, binary=True) as f:
-            # zlib's fastest level: a 12-megapixel photo's overlay in
-            # 1.5 s instead of 6 s at the default, 20 % larger.
-            Image.fromarray(overlay(image, labels, palette)).save(
-                f, format='PNG', compress_level=OVERLAY_PNG_LEVEL)
-        done[plan.labels.name] = _photo_record(plan.photo)
-    out_dir, plans, settings, earlier = manifest
-    _write_manifest(out_dir, plans, settings, done, earlier, False)
+def _batches_of(decoded, by_photo: dict, size: int
+                ) -> Iterator[List[Tuple['PhotoOutputs', np.ndarray]]]:
+    """(plan, photo) lists of ``size`` (the last one smaller) from the
+    decoding threads' (path, photo)."""
+    batch = []
+    for path, image in decoded:
+        batch.append((by_photo[path], image))
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
-def _segment_batch(segmenter, batch, crf_params, backend: CRFBackend,
-                   max_side: int) -> list:
-    """(plan, labels at the photo's size, photo) per photo of the batch;
-    a photo whose longer side exceeds ``max_side`` is segmented (and
-    refined) at that size and its labels enlarged (nearest neighbour)."""
-    work = [_at_most(image, max_side) for _, image in batch]
-    prepared = [segmenter.prepare(image) for image in work]
-    metas = [p['data_samples'].metainfo for p in prepared]
-    predictions = segmenter.predict([p['inputs'] for p in prepared], metas,
-                                    keep_scores=crf_params is not None,
-                                    to_host=True)
+def _finish_batch(batch, work, metas, predictions, palette, crf_params,
+                  backend, done, manifest) -> None:
+    """Refine (with ``crf_params``) and write one segmented batch, then
+    record its photos as done (a photo counts as done once both its files
+    are written). ``work`` are the photos as segmented: a photo whose
+    longer side exceeds the maximum is segmented (and refined) at that
+    size and its labels enlarged (nearest neighbour)."""
     labels = [p.labels.numpy() for p in predictions]
     if crf_params is not None:
         rgb = [np.ascontiguousarray(image[:, :, ::-1]) for image in work]
         labels = refine_predictions(predictions, metas, rgb, crf_params,
                                     backend)
-    results = []
     for (plan, image), label in zip(batch, labels):
         if label.shape != image.shape[:2]:
             label = mmcv.imresize(np.asarray(label, np.uint8),
                                   (image.shape[1], image.shape[0]),
                                   interpolation='nearest')
-        results.append((plan, label, image))
-    return results
+        with atomic_write(plan.labels, binary=True) as f:
+            colour_labels(label, palette).save(f, format='PNG')
+        with atomic_write(plan.overlay, binary=True) as f:
+            # zlib's fastest level: a 12-megapixel photo's overlay in
+            # 1.5 s instead of 6 s at the default, 20 % larger.
+            Image.fromarray(overlay(image, label, palette)).save(
+                f, format='PNG', compress_level=OVERLAY_PNG_LEVEL)
+        done[plan.labels.name] = _photo_record(plan.photo)
+    out_dir, plans, settings, earlier = manifest
+    _write_manifest(out_dir, plans, settings, done, earlier, False)
 
 
 def _at_most(image: np.ndarray, max_side: int) -> np.ndarray:
