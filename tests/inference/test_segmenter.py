@@ -23,7 +23,8 @@ from fashionseg.inference.jpeg_decoding import DeviceDecodingError
 from fashionseg.inference.photos import (MANIFEST, PhotoInputError,
                                          collect_photos, decoded_photos,
                                          plan_outputs, read_photo)
-from fashionseg.inference.segmenter import Segmenter, label_agreement
+from fashionseg.inference.segmenter import (Segmenter, label_agreement,
+                                            padded_size)
 from fashionseg.inference.settings import AGREEMENT_BAR, InferenceSettings
 from fashionseg.runner.training import configure_training, train
 
@@ -260,12 +261,23 @@ def test_streamed_batches_on_a_gpu_are_the_hosts_labels(trained):
 @pytest.mark.parametrize('setting', [
     'fp32,channels-last,batch=2', 'bf16,batch=2', 'fp16,batch=2',
     'tf32,batch=2',
-    # Two graphs compiled: about a minute and a half on one core.
+    # One graph compiled by inductor: about 40 s on one core (the graphs
+    # of further padded sizes: test_a_compiled_setting_compiles_one_
+    # graph_per_padded_size).
     pytest.param('fp32,compile=default,batch=2', marks=pytest.mark.slow),
     'fp32,fold-bn,batch=2', 'bf16,channels-last,fold-bn,batch=2'])
 def test_fast_settings_agree_with_eager_fp32(trained, setting):
     config, checkpoint, _, photos = trained
     images = [mmcv.imread(str(p)) for p in photos]
+    if 'compile' in setting:
+        # The photos of the most common padded size, of several own
+        # sizes, more than a batch (a full pass and a filled one).
+        padded = [padded_size(*image.shape[:2], size_divisor=32)
+                  for image in images]
+        common = max(set(padded), key=padded.count)
+        images = [image for image, size in zip(images, padded)
+                  if size == common]
+        assert len(images) > 2 and len({i.shape for i in images}) > 1
     reference = Segmenter.from_config(config, checkpoint).segment(images)
     settings = InferenceSettings.parse(setting)
     try:
@@ -276,6 +288,39 @@ def test_fast_settings_agree_with_eager_fp32(trained, setting):
     agreement = label_agreement([p.labels for p in reference],
                                 [p.labels for p in fast])
     assert agreement >= AGREEMENT_BAR, setting
+
+
+def test_a_compiled_setting_compiles_one_graph_per_padded_size(
+        trained, monkeypatch):
+    """Under torch.compile (here dynamo with its eager backend, counting
+    graphs; inductor's numerics: test_fast_settings_agree_with_eager_fp32)
+    images of several own sizes but one padded size, in full and filled
+    passes, share one graph, and each further padded size compiles one
+    more; the labels are eager's."""
+    from torch._dynamo.testing import CompileCounter
+    config, checkpoint, _, photos = trained
+    image = mmcv.imread(str(photos[0]))
+    one_size = [image[:h, :w].copy() for h, w in
+                ((190, 128), (180, 120), (170, 110), (190, 125), (185, 100))]
+    another = [image[:h, :w].copy() for h, w in ((220, 128), (200, 101))]
+    counter = CompileCounter()
+    compile_ = torch.compile
+    monkeypatch.setattr(torch, 'compile', lambda fn, mode, dynamic: compile_(
+        fn, backend=counter, dynamic=dynamic))
+    torch._dynamo.reset()  # nothing compiled by another test is reused
+    try:
+        compiled = Segmenter.from_config(
+            config, checkpoint, settings=InferenceSettings.parse(
+                'fp32,compile=default,batch=2'))
+        eager = Segmenter.from_config(config, checkpoint)
+        for images, graphs in ((one_size, 1), (another, 2),
+                               (one_size + another, 2)):
+            labels = [p.labels for p in compiled.segment(images)]
+            assert counter.frame_count == graphs
+            for one, other in zip(labels, eager.segment(images)):
+                assert torch.equal(one, other.labels)
+    finally:
+        torch._dynamo.reset()
 
 
 def test_settings_parse_and_refuse():
