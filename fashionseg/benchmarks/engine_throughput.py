@@ -59,13 +59,9 @@ def _labels(segmenter: Segmenter, images: Sequence, jpegs: Sequence[bytes],
     def batches():
         for start in range(0, len(images), step):
             end = min(start + step, len(images))
-            if segmenter.settings.decode == 'device':
-                yield segmenter.decode(jpegs[start:end])
-                continue
-            prepared = [segmenter.prepare(image)
-                        for image in images[start:end]]
-            yield ([p['inputs'] for p in prepared],
-                   [p['data_samples'].metainfo for p in prepared])
+            yield segmenter.decode(jpegs[start:end]) \
+                if segmenter.settings.decode == 'device' \
+                else segmenter.prepare_batch(images[start:end])
 
     labels = []
     with tqdm(total=len(images), desc=desc, unit='img',

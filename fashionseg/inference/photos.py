@@ -404,10 +404,9 @@ def segment_photos(segmenter: Segmenter, photos: Sequence[Path],
         def batches():
             for batch in _batches_of(decoded, by_photo, batch_size):
                 work = [_at_most(image, max_side) for _, image in batch]
-                prepared = [segmenter.prepare(image) for image in work]
-                metas = [p['data_samples'].metainfo for p in prepared]
+                inputs, metas = segmenter.prepare_batch(work)
                 taken.append((batch, work, metas))
-                yield [p['inputs'] for p in prepared], metas
+                yield inputs, metas
 
         for predictions in segmenter.stream(
                 batches(), keep_scores=crf_params is not None):
@@ -437,10 +436,8 @@ def _checked(segmenter: Segmenter, plans: Sequence[PhotoOutputs],
     """:func:`checked_segmenter` on the first batch of photos."""
     work = [_at_most(read_photo(plan.photo), max_side)
             for plan in plans[:segmenter.settings.batch_size]]
-    prepared = [segmenter.prepare(image) for image in work]
-    chosen, check = checked_segmenter(
-        segmenter, [p['inputs'] for p in prepared],
-        [p['data_samples'].metainfo for p in prepared])
+    chosen, check = checked_segmenter(segmenter,
+                                      *segmenter.prepare_batch(work))
     say(f'inference engine: {describe_check(check, "photos")}')
     return chosen
 

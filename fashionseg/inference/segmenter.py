@@ -220,6 +220,14 @@ class Segmenter:
         (3 x H x W uint8 tensor) and ``data_samples`` (its metainfo)."""
         return self.pipeline(dict(img=image))
 
+    def prepare_batch(self, images: Sequence[np.ndarray]
+                      ) -> Tuple[List[torch.Tensor], List[dict]]:
+        """:meth:`prepare` of each image, as :meth:`predict` takes them:
+        the inputs and the metas."""
+        prepared = [self.prepare(image) for image in images]
+        return ([p['inputs'] for p in prepared],
+                [p['data_samples'].metainfo for p in prepared])
+
     def _normalised(self, inputs: torch.Tensor,
                     sizes: torch.Tensor) -> torch.Tensor:
         """uint8 NCHW on the device, each image at the top left of the
@@ -408,18 +416,15 @@ class Segmenter:
             shapes = [tuple(image.shape[-2:]) for image in images]
             return images, [dict(ori_shape=shape, img_shape=shape)
                             for shape in shapes]
-        prepared = [self.prepare(mmcv.imfrombytes(data)) for data in jpegs]
-        return ([p['inputs'] for p in prepared],
-                [p['data_samples'].metainfo for p in prepared])
+        return self.prepare_batch([mmcv.imfrombytes(data)
+                                   for data in jpegs])
 
     def segment(self, images: Sequence[np.ndarray],
                 keep_scores: bool = False, to_host: bool = False
                 ) -> List[Prediction]:
         """Decoded BGR images to predictions."""
-        prepared = [self.prepare(image) for image in images]
-        return self.predict([p['inputs'] for p in prepared],
-                            [p['data_samples'].metainfo for p in prepared],
-                            keep_scores, to_host)
+        return self.predict(*self.prepare_batch(images), keep_scores,
+                            to_host)
 
 
 def checked_segmenter(segmenter: Segmenter, inputs: Sequence[torch.Tensor],
