@@ -11,17 +11,25 @@ from pathlib import Path
 from fashionseg.benchmarks.training import benchmark_training
 from fashionseg.runner.arguments import ConfigOptionsAction
 from fashionseg.runner.speedups import SPEEDUPS, parse_speedups
-from fashionseg.utils.cli import emit_json, run_tool
+from fashionseg.utils.cli import (emit_json, non_negative_int, positive_int,
+                                  run_tool)
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('config')
-    parser.add_argument('--iters', type=int, default=50)
-    parser.add_argument('--warmup', type=int, default=10)
-    parser.add_argument('--amp', action='store_true')
+    parser = argparse.ArgumentParser(
+        description='Is training input-bound? The full training loop\'s '
+        'images per second against the model-only rate (one batch reused), '
+        'for a config; JSON on stdout (and --out).')
+    parser.add_argument('config', help='training config file')
+    parser.add_argument('--iters', type=positive_int, default=50,
+                        help='timed iterations (default 50)')
+    parser.add_argument('--warmup', type=non_negative_int, default=10,
+                        help='untimed iterations before them (default 10)')
+    parser.add_argument('--amp', action='store_true',
+                        help='mixed precision, as tools/train.py --amp')
     parser.add_argument('--speedups', default='none', metavar='NAME[,NAME]',
-                        help=f'training speed-ups: {", ".join(SPEEDUPS)}')
+                        help=f'training speed-ups: {", ".join(SPEEDUPS)} '
+                        '(or none, the default)')
     parser.add_argument('--pretrained', action='store_true',
                         help='load the ImageNet weights (not needed for '
                         'speed)')

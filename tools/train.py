@@ -44,8 +44,8 @@ def parse_args():
     parser.add_argument('--seed', type=int, help='random seed')
     parser.add_argument(
         '--speedups', default='none', metavar='NAME[,NAME]',
-        help='training speed-ups that compute the same step: '
-        f'{", ".join(SPEEDUPS)} (or none, the default)')
+        help=f'training speed-ups: {", ".join(SPEEDUPS)} (or none, the '
+        'default); all but compile compute the same step (docs/training.md)')
     add_max_images_argument(parser)
     add_runner_arguments(parser)
     return parser.parse_args()

@@ -24,6 +24,7 @@ Each is timed over ``batches`` batches after ``warmup`` untimed ones,
 with device events on a GPU. Every phase shows a progress bar with its
 estimated time on stderr.
 """
+import gc
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -85,17 +86,11 @@ def benchmark_engine(config: str, checkpoint: str, data_root: Path,
     if agreement_images is not None and agreement_images < 1:
         raise ValueError('agreement_images must be at least 1, not '
                          f'{agreement_images}')
-    data_root = Path(data_root)
-    read_dataset_meta(data_root)
-    stems = (data_root / 'splits' / f'{split}.txt').read_text().split()
-    if not stems:
-        raise ValueError(f'{data_root}: the {split} split has no images')
-    jpegs = [image_path(data_root, split, stem).read_bytes()
-             for stem in stems]
+    jpegs = _split_jpegs(data_root, split)
     images = [mmcv.imfrombytes(data) for data in jpegs]
     checked = images[:agreement_images]
     cfg = Config.fromfile(config)
-    torch_device = 'cuda:0' if device == 'cuda' else 'cpu'
+    torch_device = _torch_device(device)
     if any(setting.decode == 'device' for setting in settings):
         # Before any row: a setting that cannot run stops the benchmark
         # at once, not after the rows before it.
@@ -104,12 +99,15 @@ def benchmark_engine(config: str, checkpoint: str, data_root: Path,
                           InferenceSettings(), torch_device)
     reference_labels = _labels(reference, checked, jpegs,
                                'agreement: eager fp32 labels')
+    counts = torch.bincount(torch.cat(
+        [labels.flatten() for labels in reference_labels]).long())
     rows = []
     pool = ThreadPoolExecutor(DECODE_THREADS)
     for setting in settings:
-        if torch_device.startswith('cuda'):
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
+        # Each row's peak from what is resident before it (the reference
+        # and its labels), not the previous row's model and buffers.
+        segmenter = None
+        _release_memory(torch_device)
         segmenter = Segmenter(build_model(cfg, checkpoint, torch_device),
                               cfg, setting, torch_device)
         name = setting.name()
@@ -132,22 +130,75 @@ def benchmark_engine(config: str, checkpoint: str, data_root: Path,
                   device_name=device_name(torch_device),
                   split_images=len(images),
                   agreement_images=len(checked),
+                  # How much the agreement can say: a model that labels
+                  # nearly every pixel alike agrees with anything close.
+                  reference_outside_most_common_label=float(
+                      1 - counts.max() / counts.sum()),
                   batches=batches, warmup_batches=warmup,
                   agreement_bar=AGREEMENT_BAR, settings=rows, best=None)
     best = best_row(rows)
+    segmenter = reference = None
     if best is not None:
         record['best'] = best['name']
         if crf_params is not None:
-            setting = InferenceSettings.from_dict(best)
-            segmenter = Segmenter(build_model(cfg, checkpoint, torch_device),
-                                  cfg, setting, torch_device)
+            _release_memory(torch_device)
             record.update(crf=crf_params.as_dict(),
-                          end_to_end_with_crf_images_per_s=_end_to_end(
-                              segmenter, jpegs, pool, batches, warmup,
-                              torch_device, crf_params,
-                              f'{best["name"]}: end to end with CRF'))
+                          end_to_end_with_crf_images_per_s=_with_crf(
+                              cfg, checkpoint, InferenceSettings.from_dict(
+                                  best), jpegs, pool, batches, warmup,
+                              torch_device, crf_params))
     pool.shutdown()
     return record
+
+
+def benchmark_engine_with_crf(config: str, checkpoint: str,
+                              data_root: Path, setting: InferenceSettings,
+                              crf_params: CRFParams, split: str = 'test',
+                              device: str = 'cpu', batches: int = 100,
+                              warmup: int = 3) -> float:
+    """Images per second of one setting end to end with the PyTorch CRF
+    (JPEG bytes to CRF-refined labels on the host): the row
+    :func:`benchmark_engine` adds for its best setting, alone, for a
+    setting whose other rows were measured already (the gpu-check)."""
+    jpegs = _split_jpegs(data_root, split)
+    with ThreadPoolExecutor(DECODE_THREADS) as pool:
+        return _with_crf(Config.fromfile(config), checkpoint, setting,
+                         jpegs, pool, batches, warmup,
+                         _torch_device(device), crf_params)
+
+
+def _with_crf(cfg: Config, checkpoint: str, setting: InferenceSettings,
+              jpegs: Sequence[bytes], pool: ThreadPoolExecutor,
+              batches: int, warmup: int, device: str,
+              crf_params: CRFParams) -> float:
+    segmenter = Segmenter(build_model(cfg, checkpoint, device), cfg,
+                          setting, device)
+    return _end_to_end(segmenter, jpegs, pool, batches, warmup, device,
+                       crf_params, f'{setting.name()}: end to end with CRF')
+
+
+def _split_jpegs(data_root: Path, split: str) -> List[bytes]:
+    """The JPEG bytes of a converted split's photos, in its order."""
+    data_root = Path(data_root)
+    read_dataset_meta(data_root)
+    stems = (data_root / 'splits' / f'{split}.txt').read_text().split()
+    if not stems:
+        raise ValueError(f'{data_root}: the {split} split has no images')
+    return [image_path(data_root, split, stem).read_bytes()
+            for stem in stems]
+
+
+def _torch_device(device: str) -> str:
+    return 'cuda:0' if device == 'cuda' else device
+
+
+def _release_memory(device: str) -> None:
+    """On a GPU: what is no longer referenced given back, and the peak
+    counter restarted from what stays resident."""
+    if str(device).startswith('cuda'):
+        gc.collect()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
 
 
 def best_row(rows: Sequence[dict]) -> Optional[dict]:

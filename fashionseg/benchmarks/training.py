@@ -10,10 +10,10 @@ from typing import Optional, Sequence
 
 import torch
 from mmengine.hooks import Hook
-from mmengine.runner import Runner
 
 from fashionseg.benchmarks.arithmetic import (count_flops, fraction_of_peak,
                                               peak_tflops)
+from fashionseg.runner.run_config import build_runner
 from fashionseg.runner.training import configure_training
 from fashionseg.utils.device import device_name, synchronize
 
@@ -29,13 +29,17 @@ class _IterClock(Hook):
         self.iters = iters
         self.start = self.end = None
 
+    def before_train(self, runner) -> None:
+        if self.warmup == 0:  # from the first batch's loading on
+            self.start = time.perf_counter()
+
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None):
         done = runner.iter + 1
         if done == self.warmup:
             synchronize()
             self.start = time.perf_counter()
-        elif done == self.warmup + self.iters:
+        if done == self.warmup + self.iters:
             synchronize()
             self.end = time.perf_counter()
 
@@ -85,7 +89,7 @@ def benchmark_training(config: str, work_dir: str, iters: int = 50,
                              pretrained=pretrained, cfg_options=cfg_options,
                              speedups=speedups, data_root=data_root)
     _iter_based(cfg, iters + warmup)
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     batch_size = cfg.train_dataloader.batch_size
     clock = _IterClock(warmup, iters)
     runner.register_hook(clock, priority='LOWEST')
@@ -105,8 +109,15 @@ def benchmark_training(config: str, work_dir: str, iters: int = 50,
         model.train_step(batch, optim_wrapper)
     synchronize()
     model_only = iters * batch_size / (time.perf_counter() - start)
+    # Read before the operations are counted: that pass runs outside the
+    # run's autocast and would set the peak.
+    peak_memory = torch.cuda.max_memory_allocated() \
+        if torch.cuda.is_available() else None
     device = device_name()
     flops = _training_flops(model, batch) / batch_size
+    with torch.no_grad():
+        input_size = list(model.data_preprocessor(
+            batch, True)['inputs'].shape[-2:])
     precision = 'bf16' if cfg.amp_dtype == 'bfloat16' else \
         'fp32' if cfg.amp_dtype is None else cfg.amp_dtype
     return {
@@ -119,6 +130,9 @@ def benchmark_training(config: str, work_dir: str, iters: int = 50,
         'images_per_second_full_loop': round(full, 3),
         'full_loop_fraction_of_model_only': round(full / model_only, 3),
         'image_size': list(batch['inputs'][0].shape[-2:]),
+        # The network's input, padded as the data preprocessor pads it:
+        # what the operations are counted at.
+        'input_size': input_size,
         'training_gflop_per_image': round(flops / 1e9, 1),
         'peak_tflops': peak_tflops(device, precision),
         'fraction_of_peak_full_loop': _rounded(fraction_of_peak(
@@ -126,9 +140,11 @@ def benchmark_training(config: str, work_dir: str, iters: int = 50,
         'fraction_of_peak_model_only': _rounded(fraction_of_peak(
             model_only, flops, device, precision)),
         'dataloader_workers': cfg.train_dataloader.num_workers,
-        'cudnn_benchmark': cfg.get('env_cfg', {}).get('cudnn_benchmark'),
-        'peak_gpu_memory_gib': round(
-            torch.cuda.max_memory_allocated() / 2**30, 2)
+        # The flag in force during the run (build_runner sets it from the
+        # config's env_cfg).
+        'cudnn_benchmark': torch.backends.cudnn.benchmark
         if torch.cuda.is_available() else None,
+        'peak_gpu_memory_gib': None if peak_memory is None
+        else round(peak_memory / 2**30, 2),
         'device': device,
     }

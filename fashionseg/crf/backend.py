@@ -65,16 +65,35 @@ class CRFBackend:
             return dict(backend=self.name)
         return dict(backend=self.name, device=self.device)
 
+    def starts_new_call(self, count: int, pixels: int, size: int) -> bool:
+        """Whether an image of ``size`` pixels goes to a new torch-backend
+        call after ``count`` images of ``pixels`` pixels in all: at most
+        ``batch_size`` images and ``max_pixels`` pixels per call (one image
+        alone may exceed it)."""
+        return count > 0 and (count == self.batch_size
+                              or pixels + size > self.max_pixels)
+
     def refine_images(self, images_rgb: Sequence[np.ndarray],
                       log_probs: Sequence[torch.Tensor],
                       params: CRFParams) -> List[np.ndarray]:
         """Label maps of images held in memory (RGB, with their log
         probabilities at image size, on any device): the torch backend on
-        its device in one batch, or pydensecrf one image after another in
+        its device, in calls of at most ``batch_size`` images and
+        ``max_pixels`` pixels, or pydensecrf one image after another in
         this process."""
-        if self.name == 'torch':
-            return dense_crf_batch(images_rgb, log_probs,
-                                   [params] * len(images_rgb),
-                                   str(self.device))
-        return [dense_crf(image, probs.cpu().numpy(), params)
-                for image, probs in zip(images_rgb, log_probs)]
+        if self.name != 'torch':
+            return [dense_crf(image, probs.cpu().numpy(), params)
+                    for image, probs in zip(images_rgb, log_probs)]
+        labels, start, pixels = [], 0, 0
+        for end in range(len(log_probs) + 1):
+            size = log_probs[end].shape[-2] * log_probs[end].shape[-1] \
+                if end < len(log_probs) else 0
+            if end == len(log_probs) or self.starts_new_call(
+                    end - start, pixels, size):
+                if end > start:
+                    labels += dense_crf_batch(
+                        images_rgb[start:end], log_probs[start:end],
+                        [params] * (end - start), str(self.device))
+                start, pixels = end, 0
+            pixels += size
+        return labels

@@ -103,8 +103,7 @@ def run_batched(tasks: Sequence, backend: CRFBackend, desc: str) -> list:
             for index in order:
                 data = fetch(tasks[index][0])
                 size = data[1].numel()
-                if batch and (len(batch) == backend.batch_size
-                              or pixels + size > backend.max_pixels):
+                if backend.starts_new_call(len(batch), pixels, size):
                     run(batch)
                     progress.update(len(batch))
                     batch, pixels = [], 0

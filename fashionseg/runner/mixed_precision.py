@@ -22,5 +22,8 @@ class BF16OptimWrapper(OptimWrapper):
 
     @contextmanager
     def optim_context(self, model: torch.nn.Module):
-        with super().optim_context(model), autocast(dtype=torch.bfloat16):
+        # The model's own device type, not mmengine's process-wide guess.
+        device = next(model.parameters()).device.type
+        with super().optim_context(model), autocast(device_type=device,
+                                                    dtype=torch.bfloat16):
             yield

@@ -7,6 +7,7 @@ from typing import Optional, Sequence
 
 import torch
 from mmengine.config import Config
+from mmengine.runner import Runner
 
 from fashionseg.config_checks import (LOADERS, check_cfg_options,
                                       check_config_path)
@@ -37,6 +38,17 @@ def load_run_config(config: str, work_dir: Optional[str] = None,
     set_data_root(cfg, data_root)
     limit_images(cfg, max_images, loaders)
     return cfg
+
+
+def build_runner(cfg: Config) -> Runner:
+    """mmengine's ``Runner.from_cfg`` with cuDNN's autotuning as
+    ``env_cfg.cudnn_benchmark`` says: mmengine only ever turns it on, so
+    in a process that builds several runners (a test over several splits,
+    the benchmarks, the gpu-check) one that asks for cuDNN's heuristics
+    would otherwise autotune after an earlier one did."""
+    torch.backends.cudnn.benchmark = bool(
+        cfg.get('env_cfg', {}).get('cudnn_benchmark', False))
+    return Runner.from_cfg(cfg)
 
 
 def add_custom_hooks(cfg: Config, *hooks: dict) -> None:

@@ -28,14 +28,17 @@ optimisation step with each gives the plain step's loss and weights.
   handling and logging would break the graph), in place, so that
   checkpoints keep their keys; one compilation per input shape.
 """
+import difflib
 import functools
+import types
 from typing import Iterable, List, Optional
 from unittest import mock
 
 import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook, LoggerHook, RuntimeInfoHook
-from mmengine.model import is_model_wrapper
+from mmengine.model import MMDistributedDataParallel, is_model_wrapper
+from mmengine.registry import MODEL_WRAPPERS
 from mmengine.utils import apply_to
 from mmseg.models import SegDataPreProcessor
 from mmseg.models.decode_heads import decode_head
@@ -62,11 +65,17 @@ def parse_speedups(text) -> List[str]:
         names = [str(n).strip() for n in text]
     else:
         names = [n.strip() for n in str(text).split(',')]
-    names = [n for n in names if n and n != 'none']
+    # (YAML's null reaches a command line as None.)
+    names = [n for n in names if n and n.lower() not in ('none', 'null')]
     unknown = [n for n in names if n not in SPEEDUPS]
     if unknown:
-        raise UsageError(f'unknown training speed-up {unknown[0]!r}; one of '
-                         f'{", ".join(SPEEDUPS)}')
+        close = difflib.get_close_matches(unknown[0], SPEEDUPS, n=1)
+        raise UsageError(
+            f'unknown training speed-up {unknown[0]!r}'
+            + (f' (did you mean {close[0]!r}?)' if close else '')
+            + f' in {text!r} (--speedups; train.speedups in params.yaml '
+            f'for the pipeline): one of {", ".join(SPEEDUPS)}, '
+            'comma-separated, or none')
     return list(dict.fromkeys(names))
 
 
@@ -111,6 +120,50 @@ class ChannelsLastHook(Hook):
 
     def before_train(self, runner) -> None:
         _bare(runner.model).to(memory_format=torch.channels_last)
+
+
+# In mmengine's own registry: the Runner looks wrappers up there by name,
+# without MMSegmentation's scope.
+@MODEL_WRAPPERS.register_module()
+class ChannelsLastDistributedDataParallel(MMDistributedDataParallel):
+    """mmengine's DDP wrapper around the model put in channels-last layout
+    first: DDP lays its gradient buckets out like the parameters when it
+    is built, before :class:`ChannelsLastHook` runs, and would otherwise
+    copy every gradient between layouts at every step."""
+
+    def __init__(self, module, **kwargs):
+        super().__init__(
+            module=module.to(memory_format=torch.channels_last), **kwargs)
+
+
+def match_state_layouts(optimizer: torch.optim.Optimizer) -> int:
+    """Each per-parameter state tensor of ``optimizer`` (Adam's moments)
+    in its parameter's memory layout; returns how many were changed.
+    mmengine resumes the optimiser before the hooks' ``before_train``, so
+    a run resumed with another layout than the checkpoint's (channels-last
+    turned on or off) has moments laid out unlike their parameters, which
+    fused Adam refuses on a GPU and miscomputes on the CPU."""
+    changed = 0
+    for param, state in optimizer.state.items():
+        for key, value in state.items():
+            if torch.is_tensor(value) and value.shape == param.shape \
+                    and value.stride() != param.stride():
+                state[key] = torch.empty_like(param, dtype=value.dtype
+                                              ).copy_(value)
+                changed += 1
+    return changed
+
+
+@HOOKS.register_module()
+class OptimizerStateLayoutHook(Hook):
+    """:func:`match_state_layouts` before training, after the weights took
+    their layout (:class:`ChannelsLastHook`)."""
+    priority = 'HIGH'
+
+    def before_train(self, runner) -> None:
+        optimizer = getattr(runner.optim_wrapper, 'optimizer', None)
+        if optimizer is not None:
+            match_state_layouts(optimizer)
 
 
 def _in_fp32(method):
@@ -287,7 +340,12 @@ def compile_model(model) -> List[str]:
             compiled.append(name)
     for name, head in model.named_modules():
         if isinstance(head, BaseDecodeHead):
-            head.forward = torch.compile(head.forward)
+            # The compiled function bound as a method: a deep copy of the
+            # head (an EMA model, the validation engine's copies) binds it
+            # to the copy, where a compiled bound method would keep
+            # running the original head.
+            head.forward = types.MethodType(
+                torch.compile(type(head).forward), head)
             compiled.append(name)
     return compiled
 
@@ -301,6 +359,20 @@ class CompileHook(Hook):
     def before_train(self, runner) -> None:
         runner.logger.info('compiled: ' + ', '.join(compile_model(
             runner.model)))
+
+
+def _channels_last_ddp(cfg: Config) -> None:
+    """Under a distributed launcher, DDP wraps the model in channels-last
+    layout (:class:`ChannelsLastDistributedDataParallel`); with mmengine's
+    default wrapper's settings where the config names no wrapper (or
+    mmengine's own)."""
+    wrapper = cfg.get('model_wrapper_cfg') or dict(
+        broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False))
+    if wrapper.get('type', 'MMDistributedDataParallel') == \
+            'MMDistributedDataParallel':
+        cfg.model_wrapper_cfg = dict(
+            wrapper, type='ChannelsLastDistributedDataParallel')
 
 
 def apply_speedups(cfg: Config, names: Iterable[str],
@@ -321,6 +393,9 @@ def apply_speedups(cfg: Config, names: Iterable[str],
         preprocessor.channels_last = 'channels-last' in names
     if 'channels-last' in names:
         add_custom_hooks(cfg, dict(type='ChannelsLastHook'))
+        _channels_last_ddp(cfg)
+    if {'channels-last', 'foreach-adam'} & set(names):
+        add_custom_hooks(cfg, dict(type='OptimizerStateLayoutHook'))
         # cuDNN's autotuning of channels-last convolutions did not finish
         # the first fp32 batch-5 iteration of the paper's FPN in 35 s, nor
         # the first bf16 one in 60 s, for a single 600 x 400 shape (one

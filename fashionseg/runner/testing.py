@@ -21,7 +21,6 @@ import torch
 from mmengine.config import Config
 from mmengine.dist import get_rank
 from mmengine.model import is_model_wrapper
-from mmengine.runner import Runner
 
 from fashionseg.checkpoints.loading import load_weights_strictly
 from fashionseg.config_checks import check_checkpoint, check_dataset_folders
@@ -30,7 +29,8 @@ from fashionseg.evaluation.iou_metric import ClassIoUMetric
 from fashionseg.evaluation.metrics_file import metrics_record
 from fashionseg.inference.segmenter import describe_check
 from fashionseg.inference.settings import InferenceSettings
-from fashionseg.runner.run_config import (add_custom_hooks, configure_cpu_ddp,
+from fashionseg.runner.run_config import (add_custom_hooks, build_runner,
+                                          configure_cpu_ddp,
                                           init_cpu_distributed,
                                           load_run_config)
 from fashionseg.utils.atomic_write import write_text_atomic
@@ -105,7 +105,7 @@ def configure_testing(config: str, checkpoint: str,
 
 def run_test(cfg: Config, config: str, checkpoint: str) -> dict:
     init_cpu_distributed(cfg)
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     model = runner.model.module if is_model_wrapper(runner.model) \
         else runner.model
     load_weights_strictly(model, checkpoint, config)

@@ -19,7 +19,8 @@ from fashionseg.checkpoints.pretrained import (disable_pretrained,
                                                pretrained_sources)
 from fashionseg.config_checks import check_dataset_folders
 from fashionseg.errors import UsageError
-from fashionseg.runner.run_config import (add_custom_hooks, configure_cpu_ddp,
+from fashionseg.runner.run_config import (add_custom_hooks, build_runner,
+                                          configure_cpu_ddp,
                                           init_cpu_distributed,
                                           load_run_config)
 from fashionseg.runner.run_state import (best_checkpoint, export_model,
@@ -33,19 +34,29 @@ RUN_RECORD = 'run_record.json'
 PAPER_BATCH_SIZE = 5
 
 
+def amp_dtype_of(cfg: Config) -> Optional[str]:
+    """The mixed precision the config's optimiser wrapper trains in (None:
+    float32), however it was chosen (``--amp`` or ``--cfg-options``)."""
+    wrapper = cfg.optim_wrapper.get('type')
+    if wrapper == 'BF16OptimWrapper':
+        return 'bfloat16'
+    if wrapper == 'AmpOptimWrapper':
+        return str(cfg.optim_wrapper.get('dtype') or 'float16')
+    return None
+
+
 def enable_amp(cfg: Config) -> str:
-    """Mixed precision: bf16 where the GPU supports it, without a loss
+    """Mixed precision: bf16 where the device computes it natively (a
+    GPU of compute capability 8.0 or later, or the CPU), without a loss
     scaler (:class:`fashionseg.runner.mixed_precision.BF16OptimWrapper`),
     else fp16 with dynamic loss scaling (mmengine's ``AmpOptimWrapper``).
     Returns the dtype used."""
-    if not torch.cuda.is_available():
-        raise UsageError('--amp needs a CUDA GPU; mmengine has no '
-                         'mixed-precision training on the CPU')
     if cfg.optim_wrapper.type in ('AmpOptimWrapper', 'BF16OptimWrapper'):
-        return cfg.optim_wrapper.get(
-            'dtype', 'bfloat16' if cfg.optim_wrapper.type ==
-            'BF16OptimWrapper' else 'float16')
-    if torch.cuda.is_bf16_supported():
+        return amp_dtype_of(cfg)
+    # Older GPUs emulate bf16 (torch reports it supported by default),
+    # slower than fp16 with its loss scaler.
+    if not torch.cuda.is_available() or torch.cuda.is_bf16_supported(
+            including_emulation=False):
         cfg.optim_wrapper.type = 'BF16OptimWrapper'
         return 'bfloat16'
     cfg.optim_wrapper.type = 'AmpOptimWrapper'
@@ -90,11 +101,10 @@ def configure_training(config: str, work_dir: Optional[str] = None,
     cfg.resume = resume
     if seed is not None:
         cfg.randomness = dict(cfg.get('randomness') or {}, seed=seed)
-    cfg.amp_dtype = enable_amp(cfg) if amp else None
+    cfg.amp_dtype = enable_amp(cfg) if amp else amp_dtype_of(cfg)
     # A resumed run ends as the uninterrupted one (runner/run_state.py).
     add_custom_hooks(cfg, dict(type='EpochSeedHook'),
                      dict(type='ValidateResumedEpochHook'))
-    apply_speedups(cfg, speedups, cfg_options)
     if torch.cuda.is_available():
         configure_gpu_loading(cfg)
 
@@ -102,6 +112,8 @@ def configure_training(config: str, work_dir: Optional[str] = None,
         configure_cpu_ddp(cfg)
     elif launcher != 'none':
         cfg.sync_bn = 'torch'
+    # After the DDP settings, whose wrapper channels-last changes.
+    apply_speedups(cfg, speedups, cfg_options)
 
     cfg.pretrained_requested = pretrained_sources(cfg)
     cfg.pretrained_weights = cfg.pretrained_requested if pretrained else []
@@ -159,6 +171,21 @@ def run_record(runner: Runner, cfg: Config, config: str,
     }
 
 
+def check_batches(runner: Runner, config: str) -> None:
+    """Stop before training when an epoch would have no batch: a split
+    smaller than one batch per process, whose last, smaller batch the
+    loader drops (``drop_last``), would train nothing and save the
+    untrained model as the best."""
+    loader = runner.train_dataloader
+    if len(loader) == 0:
+        raise UsageError(
+            f'{config}: the training split holds {len(loader.dataset)} '
+            f'images, fewer than one batch of {loader.batch_size} per '
+            f'process over {runner.world_size} process(es), and the loader '
+            'drops the last, smaller batch: an epoch would train on nothing.'
+            ' Lower train_dataloader.batch_size or train on more images.')
+
+
 def train(cfg: Config, config: str,
           export_best: Optional[str] = None) -> Runner:
     """Fetch the pretrained weights, build the runner, record the run and
@@ -167,7 +194,8 @@ def train(cfg: Config, config: str,
     if cfg.pretrained_weights:
         weight_files = ensure_pretrained_weights(cfg)
     init_cpu_distributed(cfg)
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
+    check_batches(runner, config)
     if get_rank() == 0:
         record = run_record(runner, cfg, config, weight_files)
         if record['global_batch_size'] != PAPER_BATCH_SIZE:

@@ -94,10 +94,20 @@ def add_max_images_argument(parser: argparse.ArgumentParser) -> None:
 
 def positive_int(text: str) -> int:
     """An argparse type: an integer of at least 1."""
+    return _int_from(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: an integer of at least 0."""
+    return _int_from(text, 0)
+
+
+def _int_from(text: str, least: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f'not a whole number: {text!r}')
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'must be at least 1, not {value}')
+    if value < least:
+        raise argparse.ArgumentTypeError(
+            f'must be at least {least}, not {value}')
     return value

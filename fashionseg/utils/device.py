@@ -18,9 +18,7 @@ def select_device(device: str) -> str:
     if device not in DEVICES:
         raise UsageError(f'device must be one of {DEVICES}, not {device!r}')
     if device == 'cpu':
-        # mmengine places models on CUDA whenever it is available; hiding
-        # the GPUs is the one switch it honours everywhere.
-        os.environ['CUDA_VISIBLE_DEVICES'] = ''
+        hide_gpus()
         return 'cpu'
     if torch.cuda.is_available():
         return 'cuda'
@@ -28,6 +26,24 @@ def select_device(device: str) -> str:
         raise UsageError('device cuda was asked for (--device or '
                          'params.yaml: device) but ' + why_no_cuda())
     return 'cpu'
+
+
+def hide_gpus() -> None:
+    """Run this process, and those it starts, on the CPU. mmengine places
+    models on CUDA whenever torch says it is available, and decides so
+    when it is imported; CUDA reads ``CUDA_VISIBLE_DEVICES`` once per
+    process, when it first counts the devices (mmengine's import does), so
+    the variable hides the GPUs from the processes started from here only.
+    In this process torch's answer and mmengine's device are set too."""
+    import mmengine.device.utils as mmengine_device
+    os.environ['CUDA_VISIBLE_DEVICES'] = ''
+    torch.cuda.is_available = _no_cuda
+    mmengine_device.DEVICE = 'cpu'
+
+
+def _no_cuda() -> bool:
+    """``torch.cuda.is_available`` in a process told to use the CPU."""
+    return False
 
 
 def why_no_cuda() -> str:

@@ -193,3 +193,38 @@ def test_batch_out_of_memory_says_what_to_do(small_dataset,  # noqa: F811
                        r'lower --batch-size \(now 4\)'):
         list(run_tasks([(item, CRFParams(3, 3, 3), len(classes), False)
                         for item in items], backend=backend))
+
+
+def test_images_in_memory_are_refined_in_calls_within_the_budget(
+        photos, monkeypatch):
+    """``CRFBackend.refine_images`` (the photo tool's and the engine
+    benchmark's CRF) keeps each torch-backend call within ``batch_size``
+    images and ``max_pixels`` pixels, with the labels of one call for
+    all."""
+    from fashionseg.crf import backend as backend_module
+    from fashionseg.crf.backend import CRFBackend
+    images = [p[0] for p in photos] * 2
+    log_probs = [torch.from_numpy(p[2]) for p in photos] * 2
+    pixels = [lp.shape[-2] * lp.shape[-1] for lp in log_probs]
+    params = CRFParams(40, 13, 10)
+    together = CRFBackend('torch', batch_size=len(images),
+                          max_pixels=sum(pixels)).refine_images(
+                              images, log_probs, params)
+    calls = []
+
+    def counted(images_rgb, *args, **kwargs):
+        calls.append(len(images_rgb))
+        return dense_crf_batch(images_rgb, *args, **kwargs)
+
+    monkeypatch.setattr(backend_module, 'dense_crf_batch', counted)
+    for batch_size, budget, expected in (
+            (2, sum(pixels), [2, 2, 2]),
+            (len(images), pixels[0] + pixels[1] - 1, [1, 2, 1, 2]),
+            (4, 1, [1] * 6)):
+        calls.clear()
+        labels = CRFBackend('torch', batch_size=batch_size,
+                            max_pixels=budget).refine_images(
+                                images, log_probs, params)
+        assert calls == expected, (batch_size, budget)
+        for alone, batched in zip(together, labels):
+            np.testing.assert_array_equal(batched, alone)

@@ -22,7 +22,8 @@ from fashionseg.runner.speedups import (SAME_STEP, SPEEDUPS,
                                         DeferredRuntimeInfoHook,
                                         accuracy_without_sync, apply_speedups,
                                         compile_model, losses_without_sync,
-                                        parse_speedups, resizes_in_fp32)
+                                        match_state_layouts, parse_speedups,
+                                        resizes_in_fp32)
 
 CONFIG = str(REPO / 'mmseg_configs' / 'demo' / 'fpn_x101_ccp.py')
 
@@ -130,6 +131,7 @@ def test_the_config_records_what_is_on_and_refuses_the_unknown():
     assert cfg.training_speedups == ['channels-last', 'foreach-adam']
     assert cfg.model.data_preprocessor.type == 'FastSegDataPreProcessor'
     assert {'type': 'ChannelsLastHook'} in cfg.custom_hooks
+    assert {'type': 'OptimizerStateLayoutHook'} in cfg.custom_hooks
     assert cfg.optim_wrapper.optimizer.foreach is True
     # Channels-last trains with cuDNN's heuristics unless the user asks.
     assert cfg.env_cfg.cudnn_benchmark is False
@@ -145,8 +147,48 @@ def test_the_config_records_what_is_on_and_refuses_the_unknown():
         'type': 'DeferredRuntimeInfoHook'}
     assert {'type': 'CompileHook'} in cfg.custom_hooks
     assert parse_speedups('none') == [] and parse_speedups('') == []
+    assert parse_speedups('None') == [] and parse_speedups('null') == []
     with pytest.raises(UsageError, match="unknown training speed-up 'fast'"):
         parse_speedups('channels-last,fast')
+    with pytest.raises(UsageError, match="'channels_last' \\(did you mean "
+                       "'channels-last'\\?\\).*train.speedups in "
+                       "params.yaml.*or none"):
+        parse_speedups('channels_last')
+
+
+def test_ddp_is_built_on_the_model_in_channels_last_layout(monkeypatch):
+    """Under torchrun, DDP lays its gradient buckets out like the weights
+    when it is built: with channels-last, the weights are in that layout
+    by then (a hook converting them later makes every step copy every
+    gradient)."""
+    from mmengine.registry import MODEL_WRAPPERS
+
+    class Built(Exception):
+        pass
+
+    layouts = []
+
+    def built(self, module, *args, **kwargs):
+        layouts.append(all(
+            p.is_contiguous(memory_format=torch.channels_last)
+            for p in module.parameters() if p.dim() == 4))
+        raise Built
+
+    monkeypatch.setattr(torch.nn.parallel.DistributedDataParallel,
+                        '__init__', built)
+    init_default_scope('mmseg')
+    for speedups in (['non-blocking'], ['channels-last']):
+        cfg = Config.fromfile(CONFIG)
+        apply_speedups(cfg, speedups)
+        wrapper = cfg.get('model_wrapper_cfg') or dict(
+            type='MMDistributedDataParallel')
+        with pytest.raises(Built):
+            MODEL_WRAPPERS.build(wrapper, default_args=dict(
+                module=MODELS.build(cfg.model), device_ids=None))
+    assert layouts == [False, True]
+    assert cfg.model_wrapper_cfg == dict(
+        type='ChannelsLastDistributedDataParallel', broadcast_buffers=False,
+        find_unused_parameters=False)
 
 
 def test_fp32_resize_computes_the_loss_from_fp32_scores_under_bf16():
@@ -184,6 +226,67 @@ def test_compile_keeps_the_parameters_and_checkpoint_keys():
     assert compile_model(model) == ['backbone', 'neck', 'decode_head']
     assert list(model.state_dict()) == keys
     assert all(a is b for a, b in zip(model.parameters(), params))
+
+
+def test_a_compiled_head_deep_copied_runs_the_copys_weights():
+    """An EMA model or the validation engine's copies of a model trained
+    with ``compile`` run their own weights, not the original's."""
+    init_default_scope('mmseg')
+    model = MODELS.build(Config.fromfile(CONFIG).model).eval()
+    compile_model(model)
+    copied = copy.deepcopy(model)
+    for param in copied.decode_head.parameters():
+        param.data.zero_()
+    features = [torch.rand(1, 32, 8, 8) for _ in range(4)]
+    # Eager: the functions the compiled ones wrap, without compiling.
+    with torch.no_grad(), torch.compiler.set_stance('force_eager'):
+        original = model.decode_head.forward(features)
+        from_copy = copied.decode_head.forward(features)
+    assert original.abs().sum() > 0
+    assert from_copy.abs().sum() == 0
+
+
+@pytest.mark.parametrize('saved,resumed', [
+    (torch.contiguous_format, torch.channels_last),
+    (torch.channels_last, torch.contiguous_format)])
+def test_resumed_moments_take_their_parameters_layout(saved, resumed):
+    """A run resumed with channels-last turned on (or off) after the
+    checkpoint: the moments mmengine loaded, before the hooks put the
+    weights in their layout, take the weights' layout, and fused Adam's
+    step is then plain Adam's."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3),
+                                torch.nn.Conv2d(8, 4, 1))
+    inputs = torch.rand(2, 3, 9, 9)
+
+    def step(optimizer):
+        optimizer.zero_grad()
+        model(inputs).square().sum().backward()
+        optimizer.step()
+
+    model.to(memory_format=saved)
+    trained = torch.optim.Adam(model.parameters(), lr=0.1)
+    step(trained)
+    checkpoint = (copy.deepcopy(model.state_dict()),
+                  copy.deepcopy(trained.state_dict()))
+    results = []
+    for fused in (False, True):
+        model.to(memory_format=torch.contiguous_format)  # as built
+        model.load_state_dict(checkpoint[0])
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.1,
+                                     fused=fused)
+        # (A copy: the optimiser keeps the loaded tensors it can.)
+        optimizer.load_state_dict(copy.deepcopy(checkpoint[1]))
+        model.to(memory_format=resumed)
+        if fused:
+            assert match_state_layouts(optimizer) == 4  # 2 weights x 2
+            assert match_state_layouts(optimizer) == 0
+            for param, moments in optimizer.state.items():
+                assert moments['exp_avg'].stride() == param.stride()
+        step(optimizer)
+        results.append([p.detach().clone() for p in model.parameters()])
+    for plain, fused in zip(*results):
+        torch.testing.assert_close(fused, plain, rtol=1e-6, atol=1e-7)
 
 
 def test_accuracy_without_sync_is_mmsegs_to_the_bit_and_data_independent():

@@ -11,6 +11,7 @@ from training_helpers import (CONFIG_DIR, DATASETS, MODELS,
                               build_converted_datasets, small_run_options)
 
 from fashionseg.checkpoints.pretrained import PretrainedWeightsMissing
+from fashionseg.errors import UsageError
 from fashionseg.runner.training import configure_training, train
 
 
@@ -83,6 +84,22 @@ def test_missing_pretrained_weights_stop_the_run(datasets, tmp_path,
     assert not (tmp_path / 'work' / 'run_record.json').exists()
 
 
+def test_a_split_smaller_than_a_batch_stops_before_training(datasets,
+                                                           tmp_path):
+    """With the last, smaller batch dropped, an epoch of 3 images at batch
+    4 would train nothing and save the untrained model as the best."""
+    config = str(CONFIG_DIR / 'fcn_r101_ccp.py')
+    cfg = configure_training(
+        config, work_dir=str(tmp_path / 'work'), pretrained=False,
+        cfg_options=small_run_options('fcn_r101', datasets['ccp'],
+                                      batch_size=4), max_images=3)
+    with pytest.raises(UsageError, match='holds 3 images, fewer than one '
+                       'batch of 4 per process'):
+        train(cfg, config)
+    assert not (tmp_path / 'work' / 'run_record.json').exists()
+    assert not list((tmp_path / 'work').glob('*.pth'))
+
+
 def test_ddp_two_processes_gloo(datasets, tmp_path):
     options = small_run_options('fcn_r101', datasets['ccp'], batch_size=1)
     args = [f'{k}={json.dumps(v).replace(" ", "")}'
@@ -92,12 +109,16 @@ def test_ddp_two_processes_gloo(datasets, tmp_path):
         [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node',
          '2', '--master_port', '29531', 'tools/train.py',
          str(CONFIG_DIR / 'fcn_r101_ccp.py'), '--launcher', 'pytorch',
-         '--no-pretrained', '--work-dir', str(tmp_path), '--cfg-options',
-         *args],
+         '--no-pretrained', '--work-dir', str(tmp_path),
+         '--speedups', 'channels-last', '--cfg-options', *args],
         cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((tmp_path / 'run_record.json').read_text())
     assert record['world_size'] == 2 and record['launcher'] == 'pytorch'
+    # DDP was built on the channels-last model: its gradient buckets have
+    # the weights' layout.
+    assert record['training_speedups'] == ['channels-last']
+    assert 'Grad strides do not match' not in result.stderr
     # Two processes at batch 1: two images per step, not the paper's five,
     # which the record and the log say.
     assert record['global_batch_size'] == 2

@@ -1,5 +1,7 @@
 """Choosing the device: what a user is told when a GPU is asked for and
 torch cannot use one."""
+import os
+
 import pytest
 import torch
 
@@ -47,3 +49,19 @@ def test_cuda_with_the_gpus_hidden_says_so(monkeypatch):
 def test_auto_falls_back_to_the_cpu_without_a_gpu(monkeypatch):
     _no_gpu(monkeypatch, None)
     assert select_device('auto') == 'cpu'
+
+
+def test_cpu_hides_the_gpus_from_torch_mmengine_and_child_processes(
+        monkeypatch):
+    """``--device cpu`` on a GPU machine: CUDA may have counted its devices
+    already (mmengine does at import), so the environment variable alone
+    would leave this process on the GPU."""
+    import mmengine.device.utils as mmengine_device
+    from mmengine.device import get_device
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(mmengine_device, 'DEVICE', 'cuda')
+    monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '0')
+    assert select_device('cpu') == 'cpu'
+    assert torch.cuda.is_available() is False
+    assert get_device() == 'cpu'
+    assert os.environ['CUDA_VISIBLE_DEVICES'] == ''
