@@ -135,10 +135,16 @@ def test_ddp_two_processes_gloo(datasets, tmp_path):
 def test_training_benchmark_reports_both_rates(datasets, tmp_path):
     from fashionseg.benchmarks.training import benchmark_training
     options = small_run_options('fcn_r101', datasets['fashionista'])
+    # Without warm-up the clock starts with the first batch's loading.
     result = benchmark_training(str(CONFIG_DIR / 'fcn_r101_fashionista.py'),
-                                str(tmp_path), iters=2, warmup=1,
+                                str(tmp_path), iters=2, warmup=0,
                                 cfg_options=options)
     assert result['batch_size'] == 2 and result['iterations_timed'] == 2
+    # Counted at the padded input: a multiple of 32 holding the image.
+    assert all(padded % 32 == 0 and padded - 32 < size <= padded
+               for size, padded in zip(result['image_size'],
+                                       result['input_size']))
+    assert result['cudnn_benchmark'] is None  # (no GPU)
     assert result['images_per_second_model_only'] > 0
     assert result['images_per_second_full_loop'] > 0
     assert result['full_loop_fraction_of_model_only'] == pytest.approx(
