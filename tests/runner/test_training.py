@@ -84,8 +84,8 @@ def test_missing_pretrained_weights_stop_the_run(datasets, tmp_path,
     assert not (tmp_path / 'work' / 'run_record.json').exists()
 
 
-def test_a_split_smaller_than_a_batch_stops_before_training(datasets,
-                                                           tmp_path):
+def test_a_split_smaller_than_a_batch_stops_before_training(
+        datasets, tmp_path):
     """With the last, smaller batch dropped, an epoch of 3 images at batch
     4 would train nothing and save the untrained model as the best."""
     config = str(CONFIG_DIR / 'fcn_r101_ccp.py')
