@@ -148,7 +148,8 @@ wheelhouse: check-stack
 		--python-version $(WHEEL_PYTHON) $(if $(WHEEL_HAVE),--have $(WHEEL_HAVE))
 
 offline-install:
-	$(PYTHON) tools/wheelhouse.py install --from $(WHEELHOUSE) --venv $(VENV)
+	$(PYTHON) tools/wheelhouse.py install --from $(WHEELHOUSE) --venv $(VENV) \
+		--python $(PYTHON)
 
 demo: check-stack
 	$(if $(GRID),$(GRID),$(BIN)/dvc repro) demo-report

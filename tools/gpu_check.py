@@ -25,21 +25,27 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--out', type=Path, default=Path('results/gpu_check'))
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n\n')[0].replace('\n', ' '),
+        epilog='Through make: make gpu-check GPU_CHECK_ARGS="--budget 600".')
+    parser.add_argument('--out', type=Path, default=Path('results/gpu_check'),
+                        help='folder for gpu_check.json, .md, .jsonl and the '
+                        'steps\' work/ (default results/gpu_check)')
     parser.add_argument('--device', choices=['cuda', 'cpu'], default='cuda',
                         help='cuda (the default) fails at once without a '
-                        'GPU; cpu runs the steps on the CPU (with --quick)')
+                        'GPU; cpu runs the steps on the CPU (at the full '
+                        'sizes unless --quick: hours)')
     parser.add_argument('--budget', type=float, default=DEFAULT_BUDGET,
                         metavar='SECONDS', help='time for all steps '
                         f'(default {DEFAULT_BUDGET:.0f}); each step gets a '
                         'share of what is left')
-    parser.add_argument('--quick', action='store_true',
-                        help='toy sizes and the demo\'s narrow model')
-    parser.add_argument('--long', action='store_true',
-                        help='compile=max-autotune too, more iterations, '
-                        'the whole 50-trial search (give it a larger '
-                        '--budget)')
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument('--quick', action='store_true',
+                      help='toy sizes and the demo\'s narrow model')
+    size.add_argument('--long', action='store_true',
+                      help='compile=max-autotune too, more iterations, '
+                      'the whole 50-trial search (give it a larger '
+                      '--budget)')
     parser.add_argument('--step', choices=STEP_NAMES,
                         help='run one step in this process (what the check '
                         'itself starts for each step)')
@@ -53,6 +59,8 @@ def main():
     if args.step:
         result = GPUCheck(args.out, device, sizes_for(args.quick, args.long),
                           paths).run(args.step)
+        print(f'{args.step}: {result["status"]}'
+              + (f': {result["error"]}' if result.get('error') else ''))
         return 0 if result['status'] == 'pass' else 1
     record = run_gpu_check(args.out, paths, device, args.quick, args.long,
                            args.budget)

@@ -7,6 +7,7 @@ step's process), and ``gpu_check.json`` and ``gpu_check.md`` are rewritten
 after every step, so that a run cut short keeps what it measured."""
 import contextlib
 import json
+import math
 import os
 import signal
 import subprocess
@@ -17,12 +18,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, List
 
-from fashionseg.errors import HarnessError
+from fashionseg.errors import UsageError
 from fashionseg.gpu_check.steps import (MEASUREMENTS, STEP_NAMES, STEP_WEIGHTS,
                                         CheckPaths, GPUCheck, measurements,
                                         result_path, sizes_for)
 from fashionseg.gpu_check.summary import bars, summary_table
 from fashionseg.utils.atomic_write import write_text_atomic
+from fashionseg.utils.cli import Terminated
 from fashionseg.utils.device import device_name
 
 DEFAULT_BUDGET = 300.0
@@ -130,9 +132,20 @@ def run_gpu_check(out: Path, paths: CheckPaths, device: str = 'cuda',
                   progress: Callable[[str], None] = print,
                   command: Callable[[str], List[str]] = None) -> dict:
     """Run every step within ``budget`` seconds and write the record."""
+    if not (math.isfinite(budget) and budget > 0):
+        raise UsageError('the budget must be a number of seconds above 0, '
+                         f'not {budget}')
+    if quick and long:
+        raise UsageError('--quick and --long exclude each other')
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f'--out {out} is a file, not a folder')
     work = out / 'work'
-    work.mkdir(parents=True, exist_ok=True)
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f'--out {out}: cannot write there '
+                         f'({error.strerror})') from None
     # A new run starts from nothing: stale results and state would pass
     # for this run's.
     for stale in [out / MEASUREMENTS, work / 'state.json'] + list(
@@ -149,23 +162,40 @@ def run_gpu_check(out: Path, paths: CheckPaths, device: str = 'cuda',
     previous = signal.signal(signal.SIGTERM, _stop) \
         if threading.current_thread() is threading.main_thread() else None
     try:
+        # At once: a previous run's record in the folder would otherwise
+        # stand for this run until its first step ends.
+        _write(record, out, device, quick, started)
         _run_steps(record, out, paths, command, budget, started, progress,
                    device, quick, sizes)
+    except (Terminated, KeyboardInterrupt):
+        # Stopped (SIGTERM, Ctrl-C): the record says which step was running
+        # and that the check did not finish.
+        running = next((n for n in STEP_NAMES if n not in record['checks']),
+                       None)
+        if running is not None:
+            record['checks'][running] = dict(
+                status='stopped', wall_seconds=0.0,
+                error='the check was stopped while this step ran',
+                measured=measurements(out, running))
+        record['stopped'] = True
+        _write(record, out, device, quick, started)
+        raise
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return record
 
 
-class CheckStopped(HarnessError):
-    """The check was stopped from outside while a step ran."""
+class CheckStopped(Terminated):
+    """The check was stopped from outside while a step ran (ends a tool
+    as any SIGTERM does: :func:`fashionseg.utils.cli.run_tool`)."""
 
 
 def _stop(signum, frame):
     raise CheckStopped(
         f'stopped by {signal.Signals(signum).name}; the running step\'s '
         'processes were ended, and what the steps measured is in '
-        f'{MEASUREMENTS}')
+        f'{MEASUREMENTS} and gpu_check.json')
 
 
 def _run_steps(record, out, paths, command, budget, started, progress,
@@ -210,8 +240,9 @@ def _run_in_process_of_its_own(name, index, left, command, paths, out,
 def _write(record: dict, out: Path, device: str, quick: bool,
            started: float) -> None:
     record['wall_seconds'] = round(time.perf_counter() - started, 2)
-    record['passed'] = all(c['status'] == 'pass'
-                           for c in record['checks'].values())
+    # Passed once every step has run and passed, not before.
+    record['passed'] = set(record['checks']) == set(STEP_NAMES) and all(
+        c['status'] == 'pass' for c in record['checks'].values())
     record['bars'] = bars(record) if device == 'cuda' and not quick else {}
     write_text_atomic(out / 'gpu_check.json',
                       json.dumps(record, indent=2, default=str) + '\n')

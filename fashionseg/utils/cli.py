@@ -12,7 +12,6 @@ from typing import Callable, Optional, Tuple, Type
 
 from fashionseg.errors import ERROR_EXIT_STATUS, HarnessError
 from fashionseg.utils.atomic_write import write_text_atomic
-from fashionseg.utils.device import DEVICES
 
 
 class Terminated(BaseException):
@@ -44,8 +43,9 @@ def run_tool(main: Callable[[], Optional[int]],
     None). A :class:`fashionseg.errors.HarnessError`, and any of ``also``
     (errors of other libraries that a tool reports as they are, e.g. an
     ``OSError`` naming a file), ends the tool with one ``error: MESSAGE``
-    line on stderr and exit status 2, without a traceback. SIGTERM ends
-    it like Ctrl-C, after its clean-up, with status 143 (128 + 15)."""
+    line on stderr and exit status 2, without a traceback. SIGTERM and
+    Ctrl-C end it after its clean-up with one line and status 143
+    (128 + 15) and 130 (128 + 2)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
     try:
@@ -54,6 +54,10 @@ def run_tool(main: Callable[[], Optional[int]],
         print(f'error: {stop}; nothing half-written was left',
               file=sys.stderr)
         sys.exit(128 + signal.SIGTERM)
+    except KeyboardInterrupt:
+        print('error: stopped by Ctrl-C (SIGINT); nothing half-written was '
+              'left', file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)
     except (HarnessError,) + tuple(also) as error:
         message = str(error)
     else:
@@ -78,6 +82,9 @@ def emit_json(record: dict, out: Optional[Path] = None,
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
     """``--device auto|cpu|cuda`` (:func:`fashionseg.utils.device.
     select_device`)."""
+    # Here rather than at the top: tools/wheelhouse.py uses this module
+    # where torch (which the device module imports) is not installed.
+    from fashionseg.utils.device import DEVICES
     parser.add_argument('--device', choices=DEVICES, default='auto',
                         help='cpu hides any GPU; cuda fails if there is none '
                         '(default: a GPU if there is one)')

@@ -77,6 +77,8 @@ def read_have(path: Optional[Path]) -> Set[str]:
     ``pip freeze`` or ``pip list`` lines, or comma-separated."""
     if path is None:
         return set()
+    if not Path(path).is_file():
+        raise WheelhouseError(f'--have {path}: no such file')
     names = set()
     for line in Path(path).read_text().replace(',', '\n').splitlines():
         line = line.strip()
@@ -150,7 +152,17 @@ def _resolve(python: str, dest: Path, target: List[str], repo: Path,
             raise WheelhouseError(f'pip download failed: '
                                   f'{_pip_error(result.stdout)}')
         spec = _pinned(constraints, re.split(r'[<>=!~]', missing.group(1))[0])
-        _pip(python, 'wheel', '--no-deps', '--wheel-dir', built, spec)
+        built_here = _pip(python, 'wheel', '--no-deps', '--wheel-dir', built,
+                          spec, capture=True)
+        if built_here.returncode != 0:
+            # Not a source-only package after all: the index is out of
+            # reach, or has nothing for that Python and platform.
+            raise WheelhouseError(
+                f'pip found no {spec} for Python '
+                f'{target[target.index("--python-version") + 1]} on the '
+                'platforms asked for, nor a source archive to build one '
+                'from: is the package index reachable (network, '
+                f'PIP_INDEX_URL)? pip: {_pip_error(built_here.stdout)}')
     else:
         raise WheelhouseError('too many dependencies published only as '
                               'source archives')
@@ -182,6 +194,11 @@ def download(out: Path, python_version: str, platforms: Sequence[str],
     ``out`` (replaced if it holds a wheelhouse); returns its manifest."""
     check_python_version(python_version)
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise WheelhouseError(f'--out {out} is a file, not a folder')
+    if not out.parent.is_dir():
+        raise WheelhouseError(f'--out {out}: its folder {out.parent} does '
+                              'not exist')
     if out.exists() and any(out.iterdir()) and \
             not (out / MANIFEST).is_file():
         raise WheelhouseError(f'{out} exists and is not a wheelhouse (no '
@@ -290,6 +307,66 @@ def _sources(wheelhouse: Path) -> List[Path]:
     return found
 
 
+def _python_version(python: str) -> str:
+    result = subprocess.run(
+        [python, '-c', 'import platform; print(platform.python_version())'],
+        capture_output=True, text=True)
+    if result.returncode != 0:
+        raise WheelhouseError(f'{python} does not run (--python)')
+    return result.stdout.strip()
+
+
+def _minor(version: str) -> str:
+    return '.'.join(str(version).split('.')[:2])
+
+
+def check_wheelhouse(wheelhouse: Path, python_version: str) -> dict:
+    """The wheelhouse's manifest, once it is known to be whole and written
+    for ``python_version``'s minor version (its wheels are built for it)."""
+    if not (wheelhouse / MANIFEST).is_file():
+        raise WheelhouseError(f'{wheelhouse} is not a wheelhouse (no '
+                              f'{MANIFEST}); write one with '
+                              '`tools/wheelhouse.py download` first')
+    manifest = json.loads((wheelhouse / MANIFEST).read_text())
+    written_for = manifest.get('python_version', '')
+    if _minor(written_for) != _minor(python_version):
+        raise WheelhouseError(
+            f'{wheelhouse} was written for Python {written_for}, and this '
+            f'Python is {python_version}: write one for it (`tools/'
+            f'wheelhouse.py download --python-version {python_version}`)')
+    missing = [name for name in manifest.get('files', [])
+               if not (wheelhouse / name).is_file()]
+    if missing:
+        raise WheelhouseError(
+            f'{wheelhouse} lacks {len(missing)} of the files its {MANIFEST} '
+            f'lists ({", ".join(missing[:3])}'
+            f'{" ..." if len(missing) > 3 else ""}); copy it whole')
+    return manifest
+
+
+def _check_environment(venv: Path, python_version: str) -> None:
+    """``venv`` is new, empty, or an environment of the same Python
+    version: never a folder of other files, nor another Python's."""
+    if not venv.exists():
+        return
+    if not venv.is_dir():
+        raise WheelhouseError(f'--venv {venv} is a file')
+    config = venv / 'pyvenv.cfg'
+    if not config.is_file():
+        if any(venv.iterdir()):
+            raise WheelhouseError(
+                f'--venv {venv} holds files and is not a Python '
+                'environment (no pyvenv.cfg); choose a new or empty folder')
+        return
+    version = re.search(r'^version(?:_info)?\s*=\s*(\S+)',
+                        config.read_text(), re.MULTILINE)
+    if version and _minor(version.group(1)) != _minor(python_version):
+        raise WheelhouseError(
+            f'--venv {venv} is an environment of Python {version.group(1)}, '
+            f'not of {python_version} (--python): remove it, or choose '
+            'another folder')
+
+
 def install(wheelhouse: Path, venv: Path, repo: Path,
             python: str = 'python3', jobs: Optional[int] = None) -> dict:
     """Install from ``wheelhouse`` into ``venv`` over ``python`` (which
@@ -299,14 +376,26 @@ def install(wheelhouse: Path, venv: Path, repo: Path,
         raise WheelhouseError(f'{wheelhouse} is not a wheelhouse (no '
                               f'{MANIFEST}); write one with '
                               '`tools/wheelhouse.py download` first')
+    python_version = _python_version(python)
+    check_wheelhouse(wheelhouse, python_version)
+    _check_environment(venv, python_version)
     torch_version = _torch_of(python)
     venv_python = str(venv / 'bin' / 'python')
     if not Path(venv_python).exists():
+        created = not venv.exists()
         made = subprocess.run([python, '-m', 'venv', str(venv)])
         if made.returncode != 0:
             # A Python without ensurepip (Debian's, say): an environment
             # without pip, which the machine's own pip installs into.
-            shutil.rmtree(venv, ignore_errors=True)
+            # (What venv left; the folder itself only if it made it.)
+            if created:
+                shutil.rmtree(venv, ignore_errors=True)
+            else:  # it was empty (_check_environment)
+                for entry in venv.iterdir():
+                    if entry.is_dir() and not entry.is_symlink():
+                        shutil.rmtree(entry)
+                    else:
+                        entry.unlink()
             subprocess.run([python, '-m', 'venv', '--without-pip',
                             str(venv)], check=True)
     _see_machine_packages(python, venv_python)
@@ -314,8 +403,10 @@ def install(wheelhouse: Path, venv: Path, repo: Path,
                              capture_output=True).returncode == 0
     pip = venv_python if has_pip else [python, '-m', 'pip', '--python',
                                        venv_python]
-    offline = ['--no-index', '--find-links', wheelhouse, '--no-deps',
-               '--disable-pip-version-check']
+    # --isolated: no find-links or index from pip's configuration or
+    # environment; the wheelhouse is the only source.
+    offline = ['--isolated', '--no-index', '--find-links', wheelhouse,
+               '--no-deps', '--disable-pip-version-check']
     _pip(pip, 'install', *offline, *sorted(wheelhouse.glob('*.whl')))
     jobs = jobs or os.cpu_count() or 1
     sources = _sources(wheelhouse)

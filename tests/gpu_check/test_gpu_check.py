@@ -3,12 +3,14 @@ on machines without a GPU; and its runner under a step that fails, one
 that stops on a usage error and one that hangs past its share of the
 budget."""
 import json
+import os
 import sys
 
 import pytest
 from conftest import REPO
 from tool_process import run_tool
 
+from fashionseg.errors import UsageError
 from fashionseg.gpu_check import run, steps
 
 STEPS = list(steps.STEP_NAMES)
@@ -123,6 +125,54 @@ def test_failures_usage_errors_and_hangs_are_recorded(tmp_path,
     # What the hanging step measured was shown as it came.
     assert any('[data' in line and 'before the hang: 1' in line
                for line in lines)
+
+
+def test_a_stopped_check_records_the_stopped_step_and_did_not_pass(
+        tmp_path):
+    """Ctrl-C (or SIGTERM) while a step runs: the step's processes end, and
+    gpu_check.json says which step was stopped, keeps what it measured,
+    and does not pass; a previous run's passing record is not left
+    standing."""
+    out = tmp_path / 'check'
+    out.mkdir()
+    (out / 'gpu_check.json').write_text(json.dumps(dict(passed=True)))
+    paths = steps.CheckPaths.of_checkout(REPO)
+    pid_file = tmp_path / 'pid'
+    hang = [sys.executable, '-c', (
+        'import json, os, time; open({!r}, "w").write(str(os.getpid())); '
+        'open({!r}, "a").write(json.dumps(dict(step="train", key="rate", '
+        'value=5)) + "\\n"); time.sleep(600)').format(
+            str(pid_file), str(out / 'gpu_check.jsonl'))]
+    done = [sys.executable, '-c', 'pass']
+
+    def progress(line):
+        if 'rate: 5' in line:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run.run_gpu_check(out, paths, 'cpu', quick=True, budget=120,
+                          progress=progress,
+                          command=lambda name: hang if name == 'train'
+                          else done)
+    record = json.loads((out / 'gpu_check.json').read_text())
+    assert record['stopped'] and not record['passed']
+    assert list(record['checks']) == ['stack', 'data', 'train']
+    assert record['checks']['train']['status'] == 'stopped'
+    assert record['checks']['train']['measured'] == {'rate': 5}
+    assert '| train | stopped |' in (out / 'gpu_check.md').read_text()
+    with pytest.raises(ProcessLookupError):  # the step's process ended
+        os.kill(int(pid_file.read_text()), 0)
+
+
+@pytest.mark.parametrize('budget,error', [
+    (0, 'above 0, not 0'), (-5, 'above 0'), (float('nan'), 'not nan'),
+    (float('inf'), 'not inf')])
+def test_a_budget_that_is_not_seconds_is_refused(tmp_path, budget, error):
+    with pytest.raises(UsageError, match=error):
+        run.run_gpu_check(tmp_path / 'check',
+                          steps.CheckPaths.of_checkout(REPO), 'cpu',
+                          quick=True, budget=budget)
+    assert not (tmp_path / 'check').exists()
 
 
 def test_the_bars_read_what_a_step_measured_before_it_ran_out_of_time():

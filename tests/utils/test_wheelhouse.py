@@ -4,9 +4,13 @@ own torch although that Python is itself a virtual environment, and the
 one-line errors. (Writing a wheelhouse needs the package index; the whole
 install was run by hand: docs/install.md, "A GPU machine without
 network".)"""
+import json
+import platform
+import shutil
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO
 
 from fashionseg.utils import wheelhouse
@@ -91,3 +95,54 @@ def test_download_asks_for_the_whole_python_version(tmp_path):
             '3.12.3): pip reads 3.11 as 3.11.0, and some packages need a '
             'later 3.11.x']
         assert not (tmp_path / 'wh').exists()
+
+
+def _wheelhouse(root, python_version, listed=('a-1.0-py3-none-any.whl',),
+                present=None):
+    """A wheelhouse folder: its manifest and (``present``) its files."""
+    house = root / 'house'
+    house.mkdir()
+    for name in listed if present is None else present:
+        (house / name).write_bytes(b'')
+    (house / wheelhouse.MANIFEST).write_text(json.dumps(dict(
+        python_version=python_version, files=list(listed))))
+    return house
+
+
+def test_install_refuses_another_pythons_or_an_incomplete_wheelhouse(
+        tmp_path):
+    """Before anything is made: the wheels are built for one Python."""
+    other = '3.9.1' if sys.version_info[:2] != (3, 9) else '3.10.1'
+    house = _wheelhouse(tmp_path, other)
+    with pytest.raises(wheelhouse.WheelhouseError,
+                       match=f'written for Python {other}, and this Python '
+                       f'is {platform.python_version()}'):
+        wheelhouse.install(house, tmp_path / 'env', REPO, sys.executable)
+    assert not (tmp_path / 'env').exists()
+    shutil.rmtree(house)
+    house = _wheelhouse(tmp_path, platform.python_version(),
+                        listed=['a-1.0-py3-none-any.whl', 'b-2.0.tar.gz'],
+                        present=['a-1.0-py3-none-any.whl'])
+    with pytest.raises(wheelhouse.WheelhouseError,
+                       match=r'lacks 1 of the files .*\(b-2.0.tar.gz\)'):
+        wheelhouse.install(house, tmp_path / 'env', REPO, sys.executable)
+    assert not (tmp_path / 'env').exists()
+
+
+def test_install_leaves_a_folder_of_other_files_or_another_python_alone(
+        tmp_path):
+    house = _wheelhouse(tmp_path, platform.python_version())
+    mine = tmp_path / 'mine'
+    (mine / 'docs').mkdir(parents=True)
+    (mine / 'docs' / 'thesis.tex').write_text('x')
+    with pytest.raises(wheelhouse.WheelhouseError,
+                       match='holds files and is not a Python environment'):
+        wheelhouse.install(house, mine, REPO, sys.executable)
+    assert (mine / 'docs' / 'thesis.tex').read_text() == 'x'
+    other = tmp_path / 'other'
+    other.mkdir()
+    (other / 'pyvenv.cfg').write_text('home = /usr/bin\nversion = 3.1.4\n')
+    with pytest.raises(wheelhouse.WheelhouseError,
+                       match='an environment of Python 3.1.4, not of'):
+        wheelhouse.install(house, other, REPO, sys.executable)
+    assert sorted(p.name for p in other.iterdir()) == ['pyvenv.cfg']
