@@ -25,10 +25,13 @@ PLATFORMS = ['manylinux_2_28_x86_64', 'manylinux_2_27_x86_64',
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n\n')[0].replace('\n', ' '))
     commands = parser.add_subparsers(dest='command', required=True)
     get = commands.add_parser('download', help='on a networked machine')
-    get.add_argument('--out', type=Path, required=True)
+    get.add_argument('--out', type=Path, required=True,
+                     help='the wheelhouse folder to write (new, or one '
+                     'written before)')
     get.add_argument('--python-version', default='3.12.3',
                      help="the GPU machine's whole Python version (default "
                      "3.12.3, this project's lent H200 machines')")
@@ -39,8 +42,11 @@ def parse_args():
                      'already has (its `pip freeze` or `pip list`, or one '
                      'name a line): left out')
     put = commands.add_parser('install', help='on the GPU machine')
-    put.add_argument('--from', dest='wheelhouse', type=Path, required=True)
-    put.add_argument('--venv', type=Path, default=REPO / '.venv')
+    put.add_argument('--from', dest='wheelhouse', type=Path, required=True,
+                     help='the wheelhouse folder download wrote')
+    put.add_argument('--venv', type=Path, default=REPO / '.venv',
+                     help='the environment to make (new, empty, or one '
+                     'made before by the same Python; default .venv)')
     put.add_argument('--python', default='python3',
                      help='the Python that holds the machine\'s torch')
     put.add_argument('--jobs', type=int, help='compile jobs (all cores)')
