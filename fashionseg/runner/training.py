@@ -98,6 +98,10 @@ def configure_training(config: str, work_dir: Optional[str] = None,
                           data_root, max_images,
                           ('train_dataloader', 'val_dataloader'))
     check_dataset_folders(cfg, ('train_dataloader', 'val_dataloader'))
+    batch_size = cfg.train_dataloader.get('batch_size')
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise UsageError('train_dataloader.batch_size must be a whole number '
+                         f'of at least 1, not {batch_size!r}')
     cfg.resume = resume
     if seed is not None:
         cfg.randomness = dict(cfg.get('randomness') or {}, seed=seed)
