@@ -13,11 +13,11 @@ from pathlib import Path
 from fashionseg.benchmarks.crf import agreement, run_benchmark
 from fashionseg.crf.items import split_items
 from fashionseg.crf.search import sample_params
-from fashionseg.utils.cli import emit_json, run_tool
+from fashionseg.utils.cli import emit_json, run_tool, tool_description
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=tool_description(__doc__))
     commands = parser.add_subparsers(dest='command', required=True)
     speed = commands.add_parser('speed')
     speed.add_argument('--photo', type=Path,

@@ -21,17 +21,20 @@ from fashionseg.errors import UsageError
 from fashionseg.inference.jpeg_decoding import check_device_decoding
 from fashionseg.inference.settings import InferenceSettings
 from fashionseg.utils.cli import (add_device_argument, emit_json, positive_int,
-                                  run_tool)
+                                  run_tool, tool_description)
 from fashionseg.utils.device import select_device
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('config')
-    parser.add_argument('checkpoint')
-    parser.add_argument('--data-root', type=Path, required=True)
-    parser.add_argument('--split', default='test')
-    parser.add_argument('--images', type=int, default=50,
+    parser = argparse.ArgumentParser(description=tool_description(__doc__))
+    parser.add_argument('config', help='model config file')
+    parser.add_argument('checkpoint', help='trained weights')
+    parser.add_argument('--data-root', type=Path, required=True,
+                        help='converted dataset folder')
+    parser.add_argument('--split', default='test',
+                        choices=['train', 'val', 'test'],
+                        help='split whose photos are timed (default test)')
+    parser.add_argument('--images', type=positive_int, default=50,
                         help='images to time (after 2 warm-up images)')
     add_device_argument(parser)
     parser.add_argument('--crf-params', type=Path,
@@ -44,7 +47,7 @@ def parse_args():
                         'the device\'s own (bf16,channels-last,batch=32 on a '
                         'GPU, fp32,channels-last,batch=1 on a CPU); none: '
                         'the paper\'s protocol alone')
-    parser.add_argument('--batches', type=int, default=100,
+    parser.add_argument('--batches', type=positive_int, default=100,
                         help='timed batches per engine setting (after 3 '
                         'warm-up batches)')
     parser.add_argument('--agreement-images', type=positive_int,
@@ -71,6 +74,11 @@ def main():
         raise UsageError(str(error)) from None
     check_config_path(args.config)
     check_checkpoint(args.checkpoint)
+    if args.out is not None and (args.out.is_dir()
+                                 or not args.out.parent.is_dir()):
+        # Before minutes of timing, not after.
+        raise UsageError(f'--out {args.out}: not a file in an existing '
+                         'folder')
     if any(setting.decode == 'device' for setting in settings):
         # Before the paper's protocol runs: a missing torchvision ends
         # the tool at once.

@@ -8,7 +8,7 @@ from pathlib import Path
 from custom_datasets.convert import RELEASES, convert_release
 from custom_datasets.writer import MIN_MAX_SIZE, check_max_size
 from fashionseg.errors import UsageError
-from fashionseg.utils.cli import run_tool
+from fashionseg.utils.cli import run_tool, tool_description
 
 
 def max_size(text: str) -> int:
@@ -23,7 +23,7 @@ def max_size(text: str) -> int:
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=tool_description(__doc__))
     parser.add_argument('dataset', choices=sorted(RELEASES))
     parser.add_argument('--src', type=Path, required=True,
                         help='folder holding the raw release')

@@ -12,11 +12,12 @@ from pathlib import Path
 from fashionseg.crf.backend import CRFBackend
 from fashionseg.crf.search import (apply, read_best_params, search,  # noqa
                                    write_search)
-from fashionseg.utils.cli import add_max_images_argument, run_tool
+from fashionseg.utils.cli import (add_max_images_argument, run_tool,
+                                  tool_description)
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=tool_description(__doc__))
     commands = parser.add_subparsers(dest='command', required=True)
     for name in ('search', 'apply'):
         sub = commands.add_parser(name)

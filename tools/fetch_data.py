@@ -7,11 +7,11 @@ from pathlib import Path
 
 from custom_datasets.fetch import (SOURCES, FetchError, fetch_release,  # noqa
                                    local_copy, release_present)
-from fashionseg.utils.cli import run_tool
+from fashionseg.utils.cli import run_tool, tool_description
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=tool_description(__doc__))
     parser.add_argument('dataset', choices=sorted(SOURCES))
     parser.add_argument('--out', type=Path, required=True,
                         help='folder to hold the raw release')

@@ -13,11 +13,12 @@ from fashionseg.dataset_folder import read_dataset_meta
 from fashionseg.evaluation.confusion import load_confusions
 from fashionseg.report.figures import (best_examples, plot_confusion,
                                        plot_examples)
-from fashionseg.utils.cli import add_max_images_argument, run_tool
+from fashionseg.utils.cli import (add_max_images_argument, run_tool,
+                                  tool_description)
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=tool_description(__doc__))
     parser.add_argument('--data', type=Path, required=True,
                         help='dataset folder from tools/convert_data.py')
     parser.add_argument('--run', type=Path, required=True,

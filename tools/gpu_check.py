@@ -18,7 +18,7 @@ from fashionseg.gpu_check.run import DEFAULT_BUDGET, run_gpu_check
 from fashionseg.gpu_check.steps import (STEP_NAMES, CheckPaths, GPUCheck,
                                         sizes_for)
 from fashionseg.gpu_check.summary import summary_table
-from fashionseg.utils.cli import run_tool
+from fashionseg.utils.cli import run_tool, tool_description
 from fashionseg.utils.device import select_device
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def parse_args():
     parser = argparse.ArgumentParser(
-        description=__doc__.split('\n\n')[0].replace('\n', ' '),
+        description=tool_description(__doc__),
         epilog='Through make: make gpu-check GPU_CHECK_ARGS="--budget 600".')
     parser.add_argument('--out', type=Path, default=Path('results/gpu_check'),
                         help='folder for gpu_check.json, .md, .jsonl and the '

@@ -18,11 +18,11 @@ import yaml
 
 from fashionseg.errors import UsageError
 from fashionseg.pipeline.grid import EXECUTORS, Grid, GridSettings, Pipeline
-from fashionseg.utils.cli import run_tool
+from fashionseg.utils.cli import run_tool, tool_description
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=tool_description(__doc__))
     parser.add_argument('targets', nargs='+', metavar='STAGE',
                         help='stages to bring up to date, with everything '
                         'upstream of them (as for dvc repro)')

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from fashionseg.report.paper import load_paper_figures, load_section
 from fashionseg.report.render import build_report, write_report
-from fashionseg.utils.cli import run_tool
+from fashionseg.utils.cli import run_tool, tool_description
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=tool_description(__doc__))
     parser.add_argument('--params', type=Path, default=Path('params.yaml'))
     parser.add_argument('--section', help='params.yaml section to report '
                         '(demo); default: the top level, the paper\'s run')

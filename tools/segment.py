@@ -9,7 +9,8 @@ refined by the dense CRF with searched parameters.
 
 --out must be a new or empty folder, or one this tool wrote before (its
 segment.json says what is in it): a rerun finishes what an interrupted one
-left undone.
+left undone. One run at a time writes into a folder; a second stops at
+once.
 """
 import argparse
 from pathlib import Path
@@ -22,12 +23,13 @@ from fashionseg.inference.photos import (DEFAULT_MAX_SIDE, collect_photos,
                                          plan_outputs, run_settings,
                                          segment_photos)
 from fashionseg.inference.segmenter import Segmenter
-from fashionseg.utils.cli import add_device_argument, positive_int, run_tool
+from fashionseg.utils.cli import (add_device_argument, positive_int, run_tool,
+                                  tool_description)
 from fashionseg.utils.device import select_device
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=tool_description(__doc__))
     parser.add_argument('config')
     parser.add_argument('checkpoint')
     parser.add_argument('inputs', nargs='+', metavar='PHOTO_OR_FOLDER')

@@ -16,7 +16,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from fashionseg.utils.cli import run_tool  # noqa: E402
+from fashionseg.utils.cli import run_tool, tool_description  # noqa: E402
 from fashionseg.utils.wheelhouse import (download, install,  # noqa: E402
                                          read_have)
 PLATFORMS = ['manylinux_2_28_x86_64', 'manylinux_2_27_x86_64',
@@ -25,8 +25,7 @@ PLATFORMS = ['manylinux_2_28_x86_64', 'manylinux_2_27_x86_64',
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(
-        description=__doc__.split('\n\n')[0].replace('\n', ' '))
+    parser = argparse.ArgumentParser(description=tool_description(__doc__))
     commands = parser.add_subparsers(dest='command', required=True)
     get = commands.add_parser('download', help='on a networked machine')
     get.add_argument('--out', type=Path, required=True,

@@ -36,7 +36,9 @@ from fashionseg.inference.segmenter import (Prediction, Segmenter,
                                             checked_segmenter, describe_check)
 from fashionseg.utils.atomic_write import (atomic_write, is_temporary,
                                            write_text_atomic)
-from fashionseg.utils.output_folder import OutputFolderError, refuse_foreign
+from fashionseg.utils.output_folder import (OutputFolderError,
+                                            locked_output_folder,
+                                            refuse_foreign)
 
 IMAGE_SUFFIXES = ('.bmp', '.jpeg', '.jpg', '.png', '.tif', '.tiff', '.webp')
 OVERLAY_SUFFIX = '_overlay'
@@ -376,52 +378,55 @@ def segment_photos(segmenter: Segmenter, photos: Sequence[Path],
         crf=crf_params.as_dict() if crf_params else None,
         crf_backend=backend.name if crf_params else None,
         max_side=max_side)))
-    done, earlier = claim_segment_folder(out_dir, plans, settings)
-    todo = [plan for plan in plans if plan.labels.name not in done]
-    if done:
-        say(f'{out_dir}: an earlier run with the same settings finished '
-            f'{len(done)} of these {len(plans)} photos; segmenting the '
-            f'other {len(todo)}')
-    elif earlier:
-        say(f'{out_dir}: holds an earlier run\'s outputs (other settings, '
-            'other photos, or unfinished); segmenting all '
-            f'{len(plans)} photos again')
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _write_manifest(out_dir, plans, settings, done, earlier, False)
-    batch_size = segmenter.settings.batch_size
-    by_photo = {plan.photo: plan for plan in todo}
-    manifest = (out_dir, plans, settings, earlier)
-    # Both closed before an error leaves: the bar finishes its line and
-    # the decoding threads stop, before the tool prints the error.
-    with tqdm(total=len(todo), unit='photo', disable=not progress,
-              desc='segmenting') as bar, contextlib.closing(decoded_photos(
-                  [plan.photo for plan in todo], workers,
-                  ahead=workers + batch_size)) as decoded:
-        # One batch in flight (Segmenter.stream): on a GPU the next batch
-        # is copied and segmented while this one is refined and written.
-        taken = collections.deque()
+    # One run at a time in a folder: a second would take this run's
+    # temporaries and outputs for an interrupted run's.
+    with locked_output_folder(out_dir, 'tools/segment.py'):
+        done, earlier = claim_segment_folder(out_dir, plans, settings)
+        todo = [plan for plan in plans if plan.labels.name not in done]
+        if done:
+            say(f'{out_dir}: an earlier run with the same settings finished '
+                f'{len(done)} of these {len(plans)} photos; segmenting the '
+                f'other {len(todo)}')
+        elif earlier:
+            say(f'{out_dir}: holds an earlier run\'s outputs (other settings, '
+                'other photos, or unfinished); segmenting all '
+                f'{len(plans)} photos again')
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _write_manifest(out_dir, plans, settings, done, earlier, False)
+        batch_size = segmenter.settings.batch_size
+        by_photo = {plan.photo: plan for plan in todo}
+        manifest = (out_dir, plans, settings, earlier)
+        # Both closed before an error leaves: the bar finishes its line and
+        # the decoding threads stop, before the tool prints the error.
+        with tqdm(total=len(todo), unit='photo', disable=not progress,
+                  desc='segmenting') as bar, contextlib.closing(decoded_photos(
+                      [plan.photo for plan in todo], workers,
+                      ahead=workers + batch_size)) as decoded:
+            # One batch in flight (Segmenter.stream): on a GPU the next batch
+            # is copied and segmented while this one is refined and written.
+            taken = collections.deque()
 
-        def batches():
-            for batch in _batches_of(decoded, by_photo, batch_size):
-                work = [_at_most(image, max_side) for _, image in batch]
-                inputs, metas = segmenter.prepare_batch(work)
-                taken.append((batch, work, metas))
-                yield inputs, metas
+            def batches():
+                for batch in _batches_of(decoded, by_photo, batch_size):
+                    work = [_at_most(image, max_side) for _, image in batch]
+                    inputs, metas = segmenter.prepare_batch(work)
+                    taken.append((batch, work, metas))
+                    yield inputs, metas
 
-        for predictions in segmenter.stream(
-                batches(), keep_scores=crf_params is not None):
-            batch, work, metas = taken.popleft()
-            _finish_batch(batch, work, metas, predictions, palette,
-                          crf_params, backend, done, manifest)
-            bar.update(len(batch))
-    # Outputs of an earlier, larger run that this one did not write go:
-    # the folder holds what this run's manifest says, nothing else.
-    wanted = {name for plan in plans
-              for name in (plan.labels.name, plan.overlay.name)}
-    for name in earlier:  # plain names (read_manifest)
-        if name not in wanted and (out_dir / name).is_file():
-            (out_dir / name).unlink()
-    _write_manifest(out_dir, plans, settings, done, (), True)
+            for predictions in segmenter.stream(
+                    batches(), keep_scores=crf_params is not None):
+                batch, work, metas = taken.popleft()
+                _finish_batch(batch, work, metas, predictions, palette,
+                              crf_params, backend, done, manifest)
+                bar.update(len(batch))
+        # Outputs of an earlier, larger run that this one did not write go:
+        # the folder holds what this run's manifest says, nothing else.
+        wanted = {name for plan in plans
+                  for name in (plan.labels.name, plan.overlay.name)}
+        for name in earlier:  # plain names (read_manifest)
+            if name not in wanted and (out_dir / name).is_file():
+                (out_dir / name).unlink()
+        _write_manifest(out_dir, plans, settings, done, (), True)
     return dict(photos=len(plans), segmented=len(todo),
                 kept_from_earlier_run=len(plans) - len(todo),
                 out_dir=str(out_dir),

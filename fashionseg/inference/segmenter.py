@@ -323,9 +323,19 @@ class Segmenter:
         is taken (decoded), copied to the device and its forward pass
         queued before this batch's labels are waited for, so that on a
         GPU the host's work, the copies and the device's work overlap.
-        An error in taking a batch ends it without the batch in flight."""
+        An error in taking a batch (a damaged photo) comes once the batch
+        in flight has been handed over, so that its caller can keep it."""
         pending = None
-        for inputs, metas in batches:
+        batches = iter(batches)
+        while True:
+            try:
+                inputs, metas = next(batches)
+            except StopIteration:
+                break
+            except Exception:
+                if pending is not None:
+                    yield _wait(pending)
+                raise
             queued = self._queue(inputs, metas, keep_scores, to_host=True)
             if pending is not None:
                 yield _wait(pending)

@@ -16,6 +16,8 @@ from pathlib import Path
 # and recognisable as this module's, so that a folder's reader can skip
 # what an interrupted writer left (:func:`is_temporary`).
 TEMPORARY_MARK = '.tmp-'
+# At most this many characters of the target's stem in a temporary's name.
+MAX_STEM = 100
 
 
 def is_temporary(path) -> bool:
@@ -68,9 +70,11 @@ def atomic_path(path, suffix: str = None):
         # arriving the moment after the file is made, whichever thread
         # receives it, finds the name to remove. (tempfile.mkstemp returns
         # the name only after making the file, and blocking the signals
-        # holds them back from the calling thread only.)
+        # holds them back from the calling thread only.) The stem is cut
+        # so that a name near the file system's limit (255 bytes) still
+        # has a temporary.
         while tmp is None:
-            tmp = path.parent / (f'.{path.stem}{TEMPORARY_MARK}'
+            tmp = path.parent / (f'.{path.stem[:MAX_STEM]}{TEMPORARY_MARK}'
                                  f'{secrets.token_hex(6)}{suffix}')
             try:
                 _create(tmp)
@@ -81,8 +85,10 @@ def atomic_path(path, suffix: str = None):
             os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
+        # (Best effort: where the temporary could not be made, say in a
+        # read-only folder, the error that says so is the one to see.)
         if tmp is not None:
-            with suppress(FileNotFoundError):
+            with suppress(OSError):
                 os.unlink(tmp)
         raise
 

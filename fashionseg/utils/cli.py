@@ -79,6 +79,11 @@ def emit_json(record: dict, out: Optional[Path] = None,
         sys.stdout.write(text)
 
 
+def tool_description(doc: str) -> str:
+    """A tool's ``--help`` text: its docstring's first paragraph."""
+    return ' '.join(doc.split('\n\n')[0].split())
+
+
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
     """``--device auto|cpu|cuda`` (:func:`fashionseg.utils.device.
     select_device`)."""

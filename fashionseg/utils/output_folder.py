@@ -8,8 +8,11 @@ work; and a run leaves in its folder only what it wrote, so that a folder
 reused by a smaller run does not keep a larger run's files beside
 metrics that cover fewer images.
 """
+import contextlib
+import fcntl
+import os
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence
+from typing import Iterable, Iterator, List, Optional, Sequence
 
 from fashionseg.errors import UsageError
 from fashionseg.utils.atomic_write import is_temporary, write_text_atomic
@@ -38,6 +41,38 @@ def refuse_foreign(folder, foreign: Sequence[Path], tool: str,
         f'{option} {folder} holds files {tool} did not write ({listed}'
         f'{more}{f"; it is the folder of {owner}" if owner else ""}); '
         'choose a new or empty folder')
+
+
+@contextlib.contextmanager
+def locked_output_folder(folder, tool: str,
+                         option: str = '--out') -> Iterator[Path]:
+    """``folder`` (made when new) held by this run alone: a second run
+    writing into it stops at once, rather than removing this run's
+    temporaries and outputs as an earlier run's. The lock is the kernel's
+    (``flock`` on the folder itself): it leaves no file behind and ends
+    with the block, or with the process however it ends."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputFolderError(f'{option} {folder} is a file, not a folder')
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError as error:
+        raise OutputFolderError(f'{option} {folder}: cannot make or open it '
+                                f'({error.strerror})') from None
+    try:
+        if not os.access(folder, os.W_OK):
+            raise OutputFolderError(f'{option} {folder}: cannot write there '
+                                    '(read-only)')
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputFolderError(
+                f'{option} {folder} is being written by another run of '
+                f'{tool}; let it finish, or choose another folder') from None
+        yield folder
+    finally:
+        os.close(handle)  # (which releases the lock)
 
 
 def claim_output_folder(folder, tool: str, option: str = '--out',

@@ -222,6 +222,27 @@ def test_streamed_batches_are_labelled_as_one_at_a_time(trained):
     assert list(segmenter.stream(iter(()))) == []
 
 
+def test_a_batch_that_cannot_be_taken_comes_after_the_one_in_flight(
+        trained):
+    """A damaged photo in the third batch: the caller still gets the
+    second batch's labels (to write them), then the error."""
+    config, checkpoint, _, photos = trained
+    images = _photos_of_varied_size(photos, None)[:4]
+    segmenter = Segmenter.from_config(
+        config, checkpoint, settings=InferenceSettings(batch_size=2))
+
+    def batches():
+        yield segmenter.prepare_batch(images[:2])
+        yield segmenter.prepare_batch(images[2:])
+        raise ValueError('photo 5 is damaged')
+
+    got = []
+    with pytest.raises(ValueError, match='photo 5 is damaged'):
+        for predictions in segmenter.stream(batches()):
+            got.append(len(predictions))
+    assert got == [2, 2]
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a GPU')
 def test_streamed_batches_on_a_gpu_are_the_hosts_labels(trained):
     """On a GPU (side-stream copies from pinned memory, labels back
@@ -751,6 +772,34 @@ def test_a_large_photo_is_segmented_at_max_side(trained, tmp_path):
     assert labels.size == (1800, 2700)
     overlay = Image.open(out / 'large_overlay.png')
     assert overlay.size == (3600, 2700)
+
+
+def test_a_second_run_into_a_folder_being_written_stops_at_once(
+        trained, tmp_path):
+    """Two segment.py runs into one --out: the second would take the
+    first's temporaries and outputs for an interrupted run's and remove
+    them; it stops instead, touching nothing. An --out that cannot be
+    made is one error too."""
+    from fashionseg.inference.photos import OutputFolderError, segment_photos
+    from fashionseg.utils.output_folder import locked_output_folder
+    config, checkpoint, _, photos = trained
+    segmenter = Segmenter.from_config(config, checkpoint)
+    out = tmp_path / 'out'
+    with locked_output_folder(out, 'tools/segment.py'):  # the first run
+        writing = out / '.0100_overlay.tmp-0123456789ab.png'
+        writing.write_bytes(b'half a PNG')
+        with pytest.raises(OutputFolderError, match='being written by '
+                           'another run of tools/segment.py'):
+            segment_photos(segmenter, photos[:1], out, progress=False)
+        assert writing.read_bytes() == b'half a PNG'
+    (tmp_path / 'notes.txt').write_text('mine')
+    with pytest.raises(OutputFolderError, match='cannot make or open it'):
+        segment_photos(segmenter, photos[:1], tmp_path / 'notes.txt' / 'sub',
+                       progress=False)
+    # Once the first run has ended, a run goes ahead.
+    writing.unlink()
+    assert segment_photos(segmenter, photos[:1], out,
+                          progress=False)['segmented'] == 1
 
 
 def test_a_manifest_names_only_files_in_its_folder_and_their_photos(

@@ -31,13 +31,36 @@ def _amp_config():
 
 def test_enable_amp_picks_bf16_without_scaler(monkeypatch):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
-    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda: True)
+
+    def gpu(native):
+        # torch counts emulated bf16 (GPUs before compute capability 8.0)
+        # as supported unless asked for native support only.
+        monkeypatch.setattr(torch.cuda, 'is_bf16_supported',
+                            lambda including_emulation=True:
+                            native or including_emulation)
+
+    gpu(native=True)
     cfg = _amp_config()
     assert training.enable_amp(cfg) == 'bfloat16'
     assert cfg.optim_wrapper.type == 'BF16OptimWrapper'
     assert 'loss_scale' not in cfg.optim_wrapper
-    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda: False)
+    assert training.amp_dtype_of(cfg) == 'bfloat16'
+    gpu(native=False)  # a V100 or T4: fp16 with its scaler, faster
     cfg = _amp_config()
     assert training.enable_amp(cfg) == 'float16'
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
     assert cfg.optim_wrapper.loss_scale == 'dynamic'
+    assert training.amp_dtype_of(cfg) == 'float16'
+
+
+def test_amp_on_the_cpu_is_bf16_and_the_record_reads_the_wrapper(
+        monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    cfg = _amp_config()
+    assert training.enable_amp(cfg) == 'bfloat16'
+    assert cfg.optim_wrapper.type == 'BF16OptimWrapper'
+    # Chosen by --cfg-options rather than --amp: recorded all the same.
+    cfg = _amp_config()
+    assert training.amp_dtype_of(cfg) is None
+    cfg.optim_wrapper.type = 'BF16OptimWrapper'
+    assert training.amp_dtype_of(cfg) == 'bfloat16'

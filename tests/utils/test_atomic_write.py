@@ -50,3 +50,30 @@ def test_a_written_file_gets_a_plain_writes_mode(tmp_path):
     module.write_text_atomic(tmp_path / 'result.json', '{}\n')
     assert (tmp_path / 'result.json').read_text() == '{}\n'
     assert (tmp_path / 'result.json').stat().st_mode & 0o777 == file_mode()
+
+
+def test_a_name_near_the_file_systems_limit_has_a_temporary(tmp_path):
+    """A 240-character photo name: its temporary's name stays within
+    the 255 bytes a file name may have."""
+    path = tmp_path / ('x' * 240 + '.png')
+    module.write_text_atomic(path, 'labels')
+    assert path.read_text() == 'labels'
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_a_temporary_that_cannot_be_made_reports_why(tmp_path,
+                                                     monkeypatch):
+    """In a read-only folder neither making the temporary nor removing it
+    works: the error is the one that says why it could not be made."""
+    import errno
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, 'Read-only file system', str(args[0]))
+
+    monkeypatch.setattr(module, '_create', read_only)
+    monkeypatch.setattr(module.os, 'unlink', read_only)
+    with pytest.raises(OSError) as error:
+        with module.atomic_path(tmp_path / 'x.png'):
+            pass
+    assert error.value.errno == errno.EROFS
+    assert error.value.__context__ is None  # not raised while removing
