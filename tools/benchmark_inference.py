@@ -74,11 +74,10 @@ def main():
         raise UsageError(str(error)) from None
     check_config_path(args.config)
     check_checkpoint(args.checkpoint)
-    if args.out is not None and (args.out.is_dir()
-                                 or not args.out.parent.is_dir()):
+    if args.out is not None and (args.out.is_dir() or (
+            args.out.parent.exists() and not args.out.parent.is_dir())):
         # Before minutes of timing, not after.
-        raise UsageError(f'--out {args.out}: not a file in an existing '
-                         'folder')
+        raise UsageError(f'--out {args.out}: not a file\'s path')
     if any(setting.decode == 'device' for setting in settings):
         # Before the paper's protocol runs: a missing torchvision ends
         # the tool at once.

@@ -1,5 +1,6 @@
 """Is training input-bound? Compare the full training loop's images per
-second with the model-only rate (one batch reused) for a config.
+second with the model-only rate (one batch reused) for a config; JSON on
+stdout (and --out).
 
     python tools/benchmark_train.py mmseg_configs/fpn_x101_ccp.py \\
         --data-root data/ccp --amp --speedups channels-last,fp32-resize
@@ -12,14 +13,11 @@ from fashionseg.benchmarks.training import benchmark_training
 from fashionseg.runner.arguments import ConfigOptionsAction
 from fashionseg.runner.speedups import SPEEDUPS, parse_speedups
 from fashionseg.utils.cli import (emit_json, non_negative_int, positive_int,
-                                  run_tool)
+                                  run_tool, tool_description)
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(
-        description='Is training input-bound? The full training loop\'s '
-        'images per second against the model-only rate (one batch reused), '
-        'for a config; JSON on stdout (and --out).')
+    parser = argparse.ArgumentParser(description=tool_description(__doc__))
     parser.add_argument('config', help='training config file')
     parser.add_argument('--iters', type=positive_int, default=50,
                         help='timed iterations (default 50)')

@@ -20,12 +20,13 @@ from fashionseg.runner.arguments import add_runner_arguments
 from fashionseg.runner.run_config import set_local_rank_env
 from fashionseg.runner.testing import (configure_testing, describe_engine,
                                        run_test)
-from fashionseg.utils.cli import add_max_images_argument, run_tool
+from fashionseg.utils.cli import (add_max_images_argument, run_tool,
+                                  tool_description)
 from fashionseg.utils.device import select_device
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description='Test a segmentor')
+    parser = argparse.ArgumentParser(description=tool_description(__doc__))
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='the dir to save logs (and '

@@ -9,12 +9,13 @@ from fashionseg.runner.arguments import add_runner_arguments
 from fashionseg.runner.run_config import set_local_rank_env
 from fashionseg.runner.speedups import SPEEDUPS, parse_speedups
 from fashionseg.runner.training import configure_training, train
-from fashionseg.utils.cli import add_max_images_argument, run_tool
+from fashionseg.utils.cli import (add_max_images_argument, run_tool,
+                                  tool_description)
 from fashionseg.utils.device import parse_bool, select_device
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description='Train a segmentor')
+    parser = argparse.ArgumentParser(description=tool_description(__doc__))
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument(
@@ -27,8 +28,9 @@ def parse_args():
         'stale-N/) and start afresh (what the pipeline uses)')
     parser.add_argument(
         '--amp', nargs='?', const=True, default=False, type=parse_bool,
-        help='mixed-precision training (bf16 where the GPU supports it); '
-        'also --amp true|false')
+        help='mixed-precision training: bf16 on the CPU and on GPUs that '
+        'compute it natively, fp16 with loss scaling on older GPUs; also '
+        '--amp true|false')
     parser.add_argument(
         '--no-pretrained', action='store_true',
         help='train from scratch instead of from ImageNet weights '

@@ -391,11 +391,11 @@ def apply_speedups(cfg: Config, names: Iterable[str],
         preprocessor.type = 'FastSegDataPreProcessor'
         preprocessor.non_blocking = 'non-blocking' in names
         preprocessor.channels_last = 'channels-last' in names
+    if {'channels-last', 'foreach-adam'} & set(names):
+        add_custom_hooks(cfg, dict(type='OptimizerStateLayoutHook'))
     if 'channels-last' in names:
         add_custom_hooks(cfg, dict(type='ChannelsLastHook'))
         _channels_last_ddp(cfg)
-    if {'channels-last', 'foreach-adam'} & set(names):
-        add_custom_hooks(cfg, dict(type='OptimizerStateLayoutHook'))
         # cuDNN's autotuning of channels-last convolutions did not finish
         # the first fp32 batch-5 iteration of the paper's FPN in 35 s, nor
         # the first bf16 one in 60 s, for a single 600 x 400 shape (one

@@ -16,7 +16,7 @@ from pathlib import Path
 # and recognisable as this module's, so that a folder's reader can skip
 # what an interrupted writer left (:func:`is_temporary`).
 TEMPORARY_MARK = '.tmp-'
-# At most this many characters of the target's stem in a temporary's name.
+# At most this many bytes of the target's stem in a temporary's name.
 MAX_STEM = 100
 
 
@@ -73,8 +73,11 @@ def atomic_path(path, suffix: str = None):
         # holds them back from the calling thread only.) The stem is cut
         # so that a name near the file system's limit (255 bytes) still
         # has a temporary.
+        stem = path.stem
+        while len(os.fsencode(stem)) > MAX_STEM:  # whole characters
+            stem = stem[:-1]
         while tmp is None:
-            tmp = path.parent / (f'.{path.stem[:MAX_STEM]}{TEMPORARY_MARK}'
+            tmp = path.parent / (f'.{stem}{TEMPORARY_MARK}'
                                  f'{secrets.token_hex(6)}{suffix}')
             try:
                 _create(tmp)

@@ -11,6 +11,7 @@ metrics that cover fewer images.
 import contextlib
 import fcntl
 import os
+import warnings
 from pathlib import Path
 from typing import Iterable, Iterator, List, Optional, Sequence
 
@@ -70,6 +71,12 @@ def locked_output_folder(folder, tool: str,
             raise OutputFolderError(
                 f'{option} {folder} is being written by another run of '
                 f'{tool}; let it finish, or choose another folder') from None
+        except OSError as error:
+            # A file system without such locks (some network and FUSE
+            # ones): the run goes on, and says what it cannot check.
+            warnings.warn(f'{option} {folder}: cannot be locked '
+                          f'({error.strerror}); make sure that one run at a '
+                          'time writes there', stacklevel=3)
         yield folder
     finally:
         os.close(handle)  # (which releases the lock)

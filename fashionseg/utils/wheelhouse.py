@@ -308,12 +308,28 @@ def _sources(wheelhouse: Path) -> List[Path]:
 
 
 def _python_version(python: str) -> str:
-    result = subprocess.run(
-        [python, '-c', 'import platform; print(platform.python_version())'],
-        capture_output=True, text=True)
+    try:
+        result = subprocess.run(
+            [python, '-c',
+             'import platform; print(platform.python_version())'],
+            capture_output=True, text=True)
+    except OSError as error:
+        raise WheelhouseError(f'--python {python}: {error.strerror}') \
+            from None
     if result.returncode != 0:
-        raise WheelhouseError(f'{python} does not run (--python)')
+        raise WheelhouseError(f'--python {python} does not run')
     return result.stdout.strip()
+
+
+def _offline_env(base: Optional[dict] = None) -> Dict[str, str]:
+    """pip's environment for the offline install: no configuration file
+    (global, site or user) and no ``PIP_*`` variable, so that no index or
+    find-links of the machine's pip set-up is consulted: the wheelhouse
+    is the only source."""
+    env = {k: v for k, v in (base or os.environ).items()
+           if not k.startswith('PIP_')}
+    env['PIP_CONFIG_FILE'] = os.devnull
+    return env
 
 
 def _minor(version: str) -> str:
@@ -383,14 +399,20 @@ def install(wheelhouse: Path, venv: Path, repo: Path,
     venv_python = str(venv / 'bin' / 'python')
     if not Path(venv_python).exists():
         created = not venv.exists()
+        was_empty = created or not any(venv.iterdir())
         made = subprocess.run([python, '-m', 'venv', str(venv)])
         if made.returncode != 0:
             # A Python without ensurepip (Debian's, say): an environment
             # without pip, which the machine's own pip installs into.
-            # (What venv left; the folder itself only if it made it.)
+            # What venv left goes, where the folder held nothing before.
+            if not was_empty:
+                raise WheelhouseError(
+                    f'{python} -m venv {venv} failed, over an environment '
+                    'without bin/python: remove it, or choose another '
+                    'folder')
             if created:
                 shutil.rmtree(venv, ignore_errors=True)
-            else:  # it was empty (_check_environment)
+            else:
                 for entry in venv.iterdir():
                     if entry.is_dir() and not entry.is_symlink():
                         shutil.rmtree(entry)
@@ -403,23 +425,23 @@ def install(wheelhouse: Path, venv: Path, repo: Path,
                              capture_output=True).returncode == 0
     pip = venv_python if has_pip else [python, '-m', 'pip', '--python',
                                        venv_python]
-    # --isolated: no find-links or index from pip's configuration or
-    # environment; the wheelhouse is the only source.
-    offline = ['--isolated', '--no-index', '--find-links', wheelhouse,
-               '--no-deps', '--disable-pip-version-check']
-    _pip(pip, 'install', *offline, *sorted(wheelhouse.glob('*.whl')))
+    offline = ['--no-index', '--find-links', wheelhouse, '--no-deps',
+               '--disable-pip-version-check']
+    _pip(pip, 'install', *offline, *sorted(wheelhouse.glob('*.whl')),
+         env=_offline_env())
     jobs = jobs or os.cpu_count() or 1
     sources = _sources(wheelhouse)
     with tempfile.TemporaryDirectory(prefix='mmcv-pch-') as pch_dir, \
             ThreadPoolExecutor(len(sources)) as pool:
-        env = _build_env(jobs, repo, Path(pch_dir))
+        env = _offline_env(_build_env(jobs, repo, Path(pch_dir)))
         # Built anew, not taken from pip's cache: a wheel built there
         # against another torch (or none) would install without ops.
         list(pool.map(lambda s: _pip(pip, 'install', *offline,
                                      '--no-build-isolation', '--no-cache-dir',
                                      '--force-reinstall', s, env=env),
                       sources))
-    _pip(pip, 'install', *offline, '--no-build-isolation', '-e', repo)
+    _pip(pip, 'install', *offline, '--no-build-isolation', '-e', repo,
+         env=_offline_env())
     check = subprocess.run(
         [venv_python, '-c', 'import torch, mmcv._ext, mmseg, pydensecrf.'
          'densecrf, dvc.repo, dvclive, fashionseg.mmseg_modules, '

@@ -147,6 +147,11 @@ def test_the_config_records_what_is_on_and_refuses_the_unknown():
         'type': 'DeferredRuntimeInfoHook'}
     assert {'type': 'CompileHook'} in cfg.custom_hooks
     assert parse_speedups('none') == [] and parse_speedups('') == []
+    # Only channels-last changes the cuDNN policy.
+    cfg = Config.fromfile(CONFIG)
+    apply_speedups(cfg, ['foreach-adam', 'non-blocking', 'no-host-sync'])
+    assert cfg.env_cfg.cudnn_benchmark is True
+    assert {'type': 'OptimizerStateLayoutHook'} in cfg.custom_hooks
     assert parse_speedups('None') == [] and parse_speedups('null') == []
     with pytest.raises(UsageError, match="unknown training speed-up 'fast'"):
         parse_speedups('channels-last,fast')
@@ -256,7 +261,7 @@ def test_resumed_moments_take_their_parameters_layout(saved, resumed):
     step is then plain Adam's."""
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3),
-                                torch.nn.Conv2d(8, 4, 1))
+                                torch.nn.Conv2d(8, 4, 3))
     inputs = torch.rand(2, 3, 9, 9)
 
     def step(optimizer):

@@ -5,6 +5,7 @@ one-line errors. (Writing a wheelhouse needs the package index; the whole
 install was run by hand: docs/install.md, "A GPU machine without
 network".)"""
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -146,3 +147,17 @@ def test_install_leaves_a_folder_of_other_files_or_another_python_alone(
                        match='an environment of Python 3.1.4, not of'):
         wheelhouse.install(house, other, REPO, sys.executable)
     assert sorted(p.name for p in other.iterdir()) == ['pyvenv.cfg']
+
+
+def test_the_offline_install_reads_no_pip_configuration(tmp_path):
+    """pip's find-links and indexes from the machine's set-up (a config
+    file, PIP_* variables) are not consulted; a --python that is not there
+    is one error."""
+    env = wheelhouse._offline_env({'PIP_FIND_LINKS': '/opt/wheels',
+                                   'PIP_INDEX_URL': 'http://mirror',
+                                   'PATH': '/usr/bin'})
+    assert env == {'PATH': '/usr/bin', 'PIP_CONFIG_FILE': os.devnull}
+    house = _wheelhouse(tmp_path, platform.python_version())
+    with pytest.raises(wheelhouse.WheelhouseError,
+                       match='--python /no/such/python: No such file'):
+        wheelhouse.install(house, tmp_path / 'env', REPO, '/no/such/python')
