@@ -8,6 +8,7 @@ the CRF, benchmark and report tools read it.
 """
 import json
 from pathlib import Path
+from typing import List
 
 from fashionseg.errors import DataError
 
@@ -27,6 +28,11 @@ def image_path(root: Path, split: str, stem: str) -> Path:
 def label_path(root: Path, split: str, stem: str) -> Path:
     """Where a converted dataset keeps a label map."""
     return Path(root) / 'ann_dir' / split / f'{stem}.png'
+
+
+def split_stems(root: Path, split: str) -> List[str]:
+    """The stems of a converted split, in file order."""
+    return (Path(root) / 'splits' / f'{split}.txt').read_text().split()
 
 
 def read_dataset_meta(root: Path) -> dict:

@@ -38,14 +38,15 @@ from tqdm import tqdm
 from fashionseg.benchmarks.timing import peak_memory, time_batches
 from fashionseg.crf.backend import CRFBackend
 from fashionseg.crf.energy import CRFParams
-from fashionseg.dataset_folder import image_path, read_dataset_meta
+from fashionseg.dataset_folder import (image_path, read_dataset_meta,
+                                       split_stems)
 from fashionseg.inference.jpeg_decoding import check_device_decoding
 from fashionseg.inference.photos import refine_predictions
 from fashionseg.inference.segmenter import (Segmenter, build_model,
                                             label_agreement,
                                             test_pipeline_for_arrays)
 from fashionseg.inference.settings import AGREEMENT_BAR, InferenceSettings
-from fashionseg.utils.device import device_name
+from fashionseg.utils.device import device_name, torch_device_of
 
 DECODE_THREADS = 8
 
@@ -90,7 +91,7 @@ def benchmark_engine(config: str, checkpoint: str, data_root: Path,
     images = [mmcv.imfrombytes(data) for data in jpegs]
     checked = images[:agreement_images]
     cfg = Config.fromfile(config)
-    torch_device = _torch_device(device)
+    torch_device = torch_device_of(device)
     if any(setting.decode == 'device' for setting in settings):
         # Before any row: a setting that cannot run stops the benchmark
         # at once, not after the rows before it.
@@ -164,7 +165,7 @@ def benchmark_engine_with_crf(config: str, checkpoint: str,
     with ThreadPoolExecutor(DECODE_THREADS) as pool:
         return _with_crf(Config.fromfile(config), checkpoint, setting,
                          jpegs, pool, batches, warmup,
-                         _torch_device(device), crf_params)
+                         torch_device_of(device), crf_params)
 
 
 def _with_crf(cfg: Config, checkpoint: str, setting: InferenceSettings,
@@ -181,15 +182,11 @@ def _split_jpegs(data_root: Path, split: str) -> List[bytes]:
     """The JPEG bytes of a converted split's photos, in its order."""
     data_root = Path(data_root)
     read_dataset_meta(data_root)
-    stems = (data_root / 'splits' / f'{split}.txt').read_text().split()
+    stems = split_stems(data_root, split)
     if not stems:
         raise ValueError(f'{data_root}: the {split} split has no images')
     return [image_path(data_root, split, stem).read_bytes()
             for stem in stems]
-
-
-def _torch_device(device: str) -> str:
-    return 'cuda:0' if device == 'cuda' else device
 
 
 def _release_memory(device: str) -> None:

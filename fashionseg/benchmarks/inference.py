@@ -21,9 +21,10 @@ from tqdm import tqdm
 from fashionseg.benchmarks.timing import peak_memory
 from fashionseg.crf.energy import CRFParams
 from fashionseg.crf.pydensecrf_backend import dense_crf
-from fashionseg.dataset_folder import image_path, read_dataset_meta
+from fashionseg.dataset_folder import (image_path, read_dataset_meta,
+                                       split_stems)
 from fashionseg.inference.segmenter import build_model
-from fashionseg.utils.device import device_name, synchronize
+from fashionseg.utils.device import device_name, synchronize, torch_device_of
 from fashionseg.utils.environment import collect_environment
 
 WARMUP_IMAGES = 2
@@ -36,11 +37,11 @@ def benchmark_inference(config: str, checkpoint: str, data_root: Path,
     """Time ``images`` images of ``split`` (after the warm-up ones)."""
     data_root = Path(data_root)
     read_dataset_meta(data_root)  # a clear error for a missing dataset
-    stems = (data_root / 'splits' / f'{split}.txt').read_text().split()
-    paths = [image_path(data_root, split, stem) for stem in stems]
+    paths = [image_path(data_root, split, stem)
+             for stem in split_stems(data_root, split)]
     if not paths:
         raise ValueError(f'{data_root}: the {split} split has no images')
-    torch_device = 'cuda:0' if device == 'cuda' else 'cpu'
+    torch_device = torch_device_of(device)
     # The weights loaded strictly (the engine's builder), then
     # MMSegmentation's own inference path as the paper's protocol.
     model = build_model(Config.fromfile(config), checkpoint, torch_device)

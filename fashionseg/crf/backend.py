@@ -84,16 +84,18 @@ class CRFBackend:
         if self.name != 'torch':
             return [dense_crf(image, probs.cpu().numpy(), params)
                     for image, probs in zip(images_rgb, log_probs)]
+
+        def call(start: int, end: int) -> List[np.ndarray]:
+            return dense_crf_batch(images_rgb[start:end], log_probs[start:end],
+                                   [params] * (end - start), str(self.device))
+
         labels, start, pixels = [], 0, 0
-        for end in range(len(log_probs) + 1):
-            size = log_probs[end].shape[-2] * log_probs[end].shape[-1] \
-                if end < len(log_probs) else 0
-            if end == len(log_probs) or self.starts_new_call(
-                    end - start, pixels, size):
-                if end > start:
-                    labels += dense_crf_batch(
-                        images_rgb[start:end], log_probs[start:end],
-                        [params] * (end - start), str(self.device))
+        for end, probs in enumerate(log_probs):
+            size = probs.shape[-2] * probs.shape[-1]
+            if self.starts_new_call(end - start, pixels, size):
+                labels += call(start, end)
                 start, pixels = end, 0
             pixels += size
+        if start < len(log_probs):
+            labels += call(start, len(log_probs))
         return labels

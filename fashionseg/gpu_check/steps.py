@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Tuple
 
-from fashionseg.dataset_folder import SPLITS, image_path, label_path
+from fashionseg.dataset_folder import (SPLITS, image_path, label_path,
+                                       split_stems)
 from fashionseg.utils.atomic_write import write_text_atomic
 
 # Each step runs in a process of its own and imports what it uses in its
@@ -177,8 +178,8 @@ def resize_photos(data: Path, size: Tuple[int, int]) -> list:
                           Image.Resampling.NEAREST).save(label, format='PNG')
         return before
 
-    items = [(split, stem) for split in SPLITS for stem in (
-        data / 'splits' / f'{split}.txt').read_text().split()]
+    items = [(split, stem) for split in SPLITS
+             for stem in split_stems(data, split)]
     with ThreadPoolExecutor(min(16, os.cpu_count() or 1)) as pool:
         return sorted(set(pool.map(resize, items)))
 
@@ -268,8 +269,7 @@ class GPUCheck:
                    '--out', data, '--max-size', max(self.sizes.image))
         before = resize_photos(data, self.sizes.image)
         self._save_state(data=str(data))
-        counts = {split: len((data / 'splits' / f'{split}.txt').read_text()
-                             .split()) for split in SPLITS}
+        counts = {split: len(split_stems(data, split)) for split in SPLITS}
         return dict(images=counts, size=list(self.sizes.image),
                     sizes_before=[list(s) for s in before])
 
@@ -355,8 +355,7 @@ class GPUCheck:
         seconds = self.measure('seconds', time.perf_counter() - started)
         written = {}
         for split in ('val', 'test'):
-            stems = (Path(data) / 'splits' / f'{split}.txt').read_text(
-            ).split()
+            stems = split_stems(data, split)
             files = list((self.work / f'scores_{split}').glob('*.npz'))
             _require(len(files) == len(stems),
                      f'{len(files)} score files for {len(stems)} {split} '
@@ -379,8 +378,7 @@ class GPUCheck:
         # The backends compared on scores the CRF changes (the check's
         # model, trained for two epochs, labels nearly every pixel as
         # background, and the CRF leaves that as it is).
-        stems = (Path(data) / 'splits' / 'test.txt').read_text().split()[
-            :self.sizes.crf_images]
+        stems = split_stems(data, 'test')[:self.sizes.crf_images]
         write_truth_like_scores(data, 'test', stems,
                                 self.work / 'scores_truth_like')
         items, classes = split_items(self.work / 'scores_truth_like', data,
@@ -441,8 +439,8 @@ class GPUCheck:
         scores.mkdir(parents=True)
         (data / 'dataset.json').write_bytes(
             (source / 'dataset.json').read_bytes())
-        pairs = [(split, stem) for split in ('val', 'test') for stem in (
-            source / 'splits' / f'{split}.txt').read_text().split()]
+        pairs = [(split, stem) for split in ('val', 'test')
+                 for stem in split_stems(source, split)]
         stems = []
         for index in range(count):
             split, stem = pairs[index % len(pairs)]

@@ -391,7 +391,6 @@ def segment_photos(segmenter: Segmenter, photos: Sequence[Path],
             say(f'{out_dir}: holds an earlier run\'s outputs (other settings, '
                 'other photos, or unfinished); segmenting all '
                 f'{len(plans)} photos again')
-        out_dir.mkdir(parents=True, exist_ok=True)
         _write_manifest(out_dir, plans, settings, done, earlier, False)
         batch_size = segmenter.settings.batch_size
         by_photo = {plan.photo: plan for plan in todo}

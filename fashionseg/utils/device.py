@@ -63,6 +63,12 @@ def why_no_cuda() -> str:
             'a driver older than that CUDA (check nvidia-smi).' + hidden)
 
 
+def torch_device_of(device: str) -> str:
+    """torch's name of the device :func:`select_device` chose: the first
+    GPU for ``cuda``."""
+    return 'cuda:0' if device == 'cuda' else 'cpu'
+
+
 def processor_name() -> str:
     """The CPU's name as the platform reports it."""
     return platform.processor() or platform.machine()

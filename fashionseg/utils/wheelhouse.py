@@ -388,10 +388,6 @@ def install(wheelhouse: Path, venv: Path, repo: Path,
     """Install from ``wheelhouse`` into ``venv`` over ``python`` (which
     holds the machine's torch), without any package index."""
     wheelhouse, venv = Path(wheelhouse).resolve(), Path(venv).resolve()
-    if not (wheelhouse / MANIFEST).is_file():
-        raise WheelhouseError(f'{wheelhouse} is not a wheelhouse (no '
-                              f'{MANIFEST}); write one with '
-                              '`tools/wheelhouse.py download` first')
     python_version = _python_version(python)
     check_wheelhouse(wheelhouse, python_version)
     _check_environment(venv, python_version)
