@@ -72,8 +72,8 @@ class PermutohedralLattice:
         remainder = torch.arange(d + 1, device=device)[None, :, None]
         keys = rem0[:, None, :d] + remainder - (d + 1) * (
             rank[:, None, :d] > d - remainder).long()  # N x (d+1) x d
-        self._encode_setup(keys, segment, d)
-        codes = self._encode(keys, segment[:, None].expand(-1, d + 1))
+        self._encode_setup(rem0[:, :d] - rank[:, :d], segment, d)
+        codes = self._encode(keys, segment[:, None])  # for all d + 1
         vertex_codes, offsets = torch.unique(codes.reshape(-1),
                                              return_inverse=True)
         self.num_vertices = len(vertex_codes)
@@ -87,7 +87,7 @@ class PermutohedralLattice:
             -1, d + 1).reshape(-1)
         # Blur neighbours along each of the d + 1 lattice axes; a missing
         # neighbour points at row 0, which stays zero.
-        self.neighbours = []
+        neighbours = []
         for axis in range(d + 1):
             n1 = vertex_keys - 1
             n2 = vertex_keys + 1
@@ -102,26 +102,30 @@ class PermutohedralLattice:
                 found = vertex_codes[position] == code
                 pair.append(torch.where(found, position + 1,
                                         torch.zeros_like(position)))
-            self.neighbours.append(pair)
+            neighbours.append(pair)
         self.alpha = 1.0 / (1.0 + 2.0 ** (-d))
         self._build_matrices()
+        self.blur_steps = [_blur_step(n1, n2, self.splat.crow_indices().dtype)
+                           for n1, n2 in neighbours]
 
-    def _encode_setup(self, keys: torch.Tensor, segment: torch.Tensor,
+    def _encode_setup(self, lowest: torch.Tensor, segment: torch.Tensor,
                       d: int) -> None:
         """Mixed-radix codes for (segment, key) with room for the blur's
         neighbours (coordinates move by at most d). Each image gets its
         own key range and block of codes, so that one image's narrow
         kernel (a wide key range) takes only its own share of the 64 bits,
-        not every image's."""
-        flat = keys.reshape(-1, d)
-        point_segment = segment[:, None].expand(-1, keys.shape[1]).reshape(
-            -1)
-        segments = int(point_segment.max().item()) + 1 if len(flat) else 1
-        index = point_segment[:, None].expand(-1, d)
-        low = torch.zeros(segments, d, dtype=torch.long, device=keys.device)
+        not every image's. The keys of a point's d + 1 vertices span
+        ``lowest`` (its remainder-0 point less its ranks) to ``lowest`` + d
+        on every axis, exactly: the range is read off the N points rather
+        than their (d + 1) N vertices."""
+        segments = int(segment.max().item()) + 1 if len(lowest) else 1
+        index = segment[:, None].expand(-1, d)
+        low = torch.zeros(segments, d, dtype=torch.long,
+                          device=lowest.device)
         high = torch.zeros_like(low)
-        low.scatter_reduce_(0, index, flat, 'amin', include_self=False)
-        high.scatter_reduce_(0, index, flat, 'amax', include_self=False)
+        low.scatter_reduce_(0, index, lowest, 'amin', include_self=False)
+        high.scatter_reduce_(0, index, lowest, 'amax', include_self=False)
+        high += d
         self._low = low - (d + 1)
         span = high - self._low + d + 2  # segments x d
         strides = torch.cumprod(torch.cat([torch.ones_like(span[:, :1]),
@@ -137,10 +141,12 @@ class PermutohedralLattice:
             bases.append(bases[-1] + size)
         self._strides = strides
         self._bases = torch.tensor(bases, dtype=torch.long,
-                                   device=keys.device)
+                                   device=lowest.device)
 
     def _encode(self, keys: torch.Tensor, segment: torch.Tensor
                 ) -> torch.Tensor:
+        """Codes of ``keys`` (... x d) in the images ``segment`` (the same
+        shape without d, or one that broadcasts to it)."""
         return ((keys - self._low[segment]) * self._strides[segment]).sum(
             -1) + self._bases[segment]
 
@@ -175,17 +181,36 @@ class PermutohedralLattice:
 
     def compute(self, values: torch.Tensor) -> torch.Tensor:
         """Filter ``values`` (N x C): splat, blur, slice."""
-        return self.slice @ blur(self.splat @ values, self.neighbours)
+        return self.slice @ blur(self.splat @ values, self.blur_steps)
 
 
-def blur(lattice: torch.Tensor, neighbours) -> torch.Tensor:
+def _blur_step(n1: torch.Tensor, n2: torch.Tensor, index: torch.dtype
+               ) -> torch.Tensor:
+    """One axis of the blur, v + (v[n1] + v[n2]) / 2 for every vertex, as
+    a CSR matrix on the vertex rows (row 0, the empty neighbour, has no
+    entries and stays zero; so do entries for missing neighbours, which
+    point at it). One sparse product per axis reads each neighbour once
+    and writes the result once, where gathering and adding took four
+    passes over the vertex values."""
+    vertices = len(n1) + 1
+    device = n1.device
+    rows = torch.arange(1, vertices, device=device)
+    columns = torch.stack([n1, rows, n2], 1)
+    weights = torch.tensor([0.5, 1.0, 0.5], device=device).expand(
+        len(rows), 3)
+    columns, order = torch.sort(columns, dim=1)
+    weights = torch.gather(weights, 1, order)
+    present = columns > 0
+    counts = torch.zeros(vertices + 1, dtype=torch.long, device=device)
+    counts[2:] = torch.cumsum(present.sum(1), 0)
+    return torch.sparse_csr_tensor(
+        counts.to(index), columns[present].to(index), weights[present],
+        (vertices, vertices))
+
+
+def blur(lattice: torch.Tensor, steps) -> torch.Tensor:
     """Blur vertex values (row 0: the empty neighbour, kept zero) along each
-    lattice axis in turn: v + (v[n1] + v[n2]) / 2."""
-    other = torch.zeros_like(lattice)
-    pair = torch.empty_like(lattice[1:])
-    for n1, n2 in neighbours:
-        torch.index_select(lattice, 0, n1, out=pair)
-        pair += lattice[n2]
-        torch.add(lattice[1:], pair, alpha=0.5, out=other[1:])
-        lattice, other = other, lattice
+    lattice axis in turn (:func:`_blur_step`)."""
+    for step in steps:
+        lattice = step @ lattice
     return lattice

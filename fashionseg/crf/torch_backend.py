@@ -38,13 +38,113 @@ class _Kernel:
         lattice = PermutohedralLattice(features, segment)
         ones = torch.ones(len(features), 1, device=features.device)
         norm = 1.0 / torch.sqrt(lattice.compute(ones) + 1e-20)
-        self.neighbours = lattice.neighbours
+        self.blur_steps = lattice.blur_steps
         self.splat = _scale_columns(lattice.splat, norm[:, 0])
         self.slice = _scale_rows(lattice.slice, (norm * weight)[:, 0])
 
-    def add_to(self, message: torch.Tensor, q: torch.Tensor) -> None:
-        """``message`` += the kernel applied to ``q``."""
-        message.add_(self.slice @ blur(self.splat @ q, self.neighbours))
+
+class _Messages:
+    """Both kernels' messages to every pixel in one pass: their splatting
+    matrices stacked (one product reads q once), their blurs block by
+    block on the stacked vertices (the smoothness lattice, with fewer
+    axes, left as it is in the appearance lattice's last steps), their
+    slicing matrices side by side (one product, added to the unary by
+    ``addmm``, writes the message once). Mean field is bound by moving q
+    through memory; this keeps it to a read, a write and the softmax per
+    iteration."""
+
+    def __init__(self, kernels: Sequence[_Kernel]):
+        index = _index_dtype(kernels)
+        self.splat = _stack_rows([k.splat for k in kernels], index)
+        self.slice = _side_by_side([k.slice for k in kernels], index)
+        steps = max(len(k.blur_steps) for k in kernels)
+        self.blur_steps = [
+            _block_diagonal([k.blur_steps[i] if i < len(k.blur_steps)
+                             else _identity(k.splat.shape[0], index,
+                                            k.splat.device)
+                             for k in kernels], index)
+            for i in range(steps)]
+
+    def compute(self, log_q0: torch.Tensor, q: torch.Tensor,
+                out: torch.Tensor) -> torch.Tensor:
+        """``out`` = ``log_q0`` + every kernel applied to ``q``."""
+        return torch.addmm(log_q0, self.slice,
+                           blur(self.splat @ q, self.blur_steps), out=out)
+
+
+def _index_dtype(kernels: Sequence[_Kernel]) -> torch.dtype:
+    """int32 indices where every kernel has them and the stacked matrices'
+    entries and columns fit (as :meth:`PermutohedralLattice._build_matrices`
+    chooses)."""
+    entries = sum(k.slice.values().numel() for k in kernels)
+    columns = sum(k.slice.shape[1] for k in kernels)
+    narrow = all(k.slice.col_indices().dtype == torch.int32
+                 for k in kernels)
+    return torch.int32 if narrow and max(entries, columns) < 2**31 \
+        else torch.long
+
+
+def _stack_rows(matrices: Sequence[torch.Tensor], index: torch.dtype
+                ) -> torch.Tensor:
+    """CSR matrices of the same width, one above the other."""
+    crows, offset = [], 0
+    for matrix in matrices:
+        crows.append(matrix.crow_indices()[:-1].to(index) + offset)
+        offset += matrix.values().numel()
+    crows.append(torch.tensor([offset], dtype=index,
+                              device=matrices[0].device))
+    return torch.sparse_csr_tensor(
+        torch.cat(crows),
+        torch.cat([m.col_indices().to(index) for m in matrices]),
+        torch.cat([m.values() for m in matrices]),
+        (sum(m.shape[0] for m in matrices), matrices[0].shape[1]))
+
+
+def _block_diagonal(matrices: Sequence[torch.Tensor], index: torch.dtype
+                    ) -> torch.Tensor:
+    """Square CSR matrices along the diagonal of one."""
+    stacked = _stack_rows(matrices, index)
+    offsets = torch.cat([torch.full((m.values().numel(),), offset,
+                                    dtype=index, device=m.device)
+                         for m, offset in zip(matrices, _starts(matrices))])
+    size = sum(m.shape[0] for m in matrices)
+    return torch.sparse_csr_tensor(stacked.crow_indices(),
+                                   stacked.col_indices() + offsets,
+                                   stacked.values(), (size, size))
+
+
+def _starts(matrices: Sequence[torch.Tensor]) -> List[int]:
+    starts = [0]
+    for matrix in matrices[:-1]:
+        starts.append(starts[-1] + matrix.shape[0])
+    return starts
+
+
+def _identity(size: int, index: torch.dtype, device) -> torch.Tensor:
+    return torch.sparse_csr_tensor(
+        torch.arange(size + 1, dtype=index, device=device),
+        torch.arange(size, dtype=index, device=device),
+        torch.ones(size, device=device), (size, size))
+
+
+def _side_by_side(matrices: Sequence[torch.Tensor], index: torch.dtype
+                  ) -> torch.Tensor:
+    """CSR matrices of the same height, each with the same number of
+    entries in every row (a lattice's d + 1), left to right; each row's
+    columns stay in increasing order."""
+    rows = matrices[0].shape[0]
+    columns, values, offset = [], [], 0
+    for matrix in matrices:
+        columns.append(matrix.col_indices().to(index).reshape(rows, -1)
+                       + offset)
+        values.append(matrix.values().reshape(rows, -1))
+        offset += matrix.shape[1]
+    per_row = sum(c.shape[1] for c in columns)
+    return torch.sparse_csr_tensor(
+        torch.arange(0, rows * per_row + 1, per_row, dtype=index,
+                     device=matrices[0].device),
+        torch.cat(columns, 1).reshape(-1), torch.cat(values, 1).reshape(-1),
+        (rows, offset))
 
 
 def _scale_rows(matrix: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -129,15 +229,13 @@ def dense_crf_batch(images: Sequence[np.ndarray],
         shapes.append((height, width))
     log_q0 = torch.cat(unaries)  # -unary
     segment = torch.cat(segments)
-    kernels = [_smoothness_kernel(tuple(shapes), str(device)),
-               _Kernel(torch.cat(appear), segment, torch.cat(weights))]
+    messages = _Messages([
+        _smoothness_kernel(tuple(shapes), str(device)),
+        _Kernel(torch.cat(appear), segment, torch.cat(weights))])
     q = torch.softmax(log_q0, 1)
     message = torch.empty_like(log_q0)
     for _ in range(iterations):
-        message.copy_(log_q0)
-        for kernel in kernels:
-            kernel.add_to(message, q)
-        q = torch.softmax(message, 1)
+        q = torch.softmax(messages.compute(log_q0, q, out=message), 1)
     labels = q.argmax(1).to(torch.uint8)
     if not as_tensors:
         labels = labels.cpu().numpy()

@@ -228,3 +228,27 @@ def test_images_in_memory_are_refined_in_calls_within_the_budget(
         assert calls == expected, (batch_size, budget)
         for alone, batched in zip(together, labels):
             np.testing.assert_array_equal(batched, alone)
+
+
+def test_both_kernels_in_one_pass_equal_each_on_its_own():
+    """Mean field's messages from the stacked kernels (one splat, the
+    blurs block by block, one slice added to the unary) equal the sum of
+    each kernel applied on its own, lattices of different dimensions
+    and sizes alike."""
+    from fashionseg.crf.lattice import blur
+    from fashionseg.crf.torch_backend import _Kernel, _Messages
+    generator = torch.Generator().manual_seed(0)
+    points = 500
+    segment = torch.zeros(points, dtype=torch.long)
+    kernels = [_Kernel(torch.rand(points, d, generator=generator) * scale,
+                       segment, torch.full((points, 1), weight))
+               for d, scale, weight in ((2, 9.0, 3.0), (5, 4.0, 7.0))]
+    log_q0 = torch.randn(points, 6, generator=generator)
+    q = torch.softmax(torch.randn(points, 6, generator=generator), 1)
+    expected = log_q0.clone()
+    for kernel in kernels:
+        assert len(kernel.blur_steps) in (3, 6)
+        expected += kernel.slice @ blur(kernel.splat @ q, kernel.blur_steps)
+    messages = _Messages(kernels)
+    torch.testing.assert_close(
+        messages.compute(log_q0, q, out=torch.empty_like(log_q0)), expected)
