@@ -3,7 +3,7 @@ dataset's palette) and one side-by-side overlay per photo, optionally
 refined by the dense CRF with searched parameters.
 
     python tools/segment.py CONFIG CHECKPOINT PHOTO_OR_FOLDER... --out DIR \\
-        [--crf crf_search.json] [--backend torch|pydensecrf] \\
+        [--crf crf_search.json] [--backend auto|torch|pydensecrf] \\
         [--batch-size 8] [--precision bf16] [--channels-last] [--fold-bn]
         [--device cuda] [--max-side PX]
 
@@ -38,10 +38,10 @@ def parse_args():
     parser.add_argument('--crf', type=Path, metavar='PARAMS.json',
                         help='refine with these CRF parameters (a '
                         'tools/crf.py search result, or {"best": {...}})')
-    parser.add_argument('--backend', choices=BACKEND_NAMES, default='torch',
-                        help='CRF backend: torch on the model\'s device '
-                        '(default), pydensecrf on one core, or auto '
-                        '(torch on a GPU, else pydensecrf)')
+    parser.add_argument('--backend', choices=BACKEND_NAMES, default='auto',
+                        help='CRF backend: auto (the default: torch on a '
+                        'GPU, else pydensecrf, the faster on a CPU), torch '
+                        'on the model\'s device, or pydensecrf on one core')
     parser.add_argument('--workers', type=positive_int, default=4,
                         help='threads decoding photos (default 4)')
     parser.add_argument('--max-side', type=positive_int,

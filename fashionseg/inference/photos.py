@@ -344,7 +344,7 @@ def refine_predictions(predictions: Sequence[Prediction],
 
 def segment_photos(segmenter: Segmenter, photos: Sequence[Path],
                    out_dir: Path, crf_params: Optional[CRFParams] = None,
-                   crf_backend: str = 'torch', workers: int = 4,
+                   crf_backend: str = 'auto', workers: int = 4,
                    progress: bool = True, settings: Optional[dict] = None,
                    max_side: int = DEFAULT_MAX_SIDE,
                    check_agreement: bool = False, say=print) -> dict:
@@ -385,8 +385,9 @@ def segment_photos(segmenter: Segmenter, photos: Sequence[Path],
         todo = [plan for plan in plans if plan.labels.name not in done]
         if done:
             say(f'{out_dir}: an earlier run with the same settings finished '
-                f'{len(done)} of these {len(plans)} photos; segmenting the '
-                f'other {len(todo)}')
+                f'{len(done)} of these {len(plans)} photos; '
+                + (f'segmenting the other {len(todo)}' if todo
+                   else 'nothing is left to segment'))
         elif earlier:
             say(f'{out_dir}: holds an earlier run\'s outputs (other settings, '
                 'other photos, or unfinished); segmenting all '

@@ -493,6 +493,10 @@ def test_segment_tool(trained, tmp_path):
             if not extra:
                 expected = segmenter.segment([image])[0].labels.numpy()
                 np.testing.assert_array_equal(np.asarray(labels), expected)
+    # On the CPU the CRF is pydensecrf's, the faster there.
+    settings = json.loads((tmp_path / 'crf' / MANIFEST).read_text())[
+        'settings']
+    assert settings['crf_backend'] == 'pydensecrf'
     # The CRF changes some labels (its smoothing), not the map's size.
     plain = np.asarray(Image.open(tmp_path / 'plain' / f'{single.stem}.png'))
     refined = np.asarray(Image.open(tmp_path / 'crf' / f'{single.stem}.png'))
@@ -625,7 +629,8 @@ def test_segment_into_its_input_folder_and_again(trained, tmp_path):
     (out / '.stray.tmp-abc123.png').write_bytes(b'')
     second = _segment(config, checkpoint, folder, '--out', out)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert 'finished 3 of these 3 photos' in second.stdout
+    assert 'finished 3 of these 3 photos; nothing is left to segment' \
+        in second.stdout
     assert 'left out: 6 output(s) of an earlier tools/segment.py run' \
         in second.stdout
     assert _hashes(out) == written  # the temporary is gone, nothing else
