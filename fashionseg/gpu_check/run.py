@@ -9,6 +9,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -35,6 +36,8 @@ STEP_START_SECONDS = 20.0
 # own process, in milliseconds, instead of a new process that would spend
 # seconds importing torch out of the budget.
 IN_PROCESS_STEPS = ('projection',)
+# Marks the check's own scratch folder (``out/work``).
+WORK_MARKER = '.gpu-check'
 
 
 def step_command(paths: CheckPaths, out: Path, device: str, quick: bool,
@@ -140,17 +143,11 @@ def run_gpu_check(out: Path, paths: CheckPaths, device: str = 'cuda',
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f'--out {out} is a file, not a folder')
-    work = out / 'work'
-    try:
-        work.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UsageError(f'--out {out}: cannot write there '
-                         f'({error.strerror})') from None
-    # A new run starts from nothing: stale results and state would pass
-    # for this run's.
-    for stale in [out / MEASUREMENTS, work / 'state.json'] + list(
-            work.glob('step_*.json')):
-        stale.unlink(missing_ok=True)
+    # A new run starts from nothing: an earlier run's results, state,
+    # scores or checkpoints would pass for this run's (or make its tools
+    # refuse their folders).
+    _fresh_work_folder(out)
+    (out / MEASUREMENTS).unlink(missing_ok=True)
     sizes = sizes_for(quick, long)
     command = command or step_command(paths, out, device, quick, long)
     record = dict(device=device, device_name=device_name(device),
@@ -184,6 +181,30 @@ def run_gpu_check(out: Path, paths: CheckPaths, device: str = 'cuda',
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return record
+
+
+def _fresh_work_folder(out: Path) -> None:
+    """An empty ``out/work`` for this run, marked as the check's: an
+    earlier run's (marked, or with the ``stack`` step's log that every run
+    writes first) is removed; a folder of anything else is refused, not
+    deleted."""
+    work = out / 'work'
+    if work.is_dir() and any(work.iterdir()):
+        if not ((work / WORK_MARKER).is_file()
+                or (work / 'stack.log').is_file()):
+            raise UsageError(
+                f'--out {out}: {work} holds files the gpu-check did not '
+                'write; choose a new or empty --out')
+    try:
+        if work.is_dir():
+            shutil.rmtree(work)
+        work.mkdir(parents=True)
+        (work / WORK_MARKER).write_text(
+            'the scratch folder of tools/gpu_check.py; the next check in '
+            'this --out removes it\n')
+    except OSError as error:
+        raise UsageError(f'--out {out}: cannot write there '
+                         f'({error.strerror})') from None
 
 
 class CheckStopped(Terminated):

@@ -229,8 +229,16 @@ class GPUCheck:
             [sys.executable, str(self.paths.repo / 'tools' / tool),
              *map(str, args)], cwd=self.paths.repo, capture_output=True,
             text=True)
-        _require(result.returncode == 0,
-                 f'tools/{tool} failed: {result.stderr[-1500:]}')
+        if result.returncode != 0:
+            # The whole end in the step's log; in the record, the tool's
+            # one-line error rather than the warnings above it.
+            print(result.stderr[-3000:], file=sys.stderr)
+            lines = [line for line in result.stderr.splitlines()
+                     if line.strip()]
+            errors = [line for line in lines if line.startswith('error:')]
+            _require(False, f'tools/{tool} failed: ' + (
+                errors[-1] if errors else lines[-1] if lines
+                else f'exit status {result.returncode}'))
 
     def run(self, name: str) -> dict:
         """Run step ``name``; its result (passed, or failed with the

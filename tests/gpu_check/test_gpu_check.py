@@ -164,6 +164,51 @@ def test_a_stopped_check_records_the_stopped_step_and_did_not_pass(
         os.kill(int(pid_file.read_text()), 0)
 
 
+def test_an_earlier_runs_work_folder_goes_and_a_foreign_one_stays(
+        tmp_path):
+    """A rerun into the same --out starts from an empty work folder (an
+    earlier run's scores would make tools/test.py refuse its folder, its
+    state pass for this run's); a work folder the check did not write is
+    refused and left as it is."""
+    paths = steps.CheckPaths.of_checkout(REPO)
+    done = [sys.executable, '-c', 'pass']
+    out = tmp_path / 'check'
+    earlier = out / 'work'
+    (earlier / 'scores_val').mkdir(parents=True)
+    (earlier / 'scores_val' / '0001.npz').write_bytes(b'old')
+    (earlier / 'stack.log').write_text('an earlier run, before the mark')
+    (earlier / 'state.json').write_text('{"checkpoint": "old.pth"}')
+    run.run_gpu_check(out, paths, 'cpu', quick=True, budget=60,
+                      progress=lambda line: None, command=lambda name: done)
+    assert not (earlier / 'scores_val').exists()
+    assert not (earlier / 'state.json').exists()
+    assert (earlier / run.WORK_MARKER).is_file()
+    # Marked now: the next run replaces it again.
+    (earlier / 'checkpoint.pth').write_bytes(b'old')
+    run.run_gpu_check(out, paths, 'cpu', quick=True, budget=60,
+                      progress=lambda line: None, command=lambda name: done)
+    assert not (earlier / 'checkpoint.pth').exists()
+    foreign = tmp_path / 'mine' / 'work'
+    foreign.mkdir(parents=True)
+    (foreign / 'notes.txt').write_text('mine')
+    with pytest.raises(UsageError, match='did not write'):
+        run.run_gpu_check(foreign.parent, paths, 'cpu', quick=True,
+                          budget=60, command=lambda name: done)
+    assert (foreign / 'notes.txt').read_text() == 'mine'
+
+
+def test_a_failing_tool_is_recorded_by_its_error_line(tmp_path):
+    """A step's tool that stops with an error: the record holds its
+    `error:` line, not the warnings printed above it."""
+    check = steps.GPUCheck(tmp_path, 'cpu', steps.sizes_for(True, False),
+                           steps.CheckPaths.of_checkout(REPO))
+    with pytest.raises(steps.CheckFailed,
+                       match=r'^tools/segment.py failed: error: .*holds no '):
+        check._tool('segment.py', tmp_path / 'missing.py',
+                    tmp_path / 'missing.pth', tmp_path, '--out',
+                    tmp_path / 'out')
+
+
 @pytest.mark.parametrize('budget,error', [
     (0, 'above 0, not 0'), (-5, 'above 0'), (float('nan'), 'not nan'),
     (float('inf'), 'not inf')])
