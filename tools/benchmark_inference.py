@@ -102,6 +102,11 @@ def main():
               f'end to end, agreement {100 * row["agreement"]:.3f} % '
               f'({record["engine"]["agreement_images"]} images)'
               + ('' if row['agrees'] else ' (below the bar: not used)'))
+    engine = record.get('engine', {})
+    if engine.get('end_to_end_with_crf_images_per_s') is not None:
+        print(f'engine {engine["best"]} with the PyTorch CRF: '
+              f'{engine["end_to_end_with_crf_images_per_s"]:.2f} images/s '
+              'end to end')
 
 
 if __name__ == '__main__':

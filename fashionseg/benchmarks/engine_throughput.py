@@ -235,6 +235,12 @@ def _model_only(segmenter: Segmenter, images: Sequence, batches: int,
     return time_batches(step, batches, warmup, device, desc)
 
 
+def decodes_ahead(device: str) -> bool:
+    """Whether the end-to-end rows decode the next batch beside the
+    model's work: on a GPU, not on the CPU (:func:`_end_to_end`)."""
+    return torch.device(device).type != 'cpu'
+
+
 def _end_to_end(segmenter: Segmenter, jpegs: Sequence[bytes],
                 pool: ThreadPoolExecutor, batches: int, warmup: int,
                 device: str, crf_params: Optional[CRFParams] = None,
@@ -262,15 +268,23 @@ def _end_to_end(segmenter: Segmenter, jpegs: Sequence[bytes],
                    for image in inputs] if crf_params is not None else None
             return inputs, metas, rgb
     else:
-        # Decode the next batch while the device works on this one, within
-        # the warm-up or the timed batches: the timed window decodes every
-        # batch it counts, and nothing beyond.
+        # On a GPU, decode the next batch while the device works on this
+        # one, within the warm-up or the timed batches: the timed window
+        # decodes every batch it counts, and nothing beyond. On the CPU
+        # the model's threads already use every core: decoding beside
+        # them halved the end-to-end rate on 2 cores (the threads wait
+        # for each other at every parallel region), so it decodes between
+        # batches, in this thread.
         pending = {}
+        ahead = decodes_ahead(device)
 
         def next_batch(index: int):
-            loaded = list(pending.pop(index, None) or
-                          pool.map(load, batch_of(index)))
-            if index + 1 not in (warmup, warmup + batches):
+            if not ahead:
+                loaded = [load(data) for data in batch_of(index)]
+            else:
+                loaded = list(pending.pop(index, None) or
+                              pool.map(load, batch_of(index)))
+            if ahead and index + 1 not in (warmup, warmup + batches):
                 pending[index + 1] = pool.map(load, batch_of(index + 1))
             prepared = [p for p, _ in loaded]
             return ([p['inputs'] for p in prepared],

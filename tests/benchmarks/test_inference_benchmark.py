@@ -45,6 +45,19 @@ def test_the_engine_is_timed_by_default_with_a_bounded_agreement(
     assert '(2 images)' in result.stdout
 
 
+def test_the_engine_with_the_crf_is_printed(setup, tmp_path):
+    params = tmp_path / 'crf.json'
+    params.write_text(json.dumps(
+        {'best': {'theta_alpha': 40, 'theta_beta': 13, 'w1': 10}}))
+    result = _benchmark(setup, tmp_path / 'b.json', '--agreement-images', 1,
+                        '--crf-params', params)
+    assert result.returncode == 0, result.stderr[-3000:]
+    engine = json.loads((tmp_path / 'b.json').read_text())['engine']
+    rate = engine['end_to_end_with_crf_images_per_s']
+    assert f'engine {engine["best"]} with the PyTorch CRF: {rate:.2f} ' \
+        'images/s end to end' in result.stdout
+
+
 def test_engine_none_times_the_protocol_alone_and_a_zero_bound_is_refused(
         setup, tmp_path):
     result = _benchmark(setup, tmp_path / 'b.json', '--engine', 'none')
@@ -98,13 +111,16 @@ def test_decoding_on_the_device_without_torchvision_stops_before_any_work(
     assert not (tmp_path / 'b.json').exists()
 
 
+@pytest.mark.parametrize('ahead', [False, True])
 @pytest.mark.parametrize('with_crf', [False, True])
 def test_the_timed_window_decodes_and_counts_its_own_batches(
-        setup, monkeypatch, with_crf):
+        setup, monkeypatch, with_crf, ahead):
     """End to end from JPEG bytes: the warm-up decodes its batches, the
     timed window starts with none of its own decoded and decodes exactly
     the batches it counts (the next batch is decoded ahead only within
-    the same phase), with one batch in flight or with the CRF."""
+    the same phase, as on a GPU; on the CPU, whose cores the model's
+    threads use, between batches), with one batch in flight or with the
+    CRF."""
     from concurrent.futures import ThreadPoolExecutor
 
     from fashionseg.benchmarks import engine_throughput, timing
@@ -112,6 +128,10 @@ def test_the_timed_window_decodes_and_counts_its_own_batches(
     from fashionseg.dataset_folder import image_path
     from fashionseg.inference.segmenter import Segmenter
     data, checkpoint = setup
+    assert not engine_throughput.decodes_ahead('cpu')
+    assert engine_throughput.decodes_ahead('cuda')
+    monkeypatch.setattr(engine_throughput, 'decodes_ahead',
+                        lambda device: ahead)
     segmenter = Segmenter.from_config(
         FPN, str(checkpoint), settings=InferenceSettings(batch_size=2))
     prepared = []
