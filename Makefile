@@ -126,8 +126,6 @@ repro: check-stack
 	$(BIN)/dvc repro fetch convert
 	$(if $(GRID),$(GRID),$(BIN)/dvc repro) report environment
 
-# The same pipeline on CPU, offline, on the CCP photos bundled with the
-# tests (params.yaml, `demo:`); writes results/demo/.
 # Every GPU path checked and timed on this machine's GPU (tools/gpu_check.py;
 # README, "GPU machines"): results/gpu_check/gpu_check.{json,md}.
 # A .venv made by `make offline-install` (over a GPU machine's own torch,
@@ -151,6 +149,8 @@ offline-install:
 	$(PYTHON) tools/wheelhouse.py install --from $(WHEELHOUSE) --venv $(VENV) \
 		--python $(PYTHON)
 
+# The same pipeline on CPU, offline, on the CCP photos bundled with the
+# tests (params.yaml, `demo:`); writes results/demo/.
 demo: check-stack
 	$(if $(GRID),$(GRID),$(BIN)/dvc repro) demo-report
 
