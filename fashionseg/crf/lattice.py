@@ -127,10 +127,15 @@ class PermutohedralLattice:
         high.scatter_reduce_(0, index, lowest, 'amax', include_self=False)
         high += d
         self._low = low - (d + 1)
-        span = high - self._low + d + 2  # segments x d
-        strides = torch.cumprod(torch.cat([torch.ones_like(span[:, :1]),
-                                           span[:, :-1]], 1), 1)
-        sizes = [int(v) for v in (strides[:, -1] * span[:, -1]).tolist()]
+        # The strides and sizes in Python's integers, which cannot wrap
+        # around as 64-bit products would before the limit is checked.
+        strides, sizes = [], []
+        for row in (high - self._low + d + 2).tolist():  # segments x d
+            stride = [1]
+            for width in row[:-1]:
+                stride.append(stride[-1] * width)
+            strides.append(stride)
+            sizes.append(stride[-1] * row[-1])
         if sum(sizes) >= _CODE_LIMIT:
             raise OverflowError(
                 f'the lattice of {segments} images spans too many vertex '
@@ -139,7 +144,8 @@ class PermutohedralLattice:
         bases = [0]
         for size in sizes[:-1]:
             bases.append(bases[-1] + size)
-        self._strides = strides
+        self._strides = torch.tensor(strides, dtype=torch.long,
+                                     device=lowest.device)
         self._bases = torch.tensor(bases, dtype=torch.long,
                                    device=lowest.device)
 

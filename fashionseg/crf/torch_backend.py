@@ -78,6 +78,8 @@ def _index_dtype(kernels: Sequence[_Kernel]) -> torch.dtype:
     chooses)."""
     entries = sum(k.slice.values().numel() for k in kernels)
     columns = sum(k.slice.shape[1] for k in kernels)
+    # A blur step: at most 3 entries per vertex row (an identity block 1).
+    entries = max(entries, 3 * columns)
     narrow = all(k.slice.col_indices().dtype == torch.int32
                  for k in kernels)
     return torch.int32 if narrow and max(entries, columns) < 2**31 \
@@ -135,14 +137,15 @@ def _side_by_side(matrices: Sequence[torch.Tensor], index: torch.dtype
     rows = matrices[0].shape[0]
     columns, values, offset = [], [], 0
     for matrix in matrices:
-        columns.append(matrix.col_indices().to(index).reshape(rows, -1)
+        width = matrix.values().numel() // rows if rows else 0
+        columns.append(matrix.col_indices().to(index).reshape(rows, width)
                        + offset)
-        values.append(matrix.values().reshape(rows, -1))
+        values.append(matrix.values().reshape(rows, width))
         offset += matrix.shape[1]
     per_row = sum(c.shape[1] for c in columns)
     return torch.sparse_csr_tensor(
-        torch.arange(0, rows * per_row + 1, per_row, dtype=index,
-                     device=matrices[0].device),
+        torch.arange(rows + 1, dtype=index, device=matrices[0].device)
+        * per_row,
         torch.cat(columns, 1).reshape(-1), torch.cat(values, 1).reshape(-1),
         (rows, offset))
 

@@ -125,23 +125,24 @@ def test_cli_backends_give_the_same_result(small_dataset,  # noqa: F811
 
 
 def test_each_image_takes_only_its_own_key_range():
-    """One image whose features span three axes widely and another whose
-    span two others fit one lattice: codes are laid out per image, so the
-    batch needs the sum of the images' ranges, not the product of the
-    widest range on every axis (which would overflow 64 bits here)."""
+    """Images whose features lie far apart fit one lattice: codes are laid
+    out per image, so the batch needs the sum of the images' ranges, not
+    the product of their joint range on every axis (which would exceed 64
+    bits here, where each image's own range is small)."""
     from fashionseg.crf.lattice import PermutohedralLattice
-    wide = 1e5
-    first = torch.tensor([[0, 0, 0, 0, 0], [wide, wide, wide, 0, 0],
-                          [wide / 2, 3, 7, 0, 0]])
-    second = torch.tensor([[0, 0, 0, 0, 0], [0, 0, 0, wide, wide],
-                           [1, 2, 0, wide / 3, 5]])
-    features = torch.cat([first, second])
-    segment = torch.tensor([0, 0, 0, 1, 1, 1])
-    values = torch.arange(12, dtype=torch.float32).reshape(6, 2)
+    generator = torch.Generator().manual_seed(0)
+    parts = [torch.rand(40, 5, generator=generator) * 50 + offset
+             for offset in (0.0, 1e5, 3e5)]
+    features = torch.cat(parts)
+    segment = torch.arange(3).repeat_interleave(40)
+    values = torch.rand(120, 2, generator=generator)
     together = PermutohedralLattice(features, segment).compute(values)
-    for rows, part in ((slice(0, 3), first), (slice(3, 6), second)):
+    with pytest.raises(OverflowError):  # the joint range, as one image
+        PermutohedralLattice(features, torch.zeros(120, dtype=torch.long))
+    for index, part in enumerate(parts):
+        rows = slice(40 * index, 40 * (index + 1))
         alone = PermutohedralLattice(
-            part, torch.zeros(3, dtype=torch.long)).compute(values[rows])
+            part, torch.zeros(40, dtype=torch.long)).compute(values[rows])
         torch.testing.assert_close(together[rows], alone)
 
 
@@ -252,3 +253,25 @@ def test_both_kernels_in_one_pass_equal_each_on_its_own():
     messages = _Messages(kernels)
     torch.testing.assert_close(
         messages.compute(log_q0, q, out=torch.empty_like(log_q0)), expected)
+
+
+def test_a_lattice_too_wide_for_64_bit_codes_is_refused():
+    """Codes whose range exceeds 64 bits raise OverflowError with what to
+    do, rather than wrapping around into codes that collide."""
+    from fashionseg.crf.lattice import PermutohedralLattice
+    generator = torch.Generator().manual_seed(0)
+    for features in (torch.rand(50, 7, generator=generator) * 500,
+                     torch.randn(600, 5, generator=generator) * 500):
+        with pytest.raises(OverflowError, match='fewer images per batch'):
+            PermutohedralLattice(features,
+                                 torch.zeros(len(features), dtype=torch.long))
+
+
+def test_images_without_pixels_get_empty_label_maps():
+    empty = np.zeros((0, 5, 3), np.uint8), np.zeros((3, 0, 5), np.float32)
+    image = np.zeros((4, 5, 3), np.uint8), np.zeros((3, 4, 5), np.float32)
+    for batch in ([empty], [empty, image]):
+        labels = dense_crf_batch([b[0] for b in batch], [b[1] for b in batch],
+                                 [CRFParams(3, 3, 3)] * len(batch))
+        assert [label.shape for label in labels] == [
+            b[0].shape[:2] for b in batch]
