@@ -6,6 +6,7 @@ sub-measurement is appended to ``gpu_check.jsonl`` as it is made (by the
 step's process), and ``gpu_check.json`` and ``gpu_check.md`` are rewritten
 after every step, so that a run cut short keeps what it measured."""
 import contextlib
+import fnmatch
 import json
 import math
 import os
@@ -38,6 +39,10 @@ STEP_START_SECONDS = 20.0
 IN_PROCESS_STEPS = ('projection',)
 # Marks the check's own scratch folder (``out/work``).
 WORK_MARKER = '.gpu-check'
+# What the check writes in its scratch folder: an unmarked folder (from a
+# run before the mark) holding only these is an earlier run's.
+EARLIER_WORK_NAMES = ('*.log', 'step_*.json', 'state.json', 'ccp', 'train',
+                      'test', 'runs', 'bench_*', 'scores_*', 'cycled_*')
 
 
 def step_command(paths: CheckPaths, out: Path, device: str, quick: bool,
@@ -184,19 +189,20 @@ def run_gpu_check(out: Path, paths: CheckPaths, device: str = 'cuda',
 
 
 def _fresh_work_folder(out: Path) -> None:
-    """An empty ``out/work`` for this run, marked as the check's: an
-    earlier run's (marked, or with the ``stack`` step's log that every run
-    writes first) is removed; a folder of anything else is refused, not
-    deleted."""
+    """An empty ``out/work`` for this run, marked as the check's. An
+    earlier run's is removed: marked, or (from before the mark) holding
+    the ``stack`` step's log and nothing but what the check writes there;
+    any other folder is refused, not deleted."""
     work = out / 'work'
-    if work.is_dir() and any(work.iterdir()):
-        if not ((work / WORK_MARKER).is_file()
-                or (work / 'stack.log').is_file()):
-            raise UsageError(
-                f'--out {out}: {work} holds files the gpu-check did not '
-                'write; choose a new or empty --out')
     try:
-        if work.is_dir():
+        if work.is_symlink() or (work.exists() and not work.is_dir()):
+            raise UsageError(f'--out {out}: {work} is not a folder the '
+                             'gpu-check wrote; choose another --out')
+        if work.is_dir() and any(work.iterdir()):
+            if not _written_by_the_check(work):
+                raise UsageError(
+                    f'--out {out}: {work} holds files the gpu-check did not '
+                    'write; choose a new or empty --out')
             shutil.rmtree(work)
         work.mkdir(parents=True)
         (work / WORK_MARKER).write_text(
@@ -204,7 +210,16 @@ def _fresh_work_folder(out: Path) -> None:
             'this --out removes it\n')
     except OSError as error:
         raise UsageError(f'--out {out}: cannot write there '
-                         f'({error.strerror})') from None
+                         f'({error.strerror or error})') from None
+
+
+def _written_by_the_check(work: Path) -> bool:
+    if (work / WORK_MARKER).is_file():
+        return True
+    names = [path.name for path in work.iterdir()]
+    return 'stack.log' in names and all(
+        any(fnmatch.fnmatchcase(name, pattern)
+            for pattern in EARLIER_WORK_NAMES) for name in names)
 
 
 class CheckStopped(Terminated):

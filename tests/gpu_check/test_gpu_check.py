@@ -188,13 +188,29 @@ def test_an_earlier_runs_work_folder_goes_and_a_foreign_one_stays(
     run.run_gpu_check(out, paths, 'cpu', quick=True, budget=60,
                       progress=lambda line: None, command=lambda name: done)
     assert not (earlier / 'checkpoint.pth').exists()
-    foreign = tmp_path / 'mine' / 'work'
-    foreign.mkdir(parents=True)
-    (foreign / 'notes.txt').write_text('mine')
-    with pytest.raises(UsageError, match='did not write'):
-        run.run_gpu_check(foreign.parent, paths, 'cpu', quick=True,
-                          budget=60, command=lambda name: done)
-    assert (foreign / 'notes.txt').read_text() == 'mine'
+    # Folders of anyone else's files, even beside a file named as the
+    # check's first log, and a work that is a file or a link: refused, and
+    # left as they were.
+    for index, names in enumerate((['notes.txt'],
+                                   ['stack.log', 'thesis.tex'])):
+        foreign = tmp_path / f'mine{index}' / 'work'
+        foreign.mkdir(parents=True)
+        for name in names:
+            (foreign / name).write_text('mine')
+        with pytest.raises(UsageError, match='did not write'):
+            run.run_gpu_check(foreign.parent, paths, 'cpu', quick=True,
+                              budget=60, command=lambda name: done)
+        assert sorted(p.name for p in foreign.iterdir()) == names
+    (tmp_path / 'file').mkdir()
+    (tmp_path / 'file' / 'work').write_text('mine')
+    (tmp_path / 'link').mkdir()
+    (tmp_path / 'link' / 'work').symlink_to(tmp_path / 'mine0' / 'work')
+    for name in ('file', 'link'):
+        with pytest.raises(UsageError, match='is not a folder the gpu-check'):
+            run.run_gpu_check(tmp_path / name, paths, 'cpu', quick=True,
+                              budget=60, command=lambda name: done)
+    assert (tmp_path / 'file' / 'work').read_text() == 'mine'
+    assert (tmp_path / 'mine0' / 'work' / 'notes.txt').is_file()
 
 
 def test_a_failing_tool_is_recorded_by_its_error_line(tmp_path):
