@@ -40,8 +40,9 @@ def parse_args():
                         'tools/crf.py search result, or {"best": {...}})')
     parser.add_argument('--backend', choices=BACKEND_NAMES, default='auto',
                         help='CRF backend: auto (the default: torch on a '
-                        'GPU, else pydensecrf, the faster on a CPU), torch '
-                        'on the model\'s device, or pydensecrf on one core')
+                        'GPU, else pydensecrf), torch on the model\'s '
+                        'device (every core of a CPU), or pydensecrf on one '
+                        'core')
     parser.add_argument('--workers', type=positive_int, default=4,
                         help='threads decoding photos (default 4)')
     parser.add_argument('--max-side', type=positive_int,
