@@ -6,10 +6,25 @@ it in its own file (``permutohedral.cpp``) too; the mean-field loop that
 uses it is :mod:`fashionseg.crf.torch_backend`.
 """
 import math
+import warnings
 
 import torch
 
 _CODE_LIMIT = 2**62
+# PyTorch warns at the first CSR tensor of a process that its support is
+# in beta; the harness relies only on CSR times dense, on the CPU and
+# with cuSPARSE, which the CRF's tests check against pydensecrf.
+warnings.filterwarnings('ignore', message='Sparse CSR tensor support is in '
+                        'beta state', category=UserWarning)
+
+
+def csr_matrix(crow_indices: torch.Tensor, col_indices: torch.Tensor,
+               values: torch.Tensor, shape) -> torch.Tensor:
+    """A CSR matrix, built without PyTorch's invariant checks (its
+    indices are built sorted and in range here, and the tests hold them
+    to it), which it otherwise warns about at every tool's first CRF."""
+    return torch.sparse_csr_tensor(crow_indices, col_indices, values, shape,
+                                   check_invariants=False)
 
 
 class PermutohedralLattice:
@@ -169,7 +184,7 @@ class PermutohedralLattice:
         # int32 indices: the sparse BLAS (MKL, cuSPARSE) take them as they
         # are; int64 ones are converted on every product.
         index = torch.int32 if max(n, vertices) * d1 < 2**31 else torch.long
-        self.slice = torch.sparse_csr_tensor(
+        self.slice = csr_matrix(
             torch.arange(0, n * d1 + 1, d1, device=device, dtype=index),
             columns.reshape(-1).to(index),
             (weights * self.alpha).reshape(-1), (n, vertices))
@@ -180,7 +195,7 @@ class PermutohedralLattice:
         counts = torch.bincount(flat, minlength=vertices)
         crow = torch.zeros(vertices + 1, dtype=torch.long, device=device)
         crow[1:] = torch.cumsum(counts, 0)
-        self.splat = torch.sparse_csr_tensor(
+        self.splat = csr_matrix(
             crow.to(index),
             torch.div(by_vertex, d1, rounding_mode='floor').to(index),
             weights.reshape(-1)[by_vertex], (vertices, n))
@@ -209,7 +224,7 @@ def _blur_step(n1: torch.Tensor, n2: torch.Tensor, index: torch.dtype
     present = columns > 0
     counts = torch.zeros(vertices + 1, dtype=torch.long, device=device)
     counts[2:] = torch.cumsum(present.sum(1), 0)
-    return torch.sparse_csr_tensor(
+    return csr_matrix(
         counts.to(index), columns[present].to(index), weights[present],
         (vertices, vertices))
 

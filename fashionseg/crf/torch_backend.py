@@ -24,7 +24,7 @@ import torch
 
 from fashionseg.crf.energy import (MEAN_FIELD_ITERATIONS, SMOOTHNESS_COMPAT,
                                    SMOOTHNESS_SXY, CRFParams)
-from fashionseg.crf.lattice import PermutohedralLattice, blur
+from fashionseg.crf.lattice import PermutohedralLattice, blur, csr_matrix
 
 
 class _Kernel:
@@ -95,7 +95,7 @@ def _stack_rows(matrices: Sequence[torch.Tensor], index: torch.dtype
         offset += matrix.values().numel()
     crows.append(torch.tensor([offset], dtype=index,
                               device=matrices[0].device))
-    return torch.sparse_csr_tensor(
+    return csr_matrix(
         torch.cat(crows),
         torch.cat([m.col_indices().to(index) for m in matrices]),
         torch.cat([m.values() for m in matrices]),
@@ -110,9 +110,9 @@ def _block_diagonal(matrices: Sequence[torch.Tensor], index: torch.dtype
                                     dtype=index, device=m.device)
                          for m, offset in zip(matrices, _starts(matrices))])
     size = sum(m.shape[0] for m in matrices)
-    return torch.sparse_csr_tensor(stacked.crow_indices(),
-                                   stacked.col_indices() + offsets,
-                                   stacked.values(), (size, size))
+    return csr_matrix(stacked.crow_indices(),
+                      stacked.col_indices() + offsets,
+                      stacked.values(), (size, size))
 
 
 def _starts(matrices: Sequence[torch.Tensor]) -> List[int]:
@@ -123,7 +123,7 @@ def _starts(matrices: Sequence[torch.Tensor]) -> List[int]:
 
 
 def _identity(size: int, index: torch.dtype, device) -> torch.Tensor:
-    return torch.sparse_csr_tensor(
+    return csr_matrix(
         torch.arange(size + 1, dtype=index, device=device),
         torch.arange(size, dtype=index, device=device),
         torch.ones(size, device=device), (size, size))
@@ -143,7 +143,7 @@ def _side_by_side(matrices: Sequence[torch.Tensor], index: torch.dtype
         values.append(matrix.values().reshape(rows, width))
         offset += matrix.shape[1]
     per_row = sum(c.shape[1] for c in columns)
-    return torch.sparse_csr_tensor(
+    return csr_matrix(
         torch.arange(rows + 1, dtype=index, device=matrices[0].device)
         * per_row,
         torch.cat(columns, 1).reshape(-1), torch.cat(values, 1).reshape(-1),
@@ -154,18 +154,18 @@ def _scale_rows(matrix: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """diag(scale) @ matrix, for a CSR matrix."""
     counts = matrix.crow_indices().diff().long()
     values = matrix.values() * scale.repeat_interleave(counts)
-    return torch.sparse_csr_tensor(matrix.crow_indices(),
-                                   matrix.col_indices(), values,
-                                   matrix.shape)
+    return csr_matrix(matrix.crow_indices(),
+                      matrix.col_indices(), values,
+                      matrix.shape)
 
 
 def _scale_columns(matrix: torch.Tensor, scale: torch.Tensor
                    ) -> torch.Tensor:
     """matrix @ diag(scale), for a CSR matrix."""
     values = matrix.values() * scale[matrix.col_indices().long()]
-    return torch.sparse_csr_tensor(matrix.crow_indices(),
-                                   matrix.col_indices(), values,
-                                   matrix.shape)
+    return csr_matrix(matrix.crow_indices(),
+                      matrix.col_indices(), values,
+                      matrix.shape)
 
 
 @functools.lru_cache(maxsize=2)

@@ -251,6 +251,12 @@ def test_both_kernels_in_one_pass_equal_each_on_its_own():
         assert len(kernel.blur_steps) in (3, 6)
         expected += kernel.slice @ blur(kernel.splat @ q, kernel.blur_steps)
     messages = _Messages(kernels)
+    # Valid CSR matrices (built without PyTorch's checks): sorted columns
+    # in range, non-decreasing row pointers.
+    for matrix in [messages.splat, messages.slice, *messages.blur_steps]:
+        torch.sparse_csr_tensor(matrix.crow_indices(), matrix.col_indices(),
+                                matrix.values(), matrix.shape,
+                                check_invariants=True)
     torch.testing.assert_close(
         messages.compute(log_q0, q, out=torch.empty_like(log_q0)), expected)
 
