@@ -18,6 +18,8 @@ from fashionseg.evaluation.metrics_file import (iou_metric_results,
                                                 metrics_record)
 from fashionseg.utils.atomic_write import atomic_path, write_text_atomic
 from fashionseg.utils.output_folder import (claim_output_folder,
+                                            locked_output_folder,
+                                            refuse_within_inputs,
                                             remove_unwritten)
 
 
@@ -102,31 +104,35 @@ def apply(scores_dir: Path, data_root: Path, split: str, params: CRFParams,
     metrics_out = Path(metrics_out or out / 'metrics.json')
     # A folder of someone else's files (or of the dataset or the scores)
     # is refused before any work; what an earlier run left there and this
-    # one does not rewrite goes after.
-    earlier = claim_output_folder(out, 'tools/crf.py apply',
-                                  inputs=[data_root, scores_dir])
-    backend = backend or CRFBackend(workers=workers)
-    stats, labels = refine_split(items, classes, params, workers,
-                                 keep_labels=True, backend=backend)
-    written = []
-    for item, label in zip(items, labels):
-        written.append(out / f'{item.stem}.png')
-        with atomic_path(written[-1]) as tmp:
-            if not cv2.imwrite(str(tmp), label):
-                raise OSError(f'{out / item.stem}.png: could not write')
-    remove_unwritten(earlier, written + [metrics_out,
-                                         confusion_path(metrics_out)])
-    per_image = list(stats)
-    total = sum(matrix for _, matrix in per_image)
-    record = dict(metrics_record(iou_metric_results(total, classes),
-                                 classes, [m for _, m in per_image]),
-                  crf=params.as_dict(), scores=str(scores_dir), split=split,
-                  crf_backend=backend.describe())
-    if max_images:
-        record['max_images'] = max_images
-    stems, matrices = zip(*per_image)
-    save_confusions(confusion_path(metrics_out), stems, matrices, classes)
-    write_text_atomic(metrics_out, json.dumps(record, indent=2) + '\n')
+    # one does not rewrite goes after. One run at a time writes there: a
+    # second would take this run's temporaries for an interrupted run's.
+    refuse_within_inputs(out, [data_root, scores_dir])
+    with locked_output_folder(out, 'tools/crf.py apply'):
+        earlier = claim_output_folder(out, 'tools/crf.py apply',
+                                      inputs=[data_root, scores_dir])
+        backend = backend or CRFBackend(workers=workers)
+        stats, labels = refine_split(items, classes, params, workers,
+                                     keep_labels=True, backend=backend)
+        written = []
+        for item, label in zip(items, labels):
+            written.append(out / f'{item.stem}.png')
+            with atomic_path(written[-1]) as tmp:
+                if not cv2.imwrite(str(tmp), label):
+                    raise OSError(f'{written[-1]}: could not write')
+        remove_unwritten(earlier, written + [metrics_out,
+                                             confusion_path(metrics_out)])
+        per_image = list(stats)
+        total = sum(matrix for _, matrix in per_image)
+        record = dict(metrics_record(iou_metric_results(total, classes),
+                                     classes, [m for _, m in per_image]),
+                      crf=params.as_dict(), scores=str(scores_dir),
+                      split=split, crf_backend=backend.describe())
+        if max_images:
+            record['max_images'] = max_images
+        stems, matrices = zip(*per_image)
+        save_confusions(confusion_path(metrics_out), stems, matrices,
+                        classes)
+        write_text_atomic(metrics_out, json.dumps(record, indent=2) + '\n')
     return record
 
 

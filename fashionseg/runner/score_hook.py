@@ -7,6 +7,7 @@ before upsampling: num_classes x h x w, float16), ``stem``, ``height`` and
 ``input_height`` / ``input_width`` (the network input the scores cover; larger
 than the image only where a batch was padded, at the bottom and right).
 """
+import contextlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional, Sequence
@@ -17,6 +18,8 @@ from mmseg.registry import HOOKS
 
 from fashionseg.evaluation.score_files import save_scores
 from fashionseg.utils.output_folder import (claim_output_folder,
+                                            locked_output_folder,
+                                            refuse_within_inputs,
                                             remove_unwritten)
 
 
@@ -54,6 +57,7 @@ class SaveDecodeScoresHook(Hook):
         self._pending = []
         self._earlier = []
         self._written = []
+        self._lock = None
 
     def before_test(self, runner) -> None:
         # A folder of someone else's files (or the dataset's) is refused;
@@ -61,6 +65,14 @@ class SaveDecodeScoresHook(Hook):
         # finished.
         data_roots = [runner.cfg.get(loader, {}).get('dataset', {}).get(
             'data_root') for loader in ('test_dataloader', 'val_dataloader')]
+        if runner.rank == 0:
+            # One run at a time writes there: a second would take this
+            # run's temporaries for an interrupted run's. The lock ends in
+            # after_test, or with the process.
+            refuse_within_inputs(self.out_dir, data_roots)
+            self._lock = contextlib.ExitStack()
+            self._lock.enter_context(locked_output_folder(self.out_dir,
+                                                          'tools/test.py'))
         self._earlier = claim_output_folder(
             self.out_dir, 'tools/test.py', inputs=data_roots,
             main_process=runner.rank == 0)
@@ -107,6 +119,14 @@ class SaveDecodeScoresHook(Hook):
             self._pending.pop(0).result()
 
     def after_test(self, runner) -> None:
+        try:
+            self._finish(runner)
+        finally:
+            if self._lock is not None:
+                self._lock.close()
+                self._lock = None
+
+    def _finish(self, runner) -> None:
         if self._handle is not None:
             self._handle.remove()
             self._handle = None

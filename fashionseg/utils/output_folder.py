@@ -44,6 +44,17 @@ def refuse_foreign(folder, foreign: Sequence[Path], tool: str,
         'choose a new or empty folder')
 
 
+def refuse_within_inputs(folder, inputs: Sequence,
+                         option: str = '--out') -> None:
+    """Refuse an output folder that is or lies within one of ``inputs``
+    (e.g. the dataset a tool reads), before anything is made there."""
+    for source in inputs:
+        if source is not None and _within(folder, source):
+            raise OutputFolderError(
+                f'{option} {folder} lies within the input {source}; '
+                'choose a folder outside it')
+
+
 @contextlib.contextmanager
 def locked_output_folder(folder, tool: str,
                          option: str = '--out') -> Iterator[Path]:
@@ -95,11 +106,7 @@ def claim_output_folder(folder, tool: str, option: str = '--out',
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise OutputFolderError(f'{option} {folder} is a file, not a folder')
-    for source in inputs:
-        if source is not None and _within(folder, source):
-            raise OutputFolderError(
-                f'{option} {folder} lies within the input {source}; '
-                'choose a folder outside it')
+    refuse_within_inputs(folder, inputs, option)
     entries = sorted(folder.iterdir()) if folder.is_dir() else []
     marker = folder / MARKER
     owner = marker.read_text().strip() if marker.is_file() else None

@@ -210,6 +210,21 @@ def test_class_count_mismatch(small_dataset, tmp_path):
               tmp_path / 'out', workers=1)
 
 
+def test_apply_into_a_folder_still_being_written_stops_at_once(
+        small_dataset, tmp_path):
+    from fashionseg.utils.output_folder import (OutputFolderError,
+                                                locked_output_folder)
+    out = tmp_path / 'out'
+    with locked_output_folder(out, 'tools/crf.py apply'):
+        temporary = out / '.0001.tmp-first.png'
+        temporary.write_bytes(b'being written')
+        with pytest.raises(OutputFolderError,
+                           match='being written by another run'):
+            apply(small_dataset / 'noisy_test', small_dataset / 'data',
+                  'test', CRFParams(5, 5, 5), out, workers=1)
+        assert sorted(out.iterdir()) == [temporary]
+
+
 def test_score_file_without_image(small_dataset, tmp_path):
     scores = _copy_scores(small_dataset / 'noisy_test', tmp_path / 's')
     (scores / '9999.npz').write_bytes(

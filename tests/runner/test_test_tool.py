@@ -201,6 +201,17 @@ def test_a_reused_score_folder_keeps_only_this_runs_files(trained,
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in scores.iterdir()) == [
         '.written-by', f'{stems[0]}.npz']
+    # A second run into a folder still being written stops at once, and
+    # leaves the first run's temporaries alone.
+    from fashionseg.utils.output_folder import locked_output_folder
+    temporary = scores / f'.{stems[0]}.tmp-first.npz'
+    with locked_output_folder(scores, 'tools/test.py'):
+        temporary.write_bytes(b'being written')
+        result = run('--out', str(scores))
+    assert result.returncode == 2
+    assert 'is being written by another run of tools/test.py' in \
+        result.stderr.strip().splitlines()[-1]
+    assert temporary.read_bytes() == b'being written'
     theirs = tmp_path / 'theirs'
     theirs.mkdir()
     (theirs / 'notes.txt').write_text('mine')
