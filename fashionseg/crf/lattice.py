@@ -59,17 +59,15 @@ class PermutohedralLattice:
         rem0 = torch.where(up_value - elevated < elevated - down_value,
                            up_value, down_value).long()
         total = torch.div(rem0, d + 1, rounding_mode='floor').sum(1)
-        # The rank of each coordinate's residual (ties as the C++ loop).
+        # The rank of each coordinate's residual (ties as the C++ loop):
+        # rank[m] = #{j > m: diff_j > diff_m} + #{i < m: diff_i >= diff_m},
+        # counted one coordinate j at a time against the others.
         diff = elevated - rem0.float()
-        later = torch.arange(d + 1, device=device)
-        is_later = later[None, :] > later[:, None]  # [i, j]: j > i
-        # rank[m] = #{j > m: diff_j > diff_m} + #{i < m: diff_i >= diff_m}
-        # greater[m, j]: diff_j > diff_m
-        greater = diff[:, None, :] > diff[:, :, None]
-        earlier_ge = (diff[:, :, None] >= diff[:, None, :]) & \
-            is_later[None]  # [i, m]: i < m and diff_i >= diff_m
-        rank = (greater & is_later).sum(2) + earlier_ge.sum(1)
-        rank = rank + total[:, None]
+        rank = total[:, None].repeat(1, d + 1)
+        for j in range(d + 1):
+            here = diff[:, j:j + 1]
+            rank[:, :j] += here > diff[:, :j]
+            rank[:, j + 1:] += here >= diff[:, j + 1:]
         low, high = rank < 0, rank > d
         rank = torch.where(low, rank + d + 1, torch.where(high, rank - d - 1,
                                                           rank))
