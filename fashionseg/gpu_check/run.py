@@ -28,6 +28,7 @@ from fashionseg.gpu_check.summary import bars, summary_table
 from fashionseg.utils.atomic_write import write_text_atomic
 from fashionseg.utils.cli import Terminated
 from fashionseg.utils.device import device_name
+from fashionseg.utils.output_folder import locked_output_folder
 
 DEFAULT_BUDGET = 300.0
 # A step is not started with less than this many seconds left.
@@ -148,6 +149,15 @@ def run_gpu_check(out: Path, paths: CheckPaths, device: str = 'cuda',
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f'--out {out} is a file, not a folder')
+    # One check at a time in a folder: a second would remove the first's
+    # work folder under its running step.
+    with locked_output_folder(out, 'tools/gpu_check.py'):
+        return _run_check(out, paths, device, quick, long, budget, progress,
+                          command)
+
+
+def _run_check(out: Path, paths: CheckPaths, device: str, quick: bool,
+               long: bool, budget: float, progress, command) -> dict:
     # A new run starts from nothing: an earlier run's results, state,
     # scores or checkpoints would pass for this run's (or make its tools
     # refuse their folders).

@@ -188,6 +188,14 @@ def test_an_earlier_runs_work_folder_goes_and_a_foreign_one_stays(
     run.run_gpu_check(out, paths, 'cpu', quick=True, budget=60,
                       progress=lambda line: None, command=lambda name: done)
     assert not (earlier / 'checkpoint.pth').exists()
+    # A second check into a folder a check is running in stops at once,
+    # its work folder untouched.
+    from fashionseg.utils.output_folder import locked_output_folder
+    with locked_output_folder(out, 'tools/gpu_check.py'):
+        with pytest.raises(UsageError, match='being written by another run'):
+            run.run_gpu_check(out, paths, 'cpu', quick=True, budget=60,
+                              command=lambda name: done)
+    assert (earlier / run.WORK_MARKER).is_file()
     # Folders of anyone else's files, even beside a file named as the
     # check's first log, and a work that is a file or a link: refused, and
     # left as they were.
