@@ -284,8 +284,8 @@ def _end_to_end(segmenter: Segmenter, jpegs: Sequence[bytes],
             else:
                 loaded = list(pending.pop(index, None) or
                               pool.map(load, batch_of(index)))
-            if ahead and index + 1 not in (warmup, warmup + batches):
-                pending[index + 1] = pool.map(load, batch_of(index + 1))
+                if index + 1 not in (warmup, warmup + batches):
+                    pending[index + 1] = pool.map(load, batch_of(index + 1))
             prepared = [p for p, _ in loaded]
             return ([p['inputs'] for p in prepared],
                     [p['data_samples'].metainfo for p in prepared],

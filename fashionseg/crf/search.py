@@ -17,9 +17,7 @@ from fashionseg.evaluation.confusion import confusion_path, save_confusions
 from fashionseg.evaluation.metrics_file import (iou_metric_results,
                                                 metrics_record)
 from fashionseg.utils.atomic_write import atomic_path, write_text_atomic
-from fashionseg.utils.output_folder import (claim_output_folder,
-                                            locked_output_folder,
-                                            refuse_within_inputs,
+from fashionseg.utils.output_folder import (claimed_output_folder,
                                             remove_unwritten)
 
 
@@ -104,12 +102,9 @@ def apply(scores_dir: Path, data_root: Path, split: str, params: CRFParams,
     metrics_out = Path(metrics_out or out / 'metrics.json')
     # A folder of someone else's files (or of the dataset or the scores)
     # is refused before any work; what an earlier run left there and this
-    # one does not rewrite goes after. One run at a time writes there: a
-    # second would take this run's temporaries for an interrupted run's.
-    refuse_within_inputs(out, [data_root, scores_dir])
-    with locked_output_folder(out, 'tools/crf.py apply'):
-        earlier = claim_output_folder(out, 'tools/crf.py apply',
-                                      inputs=[data_root, scores_dir])
+    # one does not rewrite goes after; one run at a time writes there.
+    with claimed_output_folder(out, 'tools/crf.py apply',
+                               inputs=[data_root, scores_dir]) as earlier:
         backend = backend or CRFBackend(workers=workers)
         stats, labels = refine_split(items, classes, params, workers,
                                      keep_labels=True, backend=backend)

@@ -76,13 +76,13 @@ def _index_dtype(kernels: Sequence[_Kernel]) -> torch.dtype:
     """int32 indices where every kernel has them and the stacked matrices'
     entries and columns fit (as :meth:`PermutohedralLattice._build_matrices`
     chooses)."""
-    entries = sum(k.slice.values().numel() for k in kernels)
-    columns = sum(k.slice.shape[1] for k in kernels)
-    # A blur step: at most 3 entries per vertex row (an identity block 1).
-    entries = max(entries, 3 * columns)
+    slice_entries = sum(k.slice.values().numel() for k in kernels)
+    # A blur step: at most 3 entries per vertex (column of the slice).
+    blur_entries = 3 * sum(k.slice.shape[1] for k in kernels)
     narrow = all(k.slice.col_indices().dtype == torch.int32
                  for k in kernels)
-    return torch.int32 if narrow and max(entries, columns) < 2**31 \
+    return torch.int32 if narrow and max(slice_entries,
+                                         blur_entries) < 2**31 \
         else torch.long
 
 

@@ -17,9 +17,7 @@ from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
 
 from fashionseg.evaluation.score_files import save_scores
-from fashionseg.utils.output_folder import (claim_output_folder,
-                                            locked_output_folder,
-                                            refuse_within_inputs,
+from fashionseg.utils.output_folder import (claimed_output_folder,
                                             remove_unwritten)
 
 
@@ -65,17 +63,12 @@ class SaveDecodeScoresHook(Hook):
         # finished.
         data_roots = [runner.cfg.get(loader, {}).get('dataset', {}).get(
             'data_root') for loader in ('test_dataloader', 'val_dataloader')]
-        if runner.rank == 0:
-            # One run at a time writes there: a second would take this
-            # run's temporaries for an interrupted run's. The lock ends in
-            # after_test, or with the process.
-            refuse_within_inputs(self.out_dir, data_roots)
-            self._lock = contextlib.ExitStack()
-            self._lock.enter_context(locked_output_folder(self.out_dir,
-                                                          'tools/test.py'))
-        self._earlier = claim_output_folder(
+        # One run at a time writes there: the folder is held until
+        # after_test, or the process's end.
+        self._lock = contextlib.ExitStack()
+        self._earlier = self._lock.enter_context(claimed_output_folder(
             self.out_dir, 'tools/test.py', inputs=data_roots,
-            main_process=runner.rank == 0)
+            main_process=runner.rank == 0))
         self._written = list(self.keep)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._executor = ThreadPoolExecutor(self.writers)

@@ -123,6 +123,23 @@ def claim_output_folder(folder, tool: str, option: str = '--out',
     return earlier
 
 
+@contextlib.contextmanager
+def claimed_output_folder(folder, tool: str, option: str = '--out',
+                          inputs: Sequence = (),
+                          main_process: bool = True) -> Iterator[List[Path]]:
+    """:func:`claim_output_folder` for the run inside the block, which
+    alone writes there (:func:`locked_output_folder`, taken by the main
+    process of a distributed run): a second run would take this run's
+    temporaries for an interrupted run's. Yields the files an earlier run
+    left. An output within the inputs is refused before the folder is
+    made."""
+    refuse_within_inputs(folder, inputs, option)
+    with locked_output_folder(folder, tool, option) if main_process \
+            else contextlib.nullcontext():
+        yield claim_output_folder(folder, tool, option,
+                                  main_process=main_process)
+
+
 def remove_unwritten(earlier: Iterable[Path], written: Iterable,
                      main_process: Optional[bool] = True) -> int:
     """Remove the files of an earlier run that this run did not write;
