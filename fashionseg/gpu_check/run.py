@@ -169,6 +169,8 @@ def _run_check(out: Path, paths: CheckPaths, device: str, quick: bool,
                   quick=quick, long=long, budget_seconds=budget,
                   sizes=asdict(sizes), checks={})
     started = time.perf_counter()
+    # The step running now and when it started (for a stopped check).
+    running = {}
     # A check stopped from outside (SIGTERM, a cluster's time limit) ends
     # the running step's processes on its way out.
     previous = signal.signal(signal.SIGTERM, _stop) \
@@ -178,17 +180,17 @@ def _run_check(out: Path, paths: CheckPaths, device: str, quick: bool,
         # stand for this run until its first step ends.
         _write(record, out, device, quick, started)
         _run_steps(record, out, paths, command, budget, started, progress,
-                   device, quick, sizes)
+                   device, quick, sizes, running)
     except (Terminated, KeyboardInterrupt):
-        # Stopped (SIGTERM, Ctrl-C): the record says which step was running
-        # and that the check did not finish.
-        running = next((n for n in STEP_NAMES if n not in record['checks']),
-                       None)
-        if running is not None:
-            record['checks'][running] = dict(
-                status='stopped', wall_seconds=0.0,
+        # Stopped (SIGTERM, Ctrl-C): the record says which step was running,
+        # for how long, and that the check did not finish.
+        name = running.get('name')
+        if name is not None and name not in record['checks']:
+            record['checks'][name] = dict(
+                status='stopped', wall_seconds=round(
+                    time.perf_counter() - running['started'], 2),
                 error='the check was stopped while this step ran',
-                measured=measurements(out, running))
+                measured=measurements(out, name))
         record['stopped'] = True
         _write(record, out, device, quick, started)
         raise
@@ -245,8 +247,9 @@ def _stop(signum, frame):
 
 
 def _run_steps(record, out, paths, command, budget, started, progress,
-               device, quick, sizes) -> None:
+               device, quick, sizes, running: dict) -> None:
     for index, name in enumerate(STEP_NAMES):
+        running.update(name=name, started=time.perf_counter())
         if name in IN_PROCESS_STEPS:
             result = GPUCheck(out, device, sizes, paths,
                               progress=lambda line: None).run(name)

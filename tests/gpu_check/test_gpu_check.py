@@ -159,6 +159,9 @@ def test_a_stopped_check_records_the_stopped_step_and_did_not_pass(
     assert list(record['checks']) == ['stack', 'data', 'train']
     assert record['checks']['train']['status'] == 'stopped'
     assert record['checks']['train']['measured'] == {'rate': 5}
+    # How long the step had run when it was stopped (its process started
+    # and measured before the stop).
+    assert 0 < record['checks']['train']['wall_seconds'] < 120
     assert '| train | stopped |' in (out / 'gpu_check.md').read_text()
     with pytest.raises(ProcessLookupError):  # the step's process ended
         os.kill(int(pid_file.read_text()), 0)
