@@ -175,6 +175,28 @@ def run_record(runner: Runner, cfg: Config, config: str,
     }
 
 
+def with_earlier_sessions(record: dict, path: str) -> dict:
+    """A resumed run's record, keeping the records of the sessions that
+    trained the same run before it (``earlier_sessions``, oldest first):
+    each may have run with other speed-ups, precision, device or commit."""
+    try:
+        with open(path) as f:
+            earlier = json.load(f)
+    except FileNotFoundError:
+        return record
+    except (OSError, ValueError) as error:
+        # The record is a description, not the run: an unreadable one is
+        # said and replaced, not a reason to stop a resumed training.
+        print_log(f'{path}: the earlier session\'s record is unreadable '
+                  f'({error}); it is replaced by this session\'s',
+                  logger='current', level=logging.WARNING)
+        return record
+    if not isinstance(earlier, dict):
+        return record
+    sessions = list(earlier.pop('earlier_sessions', None) or [])
+    return dict(record, earlier_sessions=sessions + [earlier])
+
+
 def check_batches(runner: Runner, config: str) -> None:
     """Stop before training when an epoch would have no batch: a split
     smaller than one batch per process, whose last, smaller batch the
@@ -209,6 +231,9 @@ def train(cfg: Config, config: str,
                 f'{record["world_size"]} processes) differs from the '
                 f"paper's {PAPER_BATCH_SIZE}; recorded in {RUN_RECORD}",
                 logger='current', level=logging.WARNING)
+        if cfg.resume:
+            record = with_earlier_sessions(
+                record, osp.join(cfg.work_dir, RUN_RECORD))
         write_text_atomic(
             osp.join(cfg.work_dir, RUN_RECORD),
             json.dumps(record, indent=2) + '\n')

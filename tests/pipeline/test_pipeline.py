@@ -226,10 +226,15 @@ def test_interrupted_training_resumes_from_its_last_checkpoint(
     # The rerun of the same stage continues at epoch 2.
     cfg = _configure(data_root, work)
     assert cfg.resume is True
+    first = json.loads((work / 'run_record.json').read_text())
     runner = train(cfg, config, export_best=str(tmp_path / 'model.pth'))
     assert runner.epoch == 2
     record = json.loads((work / 'run_record.json').read_text())
     assert record['resumed'] is True
+    # The interrupted session's record is kept, as it was (it may have run
+    # with other speed-ups or on another machine).
+    assert record['earlier_sessions'] == [first]
+    assert first['resumed'] is False
     assert (work / 'epoch_2.pth').is_file()
     assert (tmp_path / 'model.pth').is_file()
     logs = sorted(work.glob('*/*.log'))

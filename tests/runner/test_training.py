@@ -12,7 +12,8 @@ from training_helpers import (CONFIG_DIR, DATASETS, MODELS,
 
 from fashionseg.checkpoints.pretrained import PretrainedWeightsMissing
 from fashionseg.errors import UsageError
-from fashionseg.runner.training import configure_training, train
+from fashionseg.runner.training import (configure_training, train,
+                                        with_earlier_sessions)
 
 
 @pytest.fixture(scope='module')
@@ -155,3 +156,25 @@ def test_training_benchmark_reports_both_rates(datasets, tmp_path):
     assert result['training_gflop_per_image'] > 0
     assert result['peak_tflops'] is None
     assert result['fraction_of_peak_full_loop'] is None
+
+
+def test_a_resumed_runs_record_keeps_every_earlier_session(tmp_path):
+    """Three sessions of one run (two resumes): the record is the last
+    session's, with the two before it in order; an unreadable earlier
+    record is replaced, not a reason to stop the training."""
+    path = tmp_path / 'run_record.json'
+    path.write_text(json.dumps(dict(session=1, training_speedups=[])))
+    second = with_earlier_sessions(
+        dict(session=2, training_speedups=['channels-last']), str(path))
+    path.write_text(json.dumps(second))
+    third = with_earlier_sessions(dict(session=3), str(path))
+    assert third['session'] == 3
+    assert [s['session'] for s in third['earlier_sessions']] == [1, 2]
+    assert third['earlier_sessions'][1]['training_speedups'] == [
+        'channels-last']
+    assert 'earlier_sessions' not in third['earlier_sessions'][1]
+    path.write_text('{"session": 1, ')  # cut off mid-write
+    assert with_earlier_sessions(dict(session=2), str(path)) == dict(
+        session=2)
+    assert with_earlier_sessions(
+        dict(session=1), str(tmp_path / 'none.json')) == dict(session=1)
