@@ -4,7 +4,9 @@ The pipeline keeps a training stage's work dir between runs (``persist`` in
 dvc.yaml) so that an interrupted ``dvc repro`` resumes training from the
 last checkpoint instead of starting over. A kept work dir must only be
 resumed by the same run: ``--auto-resume`` compares the run's fingerprint
-(its resolved config and seed) with the one stored in the work dir, resumes
+(its resolved config and seed, without the training speed-ups and the
+loaders' GPU settings, which change how fast a step is computed, not what
+it computes) with the one stored in the work dir, resumes
 when they agree (from the newest checkpoint that is whole, skipping one
 that an interrupted save left behind) and otherwise moves the old
 checkpoints aside (into ``WORK_DIR/stale-N/``, nothing is deleted), so that
@@ -20,6 +22,7 @@ import os
 import os.path as osp
 import zipfile
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -148,12 +151,14 @@ def newest_whole_checkpoint(work_dir: Path):
     return None, skipped
 
 
-def prepare_auto_resume(cfg: Config, is_main_process: bool = True) -> bool:
+def prepare_auto_resume(cfg: Config, is_main_process: bool = True,
+                        fingerprint: Optional[str] = None) -> bool:
     """Set ``cfg.resume`` when the work dir holds an unfinished run of this
-    very config; otherwise move the checkpoints of whatever run was there
+    very config (``fingerprint``, by default :func:`run_fingerprint` of
+    ``cfg``); otherwise move the checkpoints of whatever run was there
     aside (:func:`move_aside`). Returns ``cfg.resume``."""
     work_dir = Path(cfg.work_dir)
-    fingerprint = run_fingerprint(cfg)
+    fingerprint = fingerprint or run_fingerprint(cfg)
     stored = work_dir / FINGERPRINT_FILE
     same_run = stored.is_file() and stored.read_text().strip() == fingerprint
     cfg.resume = False

@@ -24,7 +24,7 @@ from fashionseg.runner.run_config import (add_custom_hooks, build_runner,
                                           init_cpu_distributed,
                                           load_run_config)
 from fashionseg.runner.run_state import (best_checkpoint, export_model,
-                                         prepare_auto_resume)
+                                         prepare_auto_resume, run_fingerprint)
 from fashionseg.runner.speedups import apply_speedups
 from fashionseg.utils.atomic_write import write_text_atomic
 from fashionseg.utils.environment import collect_environment
@@ -109,15 +109,10 @@ def configure_training(config: str, work_dir: Optional[str] = None,
     # A resumed run ends as the uninterrupted one (runner/run_state.py).
     add_custom_hooks(cfg, dict(type='EpochSeedHook'),
                      dict(type='ValidateResumedEpochHook'))
-    if torch.cuda.is_available():
-        configure_gpu_loading(cfg)
-
     if launcher != 'none' and not torch.cuda.is_available():
         configure_cpu_ddp(cfg)
     elif launcher != 'none':
         cfg.sync_bn = 'torch'
-    # After the DDP settings, whose wrapper channels-last changes.
-    apply_speedups(cfg, speedups, cfg_options)
 
     cfg.pretrained_requested = pretrained_sources(cfg)
     cfg.pretrained_weights = cfg.pretrained_requested if pretrained else []
@@ -125,8 +120,19 @@ def configure_training(config: str, work_dir: Optional[str] = None,
     if not pretrained:
         disable_pretrained(cfg)
 
+    # The run is what it learns: its fingerprint is taken before the
+    # settings that change only how fast a step is computed (the loaders'
+    # GPU settings, the speed-ups), so that a run resumes with other
+    # speed-ups or on another GPU (its run record keeps each session's).
+    fingerprint = run_fingerprint(cfg)
+    if torch.cuda.is_available():
+        configure_gpu_loading(cfg)
+    # After the DDP settings, whose wrapper channels-last changes.
+    apply_speedups(cfg, speedups, cfg_options)
+
     if auto_resume:
-        prepare_auto_resume(cfg, int(os.environ.get('RANK', '0')) == 0)
+        prepare_auto_resume(cfg, int(os.environ.get('RANK', '0')) == 0,
+                            fingerprint)
     # Pin DVCLive's folder to a stable path (the work dir by default) so
     # that `dvc plots` finds the curves; a resumed run continues them.
     for backend in cfg.visualizer.get('vis_backends', []):

@@ -187,10 +187,10 @@ def data_root(tmp_path_factory):
     return roots['fashionista']
 
 
-def _configure(data_root, work_dir, max_epochs=2):
+def _configure(data_root, work_dir, max_epochs=2, speedups=()):
     return configure_training(
         str(CONFIG_DIR / 'fcn_r101_fashionista.py'), work_dir=str(work_dir),
-        pretrained=False, auto_resume=True,
+        pretrained=False, auto_resume=True, speedups=speedups,
         cfg_options=small_run_options('fcn_r101', data_root,
                                       max_epochs=max_epochs,
                                       train_images=2, val_images=1))
@@ -257,6 +257,43 @@ def test_interrupted_training_resumes_from_its_last_checkpoint(
         assert resumed.keys() == whole.keys()
         for key, value in whole.items():
             assert torch.equal(resumed[key], value), key
+
+
+def test_a_run_resumes_with_other_speedups(data_root, tmp_path):
+    """The speed-ups change how a step is computed, not what the run
+    learns: a run interrupted without them resumes with them (and the
+    other way round), not afresh, and its record says which session ran
+    with which."""
+    config = str(CONFIG_DIR / 'fcn_r101_fashionista.py')
+    work = tmp_path / 'train'
+    cfg = _configure(data_root, work)
+    cfg.custom_hooks = list(cfg.custom_hooks) + [
+        dict(type='InterruptAfterFirstEpochHook')]
+    with pytest.raises(_Interrupted):
+        train(cfg, config)
+    speedups = ['channels-last', 'foreach-adam', 'no-host-sync']
+    cfg = _configure(data_root, work, speedups=speedups)
+    assert cfg.resume is True
+    runner = train(cfg, config)
+    assert runner.epoch == 2
+    assert not list(work.glob('stale-*'))
+    record = json.loads((work / 'run_record.json').read_text())
+    assert record['training_speedups'] == speedups
+    assert [s['training_speedups'] for s in record['earlier_sessions']] \
+        == [[]]
+    # A finished run, rerun with other speed-ups (DVC reruns the stage on
+    # the parameter's change): found finished, not trained again, and its
+    # best model exported.
+    weights = (work / 'epoch_2.pth').read_bytes()
+    cfg = _configure(data_root, work)
+    assert cfg.resume is True
+    runner = train(cfg, config, export_best=str(tmp_path / 'model.pth'))
+    assert runner.epoch == 2 and (tmp_path / 'model.pth').is_file()
+    assert (work / 'epoch_2.pth').read_bytes() == weights
+    # A changed parameter is another run, with or without speed-ups.
+    cfg = _configure(data_root, work, max_epochs=3, speedups=speedups)
+    assert cfg.resume is False
+    assert (work / 'stale-1' / 'epoch_2.pth').is_file()
 
 
 def test_a_changed_run_does_not_resume_a_stale_work_dir(data_root, tmp_path):
