@@ -101,6 +101,9 @@ def main():
               f'images/s model only, {row["end_to_end_images_per_s"]:.2f} '
               f'end to end, agreement {100 * row["agreement"]:.3f} % '
               f'({record["engine"]["agreement_images"]} images)'
+              + ('' if row.get('fraction_of_peak_model_only') is None else
+                 f', {100 * row["fraction_of_peak_model_only"]:.1f} % of '
+                 f'the GPU\'s {row["precision"]} peak model only')
               + ('' if row['agrees'] else ' (below the bar: not used)'))
     engine = record.get('engine', {})
     if engine.get('end_to_end_with_crf_images_per_s') is not None:

@@ -5,24 +5,24 @@ from typing import Callable, Optional
 
 from torch.utils.flop_counter import FlopCounterMode
 
-# Dense (no sparsity) tensor-core peaks from the vendors' datasheets, in
-# TFLOP/s: bf16, and TF32, which PyTorch's convolutions use for fp32
-# unless told otherwise (torch.backends.cudnn.allow_tf32). SXM parts.
+# Dense (no sparsity) peaks from the vendors' datasheets, in TFLOP/s, SXM
+# parts: the tensor cores' bf16, fp16 and TF32 (which PyTorch's
+# convolutions use for fp32 unless told otherwise,
+# torch.backends.cudnn.allow_tf32), and plain fp32 (TF32 off).
 PEAK_TFLOPS = {
-    'H200': dict(bf16=989.0, tf32=494.0),
-    'H100': dict(bf16=989.0, tf32=494.0),
-    'A100': dict(bf16=312.0, tf32=156.0),
+    'H200': dict(bf16=989.0, fp16=989.0, tf32=494.0, fp32=67.0),
+    'H100': dict(bf16=989.0, fp16=989.0, tf32=494.0, fp32=67.0),
+    'A100': dict(bf16=312.0, fp16=312.0, tf32=156.0, fp32=19.5),
 }
 
 
 def peak_tflops(device_name: str, precision: str) -> Optional[float]:
     """The datasheet peak of the GPU named ``device_name`` (as torch names
-    it) for ``precision`` (``bf16``, or ``fp32``, counted at TF32), or
-    None for a GPU not listed and for the CPU."""
-    key = 'tf32' if precision in ('fp32', 'tf32') else precision
+    it) for ``precision`` (``bf16``, ``fp16``, ``tf32`` or ``fp32``, the
+    last with TF32 off), or None for a GPU not listed and for the CPU."""
     for name, peaks in PEAK_TFLOPS.items():
         if name in device_name.upper():
-            return peaks.get(key)
+            return peaks.get(precision)
     return None
 
 

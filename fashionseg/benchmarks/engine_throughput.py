@@ -22,7 +22,9 @@ device, against eager fp32's labels of the host-decoded ones.
 
 Each is timed over ``batches`` batches after ``warmup`` untimed ones,
 with device events on a GPU. Every phase shows a progress bar with its
-estimated time on stderr.
+estimated time on stderr. Each row also says what fraction of the GPU's
+peak arithmetic at its precision its rates use (the network's operations
+per image counted once, at the size the model-only rows time).
 """
 import gc
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +37,8 @@ import torch
 from mmengine.config import Config
 from tqdm import tqdm
 
+from fashionseg.benchmarks.arithmetic import (count_flops, fraction_of_peak,
+                                              peak_tflops)
 from fashionseg.benchmarks.timing import peak_memory, time_batches
 from fashionseg.crf.backend import CRFBackend
 from fashionseg.crf.energy import CRFParams
@@ -102,6 +106,13 @@ def benchmark_engine(config: str, checkpoint: str, data_root: Path,
                                'agreement: eager fp32 labels')
     counts = torch.bincount(torch.cat(
         [labels.flatten() for labels in reference_labels]).long())
+    flops, flop_size = _flops_per_image(reference, images)
+    name_of_device = device_name(torch_device)
+
+    def of_peak(rate: float, precision: str) -> Optional[float]:
+        fraction = fraction_of_peak(rate, flops, name_of_device, precision)
+        return None if fraction is None else round(fraction, 4)
+
     rows = []
     pool = ThreadPoolExecutor(DECODE_THREADS)
     for setting in settings:
@@ -116,19 +127,28 @@ def benchmark_engine(config: str, checkpoint: str, data_root: Path,
             reference_labels,
             _labels(segmenter, checked, jpegs, f'agreement: {name}'),
             other_shapes_disagree=setting.decode == 'device')
+        model_only = _model_only(segmenter, images, batches, warmup,
+                                 torch_device, f'{name}: model only')
+        end_to_end = _end_to_end(segmenter, jpegs, pool, batches, warmup,
+                                 torch_device, desc=f'{name}: end to end')
         rows.append(dict(
             setting.as_dict(), name=name, agreement=agreement,
             agrees=agreement >= AGREEMENT_BAR,
-            model_images_per_s=_model_only(
-                segmenter, images, batches, warmup, torch_device,
-                f'{name}: model only'),
-            end_to_end_images_per_s=_end_to_end(
-                segmenter, jpegs, pool, batches, warmup, torch_device,
-                desc=f'{name}: end to end'),
+            model_images_per_s=model_only,
+            end_to_end_images_per_s=end_to_end,
+            peak_tflops=peak_tflops(name_of_device, setting.precision),
+            fraction_of_peak_model_only=of_peak(model_only,
+                                                setting.precision),
+            fraction_of_peak_end_to_end=of_peak(end_to_end,
+                                                setting.precision),
             peak_memory_mib=peak_memory(torch_device)[0]))
     record = dict(config=config, checkpoint=checkpoint, split=split,
-                  device=torch_device,
-                  device_name=device_name(torch_device),
+                  device=torch_device, device_name=name_of_device,
+                  # The network's operations per image (two per
+                  # multiply-add), at the size the model-only rows time
+                  # (before the model's padding).
+                  gflop_per_image=round(flops / 1e9, 2),
+                  gflop_image_size=flop_size,
                   split_images=len(images),
                   agreement_images=len(checked),
                   # How much the agreement can say: a model that labels
@@ -215,18 +235,35 @@ def best_row(rows: Sequence[dict]) -> Optional[dict]:
                key=lambda row: row['end_to_end_images_per_s'])
 
 
-def _model_only(segmenter: Segmenter, images: Sequence, batches: int,
-                warmup: int, device: str, desc: Optional[str] = None
-                ) -> float:
+def _common_size_batch(segmenter: Segmenter, images: Sequence, size: int,
+                       device: str):
+    """``size`` prepared images of the split's most common padded size
+    (cycled), on the device, and their metas."""
     prepared = [segmenter.prepare(image) for image in images]
-    # One batch of the split's most common size, resident on the device.
     shapes = [tuple(p['inputs'].shape) for p in prepared]
     common = max(set(shapes), key=shapes.count)
     same = [p for p in prepared if tuple(p['inputs'].shape) == common]
-    chosen = [same[i % len(same)] for i in range(
-        segmenter.settings.batch_size)]
-    inputs = [p['inputs'].to(device) for p in chosen]
-    metas = [p['data_samples'].metainfo for p in chosen]
+    chosen = [same[i % len(same)] for i in range(size)]
+    return ([p['inputs'].to(device) for p in chosen],
+            [p['data_samples'].metainfo for p in chosen])
+
+
+def _flops_per_image(reference: Segmenter, images: Sequence):
+    """The operations of one image's forward pass (the eager fp32
+    reference, one image of the split's most common padded size), and
+    that image's size (height, width) before the model pads it."""
+    inputs, metas = _common_size_batch(reference, images, 1,
+                                       reference.device)
+    return (count_flops(lambda: reference.predict(inputs, metas)),
+            list(inputs[0].shape[-2:]))
+
+
+def _model_only(segmenter: Segmenter, images: Sequence, batches: int,
+                warmup: int, device: str, desc: Optional[str] = None
+                ) -> float:
+    # One batch of the split's most common size, resident on the device.
+    inputs, metas = _common_size_batch(
+        segmenter, images, segmenter.settings.batch_size, device)
 
     def step(index: int) -> int:
         segmenter.predict(inputs, metas)

@@ -118,8 +118,11 @@ def benchmark_training(config: str, work_dir: str, iters: int = 50,
     with torch.no_grad():
         input_size = list(model.data_preprocessor(
             batch, True)['inputs'].shape[-2:])
+    # fp32 convolutions run in TF32 where cuDNN is allowed it (PyTorch's
+    # default), and their peak is TF32's.
     precision = 'bf16' if cfg.amp_dtype == 'bfloat16' else \
-        'fp32' if cfg.amp_dtype is None else cfg.amp_dtype
+        'fp16' if cfg.amp_dtype == 'float16' else \
+        'tf32' if torch.backends.cudnn.allow_tf32 else 'fp32'
     return {
         'config': config,
         'batch_size': batch_size,

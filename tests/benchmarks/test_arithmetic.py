@@ -15,9 +15,12 @@ def test_a_convolution_costs_two_operations_per_multiply_add():
     assert count_flops(lambda: conv(image)) == 2 * 8 * 3 * 9 * 100 * 2
 
 
-def test_the_peak_is_the_named_gpus_and_fp32_counts_at_tf32():
+def test_the_peak_is_the_named_gpus_at_the_precision_asked():
     assert peak_tflops('NVIDIA H200', 'bf16') == 989.0
-    assert peak_tflops('NVIDIA H100 80GB HBM3', 'fp32') == 494.0
+    assert peak_tflops('NVIDIA H100 80GB HBM3', 'tf32') == 494.0
+    # fp32 with TF32 off (the engine's reference) runs on the plain cores.
+    assert peak_tflops('NVIDIA H100 80GB HBM3', 'fp32') == 67.0
+    assert peak_tflops('NVIDIA A100-SXM4-80GB', 'fp16') == 312.0
     assert peak_tflops('cpu', 'fp32') is None
     assert fraction_of_peak(1000, 2e11, 'NVIDIA H200', 'bf16') == \
         pytest.approx(2e14 / 989e12)

@@ -152,3 +152,52 @@ def test_the_timed_window_decodes_and_counts_its_own_batches(
     assert rate > 0
     assert at_start == [warmup * 2]
     assert len(prepared) == (warmup + batches) * 2
+
+
+def test_each_row_says_what_fraction_of_the_gpus_peak_it_uses(
+        setup, monkeypatch):
+    """The network's operations per image are counted once, at the size
+    the model-only rows time, and each row's rates are set against the
+    peak of the GPU named (here a CPU taken for an H200) at the row's
+    precision; on a device with no known peak the fractions are None."""
+    import mmcv
+
+    from fashionseg.benchmarks import engine_throughput
+    from fashionseg.benchmarks.arithmetic import count_flops
+    from fashionseg.dataset_folder import image_path, split_stems
+    from fashionseg.inference.segmenter import Segmenter, build_model
+    data, checkpoint = setup
+    settings = [InferenceSettings.parse('fp32,batch=1'),
+                InferenceSettings.parse('bf16,batch=1')]
+    record = engine_throughput.benchmark_engine(
+        FPN, str(checkpoint), data, settings[:1], batches=1, warmup=0,
+        agreement_images=1)
+    assert record['settings'][0]['fraction_of_peak_model_only'] is None
+    # Counted independently: one photo of the split's most common size.
+    photos = [mmcv.imread(image_path(data, 'test', stem))
+              for stem in split_stems(data, 'test')]
+    shapes = [photo.shape for photo in photos]
+    photo = photos[shapes.index(max(set(shapes), key=shapes.count))]
+    from mmengine.config import Config
+    reference = Segmenter(build_model(Config.fromfile(FPN), str(checkpoint),
+                                      'cpu'), Config.fromfile(FPN))
+    prepared = reference.prepare(photo)
+    flops = count_flops(lambda: reference.predict(
+        [prepared['inputs']], [prepared['data_samples'].metainfo]))
+    assert flops > 0
+    assert record['gflop_per_image'] == round(flops / 1e9, 2)
+    assert record['gflop_image_size'] == list(prepared['inputs'].shape[-2:])
+
+    monkeypatch.setattr(engine_throughput, 'device_name',
+                        lambda device: 'NVIDIA H200')
+    record = engine_throughput.benchmark_engine(
+        FPN, str(checkpoint), data, settings, batches=1, warmup=0,
+        agreement_images=1)
+    for row, peak in zip(record['settings'], (67.0, 989.0)):
+        assert row['peak_tflops'] == peak
+        for rate, fraction in (('model_images_per_s',
+                                'fraction_of_peak_model_only'),
+                               ('end_to_end_images_per_s',
+                                'fraction_of_peak_end_to_end')):
+            assert row[fraction] == round(
+                row[rate] * flops / (peak * 1e12), 4)

@@ -249,13 +249,15 @@ def test_a_budget_that_is_not_seconds_is_refused(tmp_path, budget, error):
 
 def test_the_bars_read_what_a_step_measured_before_it_ran_out_of_time():
     from fashionseg.gpu_check.summary import bars
-    row = dict(agrees=True, model_images_per_s=1000.0,
-               end_to_end_images_per_s=700.0)
+    row = dict(agrees=True, agreement=0.999, model_images_per_s=1000.0,
+               end_to_end_images_per_s=700.0,
+               fraction_of_peak_model_only=0.19)
     # Slower model only but faster end to end (decoding on the device):
     # each bar takes its own best row.
     slower = dict(row, model_images_per_s=600.0,
                   end_to_end_images_per_s=800.0)
-    disagrees = dict(row, agrees=False, model_images_per_s=5000.0)
+    disagrees = dict(row, agrees=False, agreement=0.98,
+                     model_images_per_s=5000.0)
     record = {'checks': {
         'train': {'status': 'timeout', 'measured': {
             'benchmark_fp32_batch5': {'images_per_second_full_loop': 88.0}}},
@@ -267,4 +269,9 @@ def test_the_bars_read_what_a_step_measured_before_it_ran_out_of_time():
     assert found['engine images/s model only'] == dict(
         measured=1000.0, target=2500, met=False)
     assert found['engine images/s end to end']['measured'] == 800.0
+    assert found["engine fraction of the GPU's peak (model only)"][
+        'measured'] == 0.19
+    # The row left out of the rates still fails the agreement bar.
+    assert found['engine agreement with eager fp32, least of any row'] == \
+        dict(measured=0.98, target=0.995, met=False)
     assert found['PyTorch CRF images/s at 600 x 400']['measured'] is None
