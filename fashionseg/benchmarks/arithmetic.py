@@ -1,8 +1,9 @@
 """How much of a GPU's arithmetic a measured rate uses: the operations a
 step costs, counted by PyTorch's ``FlopCounterMode`` (a multiply-add is
 two operations), against the GPU's peak from its datasheet."""
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
+import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 # Dense (no sparsity) peaks from the vendors' datasheets, in TFLOP/s, SXM
@@ -39,3 +40,25 @@ def fraction_of_peak(images_per_s: float, flops_per_image: float,
     if peak is None or not flops_per_image:
         return None
     return images_per_s * flops_per_image / (peak * 1e12)
+
+
+def forward_flops_per_image(config: str, size: Tuple[int, int]) -> int:
+    """The operations of one forward pass of ``config``'s model on one
+    image of ``size`` (height, width), padded as its data preprocessor
+    pads it; counted on PyTorch's meta device, which builds no weights
+    and computes nothing (about a second per model)."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    import fashionseg.mmseg_modules  # noqa: F401 (the project's modules)
+    init_default_scope('mmseg')
+    model_cfg = Config.fromfile(config).model
+    divisor = (model_cfg.get('data_preprocessor') or {}).get(
+        'size_divisor') or 1
+    height, width = (-(-side // divisor) * divisor for side in size)
+    with torch.device('meta'):
+        model = MODELS.build(model_cfg).eval()
+        image = torch.empty(1, 3, height, width)
+    with torch.no_grad():
+        return count_flops(lambda: model(image, mode='tensor'))

@@ -372,7 +372,29 @@ class GPUCheck:
         metrics = json.loads((self.work / 'runs' / 'test.json').read_text())
         self._save_state(scores=str(self.work / 'scores_{split}'))
         return dict(seconds=seconds, score_files=written,
-                    test_aAcc=metrics['aAcc'])
+                    test_aAcc=metrics['aAcc'],
+                    forward_gflop_per_image=self._count_models())
+
+    def _count_models(self) -> Dict[str, float]:
+        """The forward operations per image at the check's size of the
+        check's model and of every model and dataset the pipeline trains
+        (``params.yaml``), counted on the meta device (a second each), for
+        the projection, which scales the check's rates by them."""
+        import yaml
+
+        from fashionseg.benchmarks.arithmetic import forward_flops_per_image
+        params = yaml.safe_load(self.paths.params.read_text())
+        configs = {'check': self.paths.repo / self.sizes.config}
+        configs.update({
+            f'{model}_{dataset}':
+            self.paths.repo / params['configs'] / f'{model}_{dataset}.py'
+            for dataset in params['datasets'] for model in params['models']})
+        counted = {}
+        for name, config in configs.items():
+            counted[name] = round(forward_flops_per_image(
+                str(config), self.sizes.image) / 1e9, 2)
+            self._save_state(forward_gflop=counted)
+        return self.measure('forward_gflop_per_image', counted)
 
     def crf(self) -> dict:
         from fashionseg.benchmarks.crf import (NUM_CLASSES, agreement,
@@ -491,6 +513,9 @@ class GPUCheck:
                 images_per_s_with_crf=1 / (
                     protocol['seconds_per_image'] + crf_seconds))
         self.measure('paper_protocol', protocol)
+        # What the pipeline's validation and test stages run: fp32, one
+        # image at a time.
+        self._save_state(protocol_rate=protocol['images_per_s'])
         rows, best, end_to_end_crf = [], None, None
         for text in self.sizes.engine:
             setting = InferenceSettings.parse(text)
@@ -540,14 +565,24 @@ class GPUCheck:
                 params, 'test', self.device, self.sizes.engine_batches))
 
     def projection(self) -> dict:
-        """The full ``make repro`` from the rates measured at 600 x 400
-        (every model taken at the paper FPN's rates; start-up and
-        downloads left out)."""
+        """The full ``make repro`` from the rates measured at 600 x 400,
+        per dataset and model: training at the check's FPN rates, and
+        validation and testing at the paper protocol's (fp32, one image
+        at a time, as the pipeline's stages run; the test stage's score
+        files left out), each scaled by the model's forward operations
+        against the FPN's (counted by the test step); start-up and
+        downloads left out."""
         import yaml
 
         from fashionseg.pipeline.grid import grid_hours
-        rates, eval_rate, crf_rate = self._needs(
-            'train_rates', 'reference_rate', 'crf_rate')
+        rates, crf_rate = self._needs('train_rates', 'crf_rate')
+        # The protocol's rate where the inference step measured it, else
+        # the engine's fp32 rate (batched: faster than the stages).
+        eval_source = 'paper protocol (fp32, batch 1)' \
+            if 'protocol_rate' in self.state else 'engine fp32, batched'
+        eval_rate, = self._needs('protocol_rate' if 'protocol_rate' in
+                                 self.state else 'reference_rate')
+        gflop = self.state.get('forward_gflop') or {}
         params = yaml.safe_load(self.paths.params.read_text())
         train = params['train']
         bf16 = {k: v for k, v in rates.items() if k.startswith('bf16')}
@@ -557,28 +592,42 @@ class GPUCheck:
             else 'fp32_batch5'
         train_rate = max(bf16.values()) if amp else rates[fp32]
         epochs, trials = params['train']['epochs'], params['crf']['trials']
-        runs = len(params['models']) * len(params['seeds'])
+        seeds = len(params['seeds'])
         rows, total, run_hours = [], 0.0, []
         for dataset in params['datasets']:
             n_train, n_val, n_test = RELEASE_SPLITS[dataset]
-            seconds = dict(
-                train=epochs * n_train / train_rate,
-                validation=epochs * n_val / eval_rate,
-                test=(n_val + n_test) / eval_rate,
-                crf_search=trials * n_val / crf_rate,
-                crf_apply=n_test / crf_rate)
-            run = sum(seconds.values())
-            total += run * runs
-            run_hours += [run / 3600] * runs
-            rows.append(dict(dataset=dataset, runs=runs,
-                             hours_per_run=run / 3600,
-                             hours=run * runs / 3600, **{
-                                 f'{k}_minutes_per_run': v / 60
-                                 for k, v in seconds.items()}))
+            for model in params['models']:
+                counted = gflop.get(f'{model}_{dataset}')
+                # A model costs its operations against the check's FPN.
+                scale = gflop['check'] / counted \
+                    if counted and gflop.get('check') else None
+                speed = scale or 1.0
+                seconds = dict(
+                    train=epochs * n_train / (train_rate * speed),
+                    validation=epochs * n_val / (eval_rate * speed),
+                    test=(n_val + n_test) / (eval_rate * speed),
+                    crf_search=trials * n_val / crf_rate,
+                    crf_apply=n_test / crf_rate)
+                run = sum(seconds.values())
+                total += run * seeds
+                run_hours += [run / 3600] * seeds
+                rows.append(dict(
+                    dataset=dataset, model=model, runs=seeds,
+                    forward_gflop_per_image=counted,
+                    rate_scale=None if scale is None else round(scale, 3),
+                    hours_per_run=run / 3600, hours=run * seeds / 3600, **{
+                        f'{k}_minutes_per_run': v / 60
+                        for k, v in seconds.items()}))
         return dict(rates=dict(train_images_per_s=train_rate,
                                train_precision='bf16' if amp else 'fp32',
                                test_images_per_s=eval_rate,
+                               test_rate_from=eval_source,
                                crf_images_per_s=crf_rate),
+                    # Where a model's operations were not counted (the test
+                    # step did not get that far), it is taken at the FPN's
+                    # rates (rate_scale null).
+                    rates_scaled_by='forward operations per image against '
+                    'the check model\'s' if gflop.get('check') else None,
                     image=list(self.sizes.image), epochs=epochs,
                     crf_trials=trials, datasets=rows,
                     total_hours=total / 3600,

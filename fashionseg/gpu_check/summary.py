@@ -107,6 +107,18 @@ def summary_table(record: dict) -> str:
     if not on_gpu:
         lines += ['', 'The bars are judged on a GPU at the full sizes '
                   '(not with --device cpu or --quick).']
+    projection = record['checks'].get('projection', {})
+    if projection.get('status') == 'pass' and projection.get('datasets'):
+        lines += ['', '`make repro`, projected per run (hours; each model '
+                  'at the check\'s rates scaled by its forward operations'
+                  + ('' if on_gpu else '; from this run\'s sizes and '
+                     'device, not a GPU\'s at the paper\'s sizes') + '):',
+                  '', '| dataset | model | GFLOP/image | hours per run |',
+                  '|---|---|---|---|']
+        lines += [f'| {row["dataset"]} | {row.get("model", "-")} | '
+                  f'{_cell(row.get("forward_gflop_per_image"))} | '
+                  f'{row["hours_per_run"]:.2f} |'
+                  for row in projection['datasets']]
     if record.get('bars'):
         lines += ['', '| bar | measured | target | met |',
                   '|---|---|---|---|']

@@ -25,3 +25,27 @@ def test_the_peak_is_the_named_gpus_at_the_precision_asked():
     assert fraction_of_peak(1000, 2e11, 'NVIDIA H200', 'bf16') == \
         pytest.approx(2e14 / 989e12)
     assert fraction_of_peak(1000, 2e11, 'Some GPU', 'bf16') is None
+
+
+def test_a_forward_is_counted_on_the_meta_device_at_its_padded_size():
+    """The projection's operations per image: counted without weights or
+    arithmetic, at the size the data preprocessor pads to (600 x 400 is
+    608 x 416 for the size divisor 32), equal to a real forward's count."""
+    from mmengine.config import Config
+    from mmseg.registry import MODELS
+
+    from fashionseg.benchmarks.arithmetic import forward_flops_per_image
+    config = 'mmseg_configs/demo/fpn_x101_ccp.py'
+    counted = forward_flops_per_image(config, (100, 60))
+    model = MODELS.build(Config.fromfile(config).model).eval()
+    with torch.no_grad():
+        real = count_flops(lambda: model(torch.zeros(1, 3, 128, 64),
+                                         mode='tensor'))
+    assert counted == real > 0
+    assert forward_flops_per_image(config, (128, 64)) == real
+    # At the paper's size: PSPNet's dilated ResNet-101 costs more than the
+    # paper's FPN (measured: 494 and 159 GFLOP).
+    fpn, psp = (forward_flops_per_image(f'mmseg_configs/{m}_cfpd.py',
+                                        (600, 400))
+                for m in ('fpn_x101', 'pspnet_r101'))
+    assert 1e11 < fpn < psp

@@ -7,6 +7,7 @@ import os
 import sys
 
 import pytest
+import yaml
 from conftest import REPO
 from tool_process import run_tool
 
@@ -42,7 +43,27 @@ def test_quick_check_runs_every_step(tmp_path):
     protocol = checks['inference']['paper_protocol']
     assert protocol['images_per_s_with_crf'] < protocol['images_per_s']
     assert checks['inference']['engine']['best'] is not None
-    assert checks['projection']['total_hours'] > 0
+    projection = checks['projection']
+    assert projection['total_hours'] > 0
+    # One row per dataset and model of params.yaml, each model's rates
+    # scaled by its forward operations against the check's FPN.
+    params = yaml.safe_load((REPO / 'params.yaml').read_text())
+    rows = {(row['dataset'], row['model']): row
+            for row in projection['datasets']}
+    assert set(rows) == {(d, m) for d in params['datasets']
+                         for m in params['models']}
+    counted = checks['test']['forward_gflop_per_image']
+    for (dataset, model), row in rows.items():
+        assert row['forward_gflop_per_image'] == counted[
+            f'{model}_{dataset}'] > 0
+        assert row['rate_scale'] == pytest.approx(
+            counted['check'] / row['forward_gflop_per_image'], abs=1e-3)
+    fpn, psp = (rows[('cfpd', m)] for m in ('fpn_x101', 'pspnet_r101'))
+    assert psp['train_minutes_per_run'] > fpn['train_minutes_per_run']
+    assert projection['rates']['test_rate_from'] == \
+        'paper protocol (fp32, batch 1)'
+    assert projection['rates']['test_images_per_s'] == protocol[
+        'images_per_s']
     # The grid's wall time on N GPUs (make repro JOBS=N).
     grid = {int(k): v for k, v in
             checks['projection']['grid_hours'].items()}
