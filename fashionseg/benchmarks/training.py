@@ -5,7 +5,6 @@
 The paper trains at batch 5 (section 4); issue bar: the full loop reaches at
 least 90 % of the model-only rate on a GPU.
 """
-import time
 from typing import Optional, Sequence
 
 import torch
@@ -13,38 +12,39 @@ from mmengine.hooks import Hook
 
 from fashionseg.benchmarks.arithmetic import (count_flops, fraction_of_peak,
                                               peak_tflops)
+from fashionseg.benchmarks.timing import DeviceClock
 from fashionseg.runner.run_config import build_runner
 from fashionseg.runner.training import configure_training
-from fashionseg.utils.device import device_name, synchronize
+from fashionseg.utils.device import device_name
 
 
 class _IterClock(Hook):
-    """Time of the training iterations after ``warmup``: the device is
-    synchronised only where the clock starts and where it stops (after the
-    last iteration, not when the runner has finished tearing down), so
-    that timing does not stall the loop it measures."""
+    """Time of the training iterations after ``warmup`` (CUDA events on a
+    GPU, :class:`~fashionseg.benchmarks.timing.DeviceClock`): the device
+    is synchronised only where the clock starts and where it stops (after
+    the last iteration, not when the runner has finished tearing down),
+    so that timing does not stall the loop it measures."""
 
     def __init__(self, warmup: int, iters: int):
         self.warmup = warmup
         self.iters = iters
-        self.start = self.end = None
+        self.clock = DeviceClock()
+        self.seconds = None
 
     def before_train(self, runner) -> None:
         if self.warmup == 0:  # from the first batch's loading on
-            self.start = time.perf_counter()
+            self.clock.start()
 
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None):
         done = runner.iter + 1
         if done == self.warmup:
-            synchronize()
-            self.start = time.perf_counter()
+            self.clock.start()
         if done == self.warmup + self.iters:
-            synchronize()
-            self.end = time.perf_counter()
+            self.seconds = self.clock.stop()
 
     def rate(self, batch_size: int) -> float:
-        return self.iters * batch_size / (self.end - self.start)
+        return self.iters * batch_size / self.seconds
 
 
 def _iter_based(cfg, iters: int) -> None:
@@ -102,13 +102,12 @@ def benchmark_training(config: str, work_dir: str, iters: int = 50,
     model, optim_wrapper = runner.model, runner.optim_wrapper
     batch = next(iter(runner.train_dataloader))
     model.train()
+    clock = DeviceClock()
     for i in range(warmup + iters):
         if i == warmup:
-            synchronize()
-            start = time.perf_counter()
+            clock.start()
         model.train_step(batch, optim_wrapper)
-    synchronize()
-    model_only = iters * batch_size / (time.perf_counter() - start)
+    model_only = iters * batch_size / clock.stop()
     # Read before the operations are counted: that pass runs outside the
     # run's autocast and would set the peak.
     peak_memory = torch.cuda.max_memory_allocated() \
