@@ -40,12 +40,41 @@ def check_output_folder(out: Path, src: Optional[Path] = None) -> None:
         return
     if not out.is_dir():
         raise OutputFolderError(f'--out {out} exists and is not a folder')
-    if (out / 'dataset.json').is_file() or not any(out.iterdir()):
+    entries = sorted(out.iterdir())
+    if not entries:
+        return
+    why = _not_a_converted_dataset(out, entries)
+    if why is None:
         return
     raise OutputFolderError(
         f'--out {out} exists and is not a dataset written by '
-        'tools/convert_data.py (it has no dataset.json); it is left as it '
-        'is. Choose another --out, or move that folder away yourself')
+        f'tools/convert_data.py ({why}); it is left as it is. Choose another'
+        ' --out, or move that folder away yourself')
+
+
+# What a converted dataset folder holds, and nothing else: the whole folder
+# is replaced by a new conversion.
+DATASET_ENTRIES = ('ann_dir', 'dataset.json', 'img_dir', 'splits')
+
+
+def _not_a_converted_dataset(out: Path, entries) -> Optional[str]:
+    """Why ``out`` is not a folder this converter wrote, or None: its
+    ``dataset.json`` must be the converter's and it must hold nothing
+    else than :data:`DATASET_ENTRIES`, since replacing it removes all."""
+    others = [p.name for p in entries if p.name not in DATASET_ENTRIES]
+    if others:
+        more = f' and {len(others) - 3} more' if len(others) > 3 else ''
+        return f'it holds {", ".join(others[:3])}{more}'
+    try:
+        meta = json.loads((out / 'dataset.json').read_text())
+    except FileNotFoundError:
+        return 'it has no dataset.json'
+    except (OSError, ValueError):
+        return 'its dataset.json is not the converter\'s'
+    if not (isinstance(meta, dict) and {'name', 'classes', 'splits'} <= set(
+            meta)):
+        return 'its dataset.json is not the converter\'s'
+    return None
 
 
 def encode_label_png(label: np.ndarray) -> bytes:

@@ -199,10 +199,18 @@ def download(out: Path, python_version: str, platforms: Sequence[str],
     if not out.parent.is_dir():
         raise WheelhouseError(f'--out {out}: its folder {out.parent} does '
                               'not exist')
-    if out.exists() and any(out.iterdir()) and \
-            not (out / MANIFEST).is_file():
-        raise WheelhouseError(f'{out} exists and is not a wheelhouse (no '
-                              f'{MANIFEST}); choose another folder')
+    if out.exists() and any(out.iterdir()):
+        # The whole folder is replaced: only a wheelhouse this command
+        # wrote, holding nothing but what its manifest lists.
+        manifest = _read_manifest(out)
+        others = sorted(p.name for p in out.iterdir() if p.name not in set(
+            manifest.get('files', [])) | {MANIFEST})
+        if others:
+            raise WheelhouseError(
+                f'{out} holds files the wheelhouse\'s {MANIFEST} does not '
+                f'list ({", ".join(others[:3])}'
+                f'{" ..." if len(others) > 3 else ""}); choose another '
+                'folder')
     target = ['--python-version', python_version, '--implementation', 'cp',
               '--only-binary=:all:']
     for platform in platforms:
@@ -336,14 +344,29 @@ def _minor(version: str) -> str:
     return '.'.join(str(version).split('.')[:2])
 
 
-def check_wheelhouse(wheelhouse: Path, python_version: str) -> dict:
-    """The wheelhouse's manifest, once it is known to be whole and written
-    for ``python_version``'s minor version (its wheels are built for it)."""
-    if not (wheelhouse / MANIFEST).is_file():
+def _read_manifest(wheelhouse: Path) -> dict:
+    """The wheelhouse's manifest, or an error that says why it is none."""
+    path = wheelhouse / MANIFEST
+    if not path.is_file():
         raise WheelhouseError(f'{wheelhouse} is not a wheelhouse (no '
                               f'{MANIFEST}); write one with '
                               '`tools/wheelhouse.py download` first')
-    manifest = json.loads((wheelhouse / MANIFEST).read_text())
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise WheelhouseError(f'{path}: not a wheelhouse manifest ({error})'
+                              '; write the wheelhouse again') from None
+    if not isinstance(manifest, dict) or not isinstance(
+            manifest.get('files'), list):
+        raise WheelhouseError(f'{path}: not a wheelhouse manifest (no list '
+                              'of files); write the wheelhouse again')
+    return manifest
+
+
+def check_wheelhouse(wheelhouse: Path, python_version: str) -> dict:
+    """The wheelhouse's manifest, once it is known to be whole and written
+    for ``python_version``'s minor version (its wheels are built for it)."""
+    manifest = _read_manifest(wheelhouse)
     written_for = manifest.get('python_version', '')
     if _minor(written_for) != _minor(python_version):
         raise WheelhouseError(

@@ -307,6 +307,32 @@ def test_convert_leaves_a_folder_it_did_not_write(tmp_path):
     assert not (converted / 'img_dir' / 'train' / 'stray.jpg').exists()
 
 
+@pytest.mark.parametrize('dataset_json', ['{}', '{"name": "x", ', None])
+def test_convert_leaves_a_folder_with_a_dataset_json_and_other_files(
+        tmp_path, dataset_json):
+    """A folder is replaced only when it is the converter's dataset and
+    nothing else: a user's folder that holds a ``dataset.json`` of its own
+    (or the converter's beside other files) keeps every file."""
+    out = tmp_path / 'project'
+    (out / 'sub').mkdir(parents=True)
+    (out / 'thesis.tex').write_text('draft')
+    (out / 'sub' / 'results.csv').write_text('x')
+    if dataset_json is None:  # the converter's own, beside the user's
+        converted = tmp_path / 'ccp'
+        assert _convert_cli(BUNDLED_CCP, converted).returncode == 0
+        dataset_json = (converted / 'dataset.json').read_text()
+    (out / 'dataset.json').write_text(dataset_json)
+    before = {p: p.read_bytes() for p in out.rglob('*') if p.is_file()}
+    result = _convert_cli(BUNDLED_CCP, out)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert 'not a dataset written by tools/convert_data.py' in result.stderr
+    assert {p: p.read_bytes() for p in out.rglob('*') if p.is_file()} \
+        == before
+    # Only the converter's folder, with a damaged dataset.json, is named
+    # so; the user's files are named when they are there.
+    assert 'it holds sub, thesis.tex' in result.stderr
+
+
 def _ccp_copy_with_groundtruth(tmp_path, stem, groundtruth):
     """The bundled CCP subset with one annotation's ``groundtruth``
     replaced."""

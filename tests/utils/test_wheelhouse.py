@@ -81,6 +81,33 @@ def test_download_refuses_to_replace_a_folder_it_did_not_write(tmp_path):
     assert (tmp_path / 'mine.txt').read_text() == 'keep me'
 
 
+@pytest.mark.parametrize('manifest', ['{"files": [', '[1, 2]', None])
+def test_a_wheelhouse_with_a_damaged_manifest_or_other_files_is_left_alone(
+        tmp_path, manifest):
+    """``download`` replaces only a wheelhouse holding what its manifest
+    lists (here a user's notes beside it, or a damaged manifest, are kept),
+    and ``install`` says what is wrong with a damaged manifest."""
+    house = _wheelhouse(tmp_path, '3.12.3')
+    (house / 'notes.txt').write_text('keep me')
+    if manifest is not None:
+        (house / wheelhouse.MANIFEST).write_text(manifest)
+    before = {p.name: p.read_bytes() for p in house.iterdir()}
+    result = _tool('download', '--out', str(house))
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f'error: {house}')
+    assert ('not a wheelhouse manifest' if manifest else
+            'holds files the wheelhouse\'s wheelhouse.json does not list '
+            '(notes.txt)') in last
+    assert {p.name: p.read_bytes() for p in house.iterdir()} == before
+    if manifest is not None:
+        result = _tool('install', '--from', str(house), '--venv',
+                       str(tmp_path / 'env'))
+        assert result.returncode == 2 and 'Traceback' not in result.stderr
+        assert 'not a wheelhouse manifest' in result.stderr
+        assert not (tmp_path / 'env').exists()
+
+
 def test_download_asks_for_the_whole_python_version(tmp_path):
     """pip reads 3.11 as 3.11.0, which a pinned package refuses
     (soupsieve 4.1.3: 3.11.5 or newer), and then backtracks for minutes
