@@ -10,8 +10,8 @@ import argparse
 from pathlib import Path
 
 from fashionseg.crf.backend import CRFBackend
-from fashionseg.crf.search import (apply, read_best_params, search,  # noqa
-                                   write_search)
+from fashionseg.crf.search import (apply, check_search_out,  # noqa
+                                   read_best_params, search, write_search)
 from fashionseg.utils.cli import (add_max_images_argument, run_tool,
                                   tool_description)
 
@@ -60,6 +60,7 @@ def main():
     backend = CRFBackend.choose(args.backend, args.device, args.workers,
                                 args.batch_size)
     if args.command == 'search':
+        check_search_out(args.out, args.scores, args.data)
         result = search(args.scores, args.data, args.split, args.trials,
                         args.seed, args.workers, backend,
                         args.max_images)

@@ -56,11 +56,17 @@ def main():
     device = select_device(args.device)
     settings, check_agreement = tool_settings(args, device)
     splits = args.split or [None]
-    for template in (args.out, args.metrics):
+    for option, template in (('--out', args.out),
+                             ('--metrics', args.metrics)):
         if len(splits) > 1 and template and '{split}' not in template:
             raise UsageError(f'testing on {len(splits)} splits needs '
                              f'{{split}} in --out and --metrics, not '
                              f'{template!r}')
+        try:
+            template and template.format(split='val')
+        except (KeyError, IndexError, ValueError):
+            raise UsageError(f'{option} {template!r}: the only name in '
+                             'braces it may hold is {split}') from None
     for split in splits:
         out, metrics = (t.format(split=split) if t and split else t
                         for t in (args.out, args.metrics))

@@ -17,7 +17,9 @@ from fashionseg.evaluation.confusion import confusion_path, save_confusions
 from fashionseg.evaluation.metrics_file import (iou_metric_results,
                                                 metrics_record)
 from fashionseg.utils.atomic_write import atomic_path, write_text_atomic
-from fashionseg.utils.output_folder import (claimed_output_folder,
+from fashionseg.utils.output_folder import (check_result_file,
+                                            claimed_output_folder,
+                                            is_metrics_file, is_search_file,
                                             remove_unwritten)
 
 
@@ -97,9 +99,12 @@ def apply(scores_dir: Path, data_root: Path, split: str, params: CRFParams,
     the metrics (the same record as ``tools/test.py``; ``metrics_out``,
     default ``out/metrics.json``) and the per-image confusion matrices
     beside them."""
-    items, classes = split_items(scores_dir, data_root, split, max_images)
     out = Path(out)
     metrics_out = Path(metrics_out or out / 'metrics.json')
+    check_result_file(metrics_out, 'tools/crf.py apply', '--metrics',
+                      is_metrics_file, inputs=[data_root, scores_dir],
+                      beside=[confusion_path(metrics_out)])
+    items, classes = split_items(scores_dir, data_root, split, max_images)
     # A folder of someone else's files (or of the dataset or the scores)
     # is refused before any work; what an earlier run left there and this
     # one does not rewrite goes after; one run at a time writes there.
@@ -129,6 +134,13 @@ def apply(scores_dir: Path, data_root: Path, split: str, params: CRFParams,
                         classes)
         write_text_atomic(metrics_out, json.dumps(record, indent=2) + '\n')
     return record
+
+
+def check_search_out(out: Path, scores_dir: Path, data_root: Path) -> None:
+    """Before the search: its result file replaces nothing but an earlier
+    search's, and lies outside its inputs."""
+    check_result_file(out, 'tools/crf.py search', '--out', is_search_file,
+                      inputs=[scores_dir, data_root])
 
 
 def write_search(result: dict, out: Path) -> None:

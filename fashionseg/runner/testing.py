@@ -34,6 +34,7 @@ from fashionseg.runner.run_config import (add_custom_hooks, build_runner,
                                           init_cpu_distributed,
                                           load_run_config)
 from fashionseg.utils.atomic_write import write_text_atomic
+from fashionseg.utils.output_folder import check_result_file, is_metrics_file
 
 METRICS_FILE = 'metrics.json'
 
@@ -96,6 +97,11 @@ def configure_testing(config: str, checkpoint: str,
     cfg.test_evaluator = dict(cfg.test_evaluator, type='ClassIoUMetric')
     cfg.metrics_out = metrics_out or osp.join(
         out if out is not None else cfg.work_dir, METRICS_FILE)
+    # Before any work: a metrics file lands on nothing it would lose.
+    check_result_file(
+        cfg.metrics_out, 'tools/test.py', '--metrics', is_metrics_file,
+        inputs=[cfg.test_dataloader.dataset.get('data_root'), checkpoint,
+                config], beside=[confusion_path(cfg.metrics_out)])
     if out is not None:
         add_custom_hooks(cfg, dict(
             type='SaveDecodeScoresHook', out_dir=out,

@@ -1,5 +1,6 @@
 """Output folders a tool owns (``tools/test.py --out``, ``tools/crf.py
-apply --out``).
+apply --out``), and the result files it writes (metrics, the CRF
+search's result): replaced only when they are its own.
 
 A tool marks a folder it writes with a hidden ``.written-by`` file naming
 itself. It writes only into a folder that is new, empty, or marked as its
@@ -10,10 +11,11 @@ metrics that cover fewer images.
 """
 import contextlib
 import fcntl
+import json
 import os
 import warnings
 from pathlib import Path
-from typing import Iterable, Iterator, List, Optional, Sequence
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence
 
 from fashionseg.errors import UsageError
 from fashionseg.utils.atomic_write import is_temporary, write_text_atomic
@@ -153,3 +155,56 @@ def remove_unwritten(earlier: Iterable[Path], written: Iterable,
             path.unlink()
             removed += 1
     return removed
+
+
+def _json_with_keys(path: Path, keys: Sequence[str]) -> bool:
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and set(keys) <= set(record)
+
+
+def is_metrics_file(path) -> bool:
+    """A metrics JSON of ``tools/test.py`` or ``tools/crf.py apply``."""
+    return _json_with_keys(path, ('aAcc', 'mIoU', 'per_class'))
+
+
+def is_search_file(path) -> bool:
+    """A CRF search result of ``tools/crf.py search``."""
+    return _json_with_keys(path, ('best', 'best_accuracy', 'trials'))
+
+
+def check_result_file(path, tool: str, option: str,
+                      is_own: Callable[[Path], bool],
+                      inputs: Sequence = (), beside: Sequence = ()) -> None:
+    """Refuse, before any work, a result file ``path`` (and the files
+    written ``beside`` it) that would lose something: a folder, a path
+    under a file, one that is or lies within one of ``inputs`` (the data,
+    the scores, the checkpoint), or an existing file that is not an
+    earlier result of ``tool`` (``is_own``): a rerun replaces its own
+    results, nothing else."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputFolderError(f'{option} {path} is a folder; give the '
+                                'name of a file to write')
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise OutputFolderError(f'{option} {path}: {parent} is a file, '
+                                    'not a folder')
+    for source in inputs:
+        if source is not None and _within(path, source):
+            raise OutputFolderError(
+                f'{option} {path} is or lies within the input {source}; '
+                'choose a file outside it')
+    if (path.exists() or path.is_symlink()) and not is_own(path):
+        raise OutputFolderError(
+            f'{option} {path} exists and is not a result {tool} wrote; it '
+            'is left as it is: choose another name, or remove it yourself')
+    for other in beside:
+        other = Path(other)
+        if other.is_dir() or (other.exists() and not (
+                path.exists() and is_own(path))):
+            raise OutputFolderError(
+                f'{option} {path}: {other}, which {tool} writes beside it, '
+                'exists and is not its own; choose another name')

@@ -1,5 +1,6 @@
 """Dense CRF post-processing (paper section 3.3) and its random search."""
 import json
+import shutil
 
 import cv2
 import numpy as np
@@ -188,6 +189,65 @@ def test_cli_search_then_apply(small_dataset, tmp_path):
                              cv2.IMREAD_UNCHANGED)
         np.testing.assert_array_equal(
             matrix, confusion_matrix(label, refined, matrix.shape[0]))
+
+
+def test_result_files_replace_only_their_own_and_never_an_input(
+        small_dataset, tmp_path):
+    """``search --out`` and ``apply --metrics`` are refused, before any
+    work and leaving every file as it was, on a user's file, on a folder,
+    on a score file or the dataset's own ``dataset.json``; a rerun
+    replaces its own result."""
+    data = tmp_path / 'data'
+    shutil.copytree(small_dataset / 'data', data)
+    scores = _copy_scores(small_dataset / 'noisy_val', tmp_path / 'scores')
+    notes = tmp_path / 'notes.txt'
+    notes.write_text('mine')
+    score_file = sorted(scores.glob('*.npz'))[0]
+    folder = tmp_path / 'folder'
+    folder.mkdir()
+    before = {p: p.read_bytes() for p in tmp_path.rglob('*') if p.is_file()}
+
+    def search(out):
+        return run_tool('crf.py', 'search', '--scores', scores, '--data',
+                        data, '--trials', 1, '--out', out, timeout=300)
+
+    for out, why in ((notes, 'exists and is not a result tools/crf.py '
+                      'search wrote'), (folder, 'is a folder'),
+                     (score_file, 'lies within the input'),
+                     (data / 'dataset.json', 'lies within the input'),
+                     (notes / 'search.json', 'is a file, not a folder')):
+        result = search(out)
+        assert result.returncode == 2, (out, result.stderr[-2000:])
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith('error: --out') and why in last, last
+        assert 'baseline' not in result.stderr  # no work was done
+    assert search(tmp_path / 'search.json').returncode == 0
+    rerun = search(tmp_path / 'search.json')
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+
+    def apply_with(metrics):
+        return run_tool('crf.py', 'apply', '--scores', scores, '--data',
+                        data, '--split', 'val', '--params',
+                        tmp_path / 'search.json', '--out', tmp_path / 'out',
+                        '--metrics', metrics, timeout=300)
+
+    for metrics in (notes, data / 'dataset.json', tmp_path / 'search.json'):
+        result = apply_with(metrics)
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert result.stderr.strip().splitlines()[-1].startswith(
+            'error: --metrics')
+        assert not (tmp_path / 'out').exists()
+    # A confusion file of someone else's where it would go, beside a new
+    # metrics file.
+    (tmp_path / 'new.confusion.npz').write_bytes(b'mine too')
+    result = apply_with(tmp_path / 'new.json')
+    assert result.returncode == 2
+    assert 'new.confusion.npz, which tools/crf.py apply writes beside it' \
+        in result.stderr
+    assert apply_with(tmp_path / 'crf.json').returncode == 0
+    assert apply_with(tmp_path / 'crf.json').returncode == 0
+    after = {p: p.read_bytes() for p in before}
+    assert after == before
 
 
 # Bad input: a clear error naming the file, never a skipped image.

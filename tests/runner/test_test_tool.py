@@ -163,6 +163,27 @@ def test_test_cli(trained, tmp_path):
     result = run('--split', 'val', 'test', '--out', str(tmp_path / 'one'))
     assert result.returncode != 0
     assert '{split}' in result.stderr
+    for template in ('o_{foo}', 'o_{'):
+        result = run('--out', str(tmp_path / template))
+        assert result.returncode == 2
+        assert result.stderr.strip().splitlines()[-1].endswith(
+            'the only name in braces it may hold is {split}')
+    # The metrics never land on the checkpoint, the dataset or a file of
+    # someone else's, and are refused before the test runs.
+    notes = tmp_path / 'notes.txt'
+    notes.write_text('mine')
+    weights = checkpoint.read_bytes()
+    for metrics, why in ((checkpoint, 'lies within the input'),
+                         (data_root / 'dataset.json', 'lies within the input'),
+                         (notes, 'is not a result tools/test.py wrote'),
+                         (tmp_path / 'runs', 'is a folder')):
+        result = run('--split', 'val', '--metrics', str(metrics))
+        assert result.returncode == 2, result.stderr[-2000:]
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith('error: --metrics') and why in last, last
+    assert checkpoint.read_bytes() == weights
+    assert notes.read_text() == 'mine'
+    assert json.loads((data_root / 'dataset.json').read_text())['classes']
 
 
 def test_a_reused_score_folder_keeps_only_this_runs_files(trained,
