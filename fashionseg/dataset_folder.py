@@ -42,4 +42,13 @@ def read_dataset_meta(root: Path) -> dict:
         raise DatasetFolderError(
             f'{path}: not found; is {root} a dataset written by '
             'tools/convert_data.py?')
-    return json.loads(path.read_text())
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise DatasetFolderError(f'{path}: unreadable ({error}); convert '
+                                 'the dataset again') from None
+    if not isinstance(meta, dict) or not isinstance(meta.get('classes'),
+                                                    list):
+        raise DatasetFolderError(f'{path}: no list of classes; is {root} a '
+                                 'dataset written by tools/convert_data.py?')
+    return meta

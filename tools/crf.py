@@ -12,8 +12,8 @@ from pathlib import Path
 from fashionseg.crf.backend import CRFBackend
 from fashionseg.crf.search import (apply, check_search_out,  # noqa
                                    read_best_params, search, write_search)
-from fashionseg.utils.cli import (add_max_images_argument, run_tool,
-                                  tool_description)
+from fashionseg.utils.cli import (add_max_images_argument, positive_int,
+                                  run_tool, tool_description)
 
 
 def parse_args():
@@ -29,7 +29,7 @@ def parse_args():
                          else 'test')
         sub.add_argument('--out', type=Path, required=True,
                          help='JSON file (search) or folder (apply)')
-        sub.add_argument('--workers', type=int,
+        sub.add_argument('--workers', type=positive_int,
                          help='pydensecrf processes (default: all cores)')
         sub.add_argument('--backend', default='auto',
                          choices=['auto', 'pydensecrf', 'torch'],
@@ -38,12 +38,12 @@ def parse_args():
         sub.add_argument('--device', choices=['cpu', 'cuda'],
                          help='for the torch backend (default: cuda when '
                          'there is a GPU)')
-        sub.add_argument('--batch-size', type=int,
+        sub.add_argument('--batch-size', type=positive_int,
                          help='images per torch-backend call (default: 16 '
                          'on a GPU, 1 on the CPU)')
         add_max_images_argument(sub)
         if name == 'search':
-            sub.add_argument('--trials', type=int, default=50)
+            sub.add_argument('--trials', type=positive_int, default=50)
             sub.add_argument('--seed', type=int, default=0)
         else:
             sub.add_argument('--params', type=Path, required=True,

@@ -10,11 +10,12 @@ import argparse
 from pathlib import Path
 
 from fashionseg.dataset_folder import read_dataset_meta
+from fashionseg.errors import UsageError
 from fashionseg.evaluation.confusion import load_confusions
 from fashionseg.report.figures import (best_examples, plot_confusion,
                                        plot_examples)
-from fashionseg.utils.cli import (add_max_images_argument, run_tool,
-                                  tool_description)
+from fashionseg.utils.cli import (add_max_images_argument, positive_int,
+                                  run_tool, tool_description)
 
 
 def parse_args():
@@ -27,7 +28,7 @@ def parse_args():
                         'apply)')
     parser.add_argument('--confusion', type=Path, required=True,
                         help='per-image confusion matrices to sum')
-    parser.add_argument('--examples', type=int, default=4,
+    parser.add_argument('--examples', type=positive_int, default=4,
                         help='how many of the best test images to show')
     parser.add_argument('--out', required=True,
                         help='prefix of the two PNG files')
@@ -37,6 +38,15 @@ def parse_args():
 
 def main():
     args = parse_args()
+    out = Path(args.out)
+    if args.out.endswith(('/', '\\')) or out.is_dir():
+        raise UsageError(f'--out {args.out}: a prefix of the two file names '
+                         '(OUT_confusion.png, OUT_examples.png), not a '
+                         'folder; e.g. --out figures/cfpd')
+    for parent in out.parents:
+        if parent.exists() and not parent.is_dir():
+            raise UsageError(f'--out {args.out}: {parent} is a file, not a '
+                             'folder')
     name = read_dataset_meta(args.data)['name']
     saved = load_confusions(args.confusion)
     # Every input is read and checked before either figure is

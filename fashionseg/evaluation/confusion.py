@@ -21,6 +21,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from fashionseg.errors import DataError
+from fashionseg.evaluation.score_files import (NPZ_READ_ERRORS,
+                                               npz_error_reason)
 from fashionseg.utils.atomic_write import atomic_write
 
 IGNORE_INDEX = 255
@@ -61,11 +64,19 @@ def save_confusions(path: Path, stems: Sequence[str],
 
 
 def load_confusions(path: Path) -> dict:
-    """``{'stems': [...], 'matrices': N x C x C, 'classes': [...]}``."""
-    with np.load(path, allow_pickle=False) as data:
-        return dict(stems=[str(s) for s in data['stems']],
-                    matrices=data['matrices'].astype(np.int64),
-                    classes=[str(c) for c in data['classes']])
+    """``{'stems': [...], 'matrices': N x C x C, 'classes': [...]}``; a
+    file that is none (damaged, or another kind of ``.npz``) is a
+    :class:`DataError` that names it."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return dict(stems=[str(s) for s in data['stems']],
+                        matrices=data['matrices'].astype(np.int64),
+                        classes=[str(c) for c in data['classes']])
+    except FileNotFoundError:
+        raise DataError(f'{path}: not found') from None
+    except NPZ_READ_ERRORS as error:
+        raise DataError(f'{path}: not a confusion file written beside a '
+                        f'metrics file ({npz_error_reason(error)})') from None
 
 
 def confusion_path(metrics_path: Path) -> Path:

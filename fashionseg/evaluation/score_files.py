@@ -3,10 +3,13 @@
 :class:`fashionseg.runner.score_hook.SaveDecodeScoresHook`
 writes them (see there for the fields). Reading them needs no
 MMSegmentation."""
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
+from fashionseg.errors import DataError
 from fashionseg.utils.atomic_write import atomic_write
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -33,9 +36,33 @@ def save_scores(path: Path, scores: np.ndarray, stem: str, height: int,
 
 
 def load_scores(path: Path) -> dict:
-    """Read a score file written by :func:`save_scores`."""
-    with np.load(path, allow_pickle=False) as data:
-        return dict(scores=data['scores'], stem=str(data['stem']),
-                    height=int(data['height']), width=int(data['width']),
-                    input_height=int(data['input_height']),
-                    input_width=int(data['input_width']))
+    """Read a score file written by :func:`save_scores`; a damaged one (cut
+    short, not an archive, without a field) is a :class:`DataError` that
+    names it."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return dict(scores=data['scores'], stem=str(data['stem']),
+                        height=int(data['height']),
+                        width=int(data['width']),
+                        input_height=int(data['input_height']),
+                        input_width=int(data['input_width']))
+    except FileNotFoundError:
+        raise
+    except NPZ_READ_ERRORS as error:
+        raise DataError(
+            f'{path}: not a whole score file of tools/test.py --out '
+            f'({npz_error_reason(error)}); write the scores again') from None
+
+
+# What reading a damaged ``.npz`` raises: cut short, not an archive, a
+# member cut short, a field missing, a field of another kind.
+NPZ_READ_ERRORS = (OSError, ValueError, KeyError, EOFError, TypeError,
+                   zipfile.BadZipFile, zlib.error)
+
+
+def npz_error_reason(error: Exception) -> str:
+    """One of :data:`NPZ_READ_ERRORS` in a few words."""
+    if isinstance(error, KeyError):
+        return f'no {error.args[0]!r} field' if error.args else 'a field ' \
+            'is missing'
+    return str(error) or type(error).__name__

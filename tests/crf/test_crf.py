@@ -285,6 +285,42 @@ def test_apply_into_a_folder_still_being_written_stops_at_once(
         assert sorted(out.iterdir()) == [temporary]
 
 
+@pytest.mark.parametrize('damage', ['cut', 'empty', 'text', 'fields'])
+def test_a_damaged_score_file_is_named_in_one_line(small_dataset, tmp_path,
+                                                  damage):
+    scores = _copy_scores(small_dataset / 'noisy_test', tmp_path / 's')
+    bad = sorted(scores.glob('*.npz'))[1]
+    whole = bad.read_bytes()
+    if damage == 'fields':
+        np.savez(bad, other=np.zeros(3))
+    else:
+        bad.write_bytes(dict(cut=whole[:len(whole) // 2], empty=b'',
+                             text=b'not scores')[damage])
+    result = run_tool('crf.py', 'apply', '--scores', scores, '--data',
+                      small_dataset / 'data', '--params',
+                      _params_file(tmp_path), '--out', tmp_path / 'out',
+                      '--workers', 2, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert 'Traceback' not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f'error: {bad}: not a whole score file'), last
+
+
+def test_a_damaged_dataset_json_is_named_in_one_line(small_dataset,
+                                                    tmp_path):
+    data = tmp_path / 'data'
+    shutil.copytree(small_dataset / 'data', data)
+    for text in ('{"name": ', '{"name": "x"}'):
+        (data / 'dataset.json').write_text(text)
+        result = run_tool('crf.py', 'search', '--scores',
+                          small_dataset / 'noisy_val', '--data', data,
+                          '--trials', 1, '--out', tmp_path / 's.json')
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert 'Traceback' not in result.stderr
+        assert result.stderr.strip().splitlines()[-1].startswith(
+            f'error: {data / "dataset.json"}: ')
+
+
 def test_score_file_without_image(small_dataset, tmp_path):
     scores = _copy_scores(small_dataset / 'noisy_test', tmp_path / 's')
     (scores / '9999.npz').write_bytes(

@@ -74,3 +74,27 @@ def test_figures_leave_nothing_behind_when_an_input_is_missing(tmp_path):
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].startswith('error: ')
     assert not list(tmp_path.glob('f_*.png'))
+    # A damaged confusion file, a score file given in its place, an --out
+    # that is a folder and no examples: one line each, nothing written.
+    junk = tmp_path / 'junk.npz'
+    junk.write_bytes(b'not an archive')
+    (tmp_path / 'figs').mkdir()
+    for args, why in (
+            (['--confusion', junk], f'{junk}: not a confusion file'),
+            (['--confusion', tmp_path / 'missing.npz'], 'not found'),
+            (['--out', tmp_path / 'figs'], 'not a folder'),
+            (['--out', f'{tmp_path / "figs"}/'], 'not a folder'),
+            (['--examples', 0], 'at least 1')):
+        options = {'--confusion': tmp_path / 'crf.confusion.npz',
+                   '--out': tmp_path / 'f', '--examples': 1}
+        options.update(zip(args[::2], args[1::2]))
+        result = subprocess.run(
+            ['.venv/bin/python', 'tools/figures.py', '--data', str(data),
+             '--run', str(run)] + [str(v) for item in options.items()
+                                   for v in item],
+            cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 2, (args, result.stderr[-2000:])
+        assert 'Traceback' not in result.stderr
+        last = result.stderr.strip().splitlines()[-1]
+        assert 'error: ' in last and why in last, (args, last)
+    assert not [p for p in tmp_path.rglob('*.png') if data not in p.parents]

@@ -106,3 +106,19 @@ def test_no_pkg_resources_warning(setup):
                   setup[0] / 'w')
     assert result.returncode == 0, result.stderr[-2000:]
     assert 'pkg_resources' not in result.stderr
+
+
+@pytest.mark.parametrize('args,fragment', [
+    (['search', '--trials', '0'], '--trials: must be at least 1, not 0'),
+    (['apply', '--params', 'p.json', '--workers', '-1'],
+     '--workers: must be at least 1, not -1'),
+    (['apply', '--params', 'p.json', '--batch-size', '0'],
+     '--batch-size: must be at least 1, not 0')])
+def test_the_crfs_counts_are_whole_numbers_of_at_least_one(
+        tmp_path, args, fragment):
+    """Refused before anything runs (a search of 0 trials failed after
+    its baseline with `max() arg is an empty sequence`)."""
+    result = _run('crf.py', *args, '--scores', tmp_path, '--data', tmp_path,
+                  '--out', tmp_path / 'out')
+    assert result.returncode == 2 and 'Traceback' not in result.stderr
+    assert fragment in result.stderr.strip().splitlines()[-1]
