@@ -146,14 +146,40 @@ def run_gpu_check(out: Path, paths: CheckPaths, device: str = 'cuda',
                          f'not {budget}')
     if quick and long:
         raise UsageError('--quick and --long exclude each other')
-    out = Path(out)
+    # Absolute: the steps' processes run in the checkout, wherever the
+    # check was started.
+    out = Path(os.path.abspath(out))
     if out.exists() and not out.is_dir():
         raise UsageError(f'--out {out} is a file, not a folder')
     # One check at a time in a folder: a second would remove the first's
     # work folder under its running step.
     with locked_output_folder(out, 'tools/gpu_check.py'):
+        _check_record_files(out)
         return _run_check(out, paths, device, quick, long, budget, progress,
                           command)
+
+
+RECORD_FILES = ('gpu_check.json', 'gpu_check.md', MEASUREMENTS)
+
+
+def _check_record_files(out: Path) -> None:
+    """The record's files in ``out`` are replaced only when they are an
+    earlier check's (its ``gpu_check.json`` says so); other files in the
+    folder (the dated copies of earlier runs, a user's) are left alone."""
+    present = [out / name for name in RECORD_FILES if (out / name).exists()]
+    if not present:
+        return
+    try:
+        record = json.loads((out / 'gpu_check.json').read_text())
+        ours = isinstance(record, dict) and {'checks', 'device'} <= set(
+            record)
+    except (OSError, ValueError):
+        ours = False
+    if not ours:
+        raise UsageError(
+            f'--out {out} holds {", ".join(p.name for p in present)}, which '
+            'an earlier gpu-check did not write (no check record in '
+            'gpu_check.json); choose another --out')
 
 
 def _run_check(out: Path, paths: CheckPaths, device: str, quick: bool,

@@ -156,7 +156,8 @@ def test_a_stopped_check_records_the_stopped_step_and_did_not_pass(
     standing."""
     out = tmp_path / 'check'
     out.mkdir()
-    (out / 'gpu_check.json').write_text(json.dumps(dict(passed=True)))
+    (out / 'gpu_check.json').write_text(json.dumps(dict(
+        passed=True, device='cpu', checks={})))
     paths = steps.CheckPaths.of_checkout(REPO)
     pid_file = tmp_path / 'pid'
     hang = [sys.executable, '-c', (
@@ -186,6 +187,39 @@ def test_a_stopped_check_records_the_stopped_step_and_did_not_pass(
     assert '| train | stopped |' in (out / 'gpu_check.md').read_text()
     with pytest.raises(ProcessLookupError):  # the step's process ended
         os.kill(int(pid_file.read_text()), 0)
+
+
+def test_record_files_of_someone_elses_are_refused_and_a_relative_out_holds(
+        tmp_path, monkeypatch):
+    """A ``gpu_check.md`` (or ``.json``) in --out that no earlier check
+    wrote is refused before anything runs; a relative --out is the one
+    below the folder the check was started in, for its steps too (they
+    run in the checkout)."""
+    paths = steps.CheckPaths.of_checkout(REPO)
+    out = tmp_path / 'check'
+    out.mkdir()
+    (out / 'notes.txt').write_text('mine')
+    (out / 'gpu_check.md').write_text('my own summary')
+    with pytest.raises(UsageError, match='gpu_check.md, which an earlier '
+                       'gpu-check did not write'):
+        run.run_gpu_check(out, paths, 'cpu', quick=True, budget=60)
+    assert sorted(p.name for p in out.iterdir()) == [
+        'gpu_check.md', 'notes.txt']
+    assert (out / 'gpu_check.md').read_text() == 'my own summary'
+
+    given = []
+
+    def step_command(paths, out, *args):
+        given.append(out)
+        return lambda name: [sys.executable, '-c', 'pass']
+
+    monkeypatch.setattr(run, 'step_command', step_command)
+    monkeypatch.chdir(tmp_path)
+    record = run.run_gpu_check('relative', paths, 'cpu', quick=True,
+                               budget=60, progress=lambda line: None)
+    assert given == [tmp_path / 'relative']
+    assert (tmp_path / 'relative' / 'gpu_check.json').is_file()
+    assert set(record['checks']) == set(STEPS)
 
 
 def test_an_earlier_runs_work_folder_goes_and_a_foreign_one_stays(
