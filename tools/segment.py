@@ -9,8 +9,9 @@ refined by the dense CRF with searched parameters.
 
 --out must be a new or empty folder, or one this tool wrote before (its
 segment.json says what is in it): a rerun finishes what an interrupted one
-left undone. One run at a time writes into a folder; a second stops at
-once.
+left undone, and a run of other photos with the same settings adds them
+beside the earlier ones. One run at a time writes into a folder; a second
+stops at once.
 """
 import argparse
 from pathlib import Path

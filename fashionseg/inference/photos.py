@@ -231,16 +231,20 @@ def _photo_record(photo: Path) -> dict:
 
 
 def claim_segment_folder(out_dir: Path, plans: Sequence[PhotoOutputs],
-                         settings: dict) -> Tuple[Dict[str, dict], list]:
+                         settings: dict
+                         ) -> Tuple[Dict[str, dict], list, Dict[str, dict]]:
     """Make sure ``out_dir`` is the tool's to write: new, empty, or
     holding only what an earlier run listed in its ``segment.json`` (and
     temporaries of an interrupted write, which are removed). Returns the
     photos (by label-map name) an earlier run with the same ``settings``
-    finished from the same photo file, whose outputs are still whole, and
-    the outputs that run listed."""
+    finished from the same photo file, whose outputs are still whole; the
+    outputs that run listed; and the other photos it finished, which this
+    run does not segment and keeps. An earlier run with other settings
+    is replaced only where this run segments the same photos: outputs of
+    other photos would be lost, and are refused."""
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
-        return {}, []
+        return {}, [], {}
     manifest = read_manifest(out_dir) or {}
     owned = set(manifest.get('outputs', [])) | {MANIFEST}
     foreign, temporaries = [], []
@@ -251,25 +255,59 @@ def claim_segment_folder(out_dir: Path, plans: Sequence[PhotoOutputs],
             foreign.append(path)
     if foreign:
         refuse_foreign(out_dir, foreign, 'tools/segment.py')
+    earlier = list(manifest.get('outputs', []))
+    wanted = {name for plan in plans
+              for name in (plan.labels.name, plan.overlay.name)}
+    if manifest.get('settings') != settings:
+        others = sorted(name for name in earlier if name not in wanted
+                        and (out_dir / name).is_file())
+        if others:
+            raise OutputFolderError(
+                f'--out {out_dir} holds {len(others)} outputs of other '
+                f'photos (e.g. {others[0]}) that an earlier run made with '
+                'other settings (model, engine, CRF or --max-side); this run'
+                ' would replace the folder\'s run and lose them: segment '
+                'into another folder, or remove them yourself')
     for path in temporaries:
         path.unlink()
-    earlier = list(manifest.get('outputs', []))
     if manifest.get('settings') != settings:
-        return {}, earlier
+        return {}, earlier, {}
     done = manifest.get('done', {})
-    return {plan.labels.name: done[plan.labels.name] for plan in plans
-            if done.get(plan.labels.name) == _photo_record(plan.photo)
-            and plan.labels.is_file() and plan.overlay.is_file()}, earlier
+
+    def whole(label_name: str) -> bool:
+        return all((out_dir / name).is_file()
+                   for name in (label_name, overlay_name(label_name)))
+
+    finished = {plan.labels.name: done[plan.labels.name] for plan in plans
+                if done.get(plan.labels.name) == _photo_record(plan.photo)
+                and whole(plan.labels.name)}
+    others = {name: record for name, record in done.items()
+              if name not in wanted and whole(name)}
+    return finished, earlier, others
+
+
+def overlay_name(label_name: str) -> str:
+    """``STEM.png`` -> ``STEM_overlay.png``."""
+    stem = label_name[:-len('.png')] if label_name.endswith('.png') \
+        else label_name
+    return f'{stem}{OVERLAY_SUFFIX}.png'
 
 
 def _write_manifest(out_dir: Path, plans: Sequence[PhotoOutputs],
                     settings: dict, done: Dict[str, dict],
-                    earlier: Sequence[str], complete: bool) -> None:
+                    earlier: Sequence[str], complete: bool,
+                    others: Dict[str, dict] = None) -> None:
+    """``segment.json``: this run's photos and, kept beside them, the
+    ``others`` an earlier run with the same settings finished."""
+    others = others or {}
     outputs = sorted({name for plan in plans for name in (
-        plan.labels.name, plan.overlay.name)} | set(earlier))
+        plan.labels.name, plan.overlay.name)} | set(earlier) | {
+            name for label in others
+            for name in (label, overlay_name(label))})
     write_text_atomic(out_dir / MANIFEST, json.dumps(dict(
         tool='tools/segment.py', settings=settings, outputs=outputs,
-        done=done, complete=complete), indent=2, sort_keys=True) + '\n')
+        done=dict(others, **done), complete=complete), indent=2,
+        sort_keys=True) + '\n')
 
 
 def read_photo(path: Path) -> np.ndarray:
@@ -381,21 +419,26 @@ def segment_photos(segmenter: Segmenter, photos: Sequence[Path],
     # One run at a time in a folder: a second would take this run's
     # temporaries and outputs for an interrupted run's.
     with locked_output_folder(out_dir, 'tools/segment.py'):
-        done, earlier = claim_segment_folder(out_dir, plans, settings)
+        done, earlier, others = claim_segment_folder(out_dir, plans,
+                                                     settings)
         todo = [plan for plan in plans if plan.labels.name not in done]
         if done:
             say(f'{out_dir}: an earlier run with the same settings finished '
                 f'{len(done)} of these {len(plans)} photos; '
                 + (f'segmenting the other {len(todo)}' if todo
                    else 'nothing is left to segment'))
-        elif earlier:
-            say(f'{out_dir}: holds an earlier run\'s outputs (other settings, '
-                'other photos, or unfinished); segmenting all '
+        elif earlier and not others:
+            say(f'{out_dir}: holds an earlier run\'s outputs of these photos '
+                '(other settings, or unfinished); segmenting all '
                 f'{len(plans)} photos again')
-        _write_manifest(out_dir, plans, settings, done, earlier, False)
+        if others:
+            say(f'{out_dir}: keeps the outputs of {len(others)} other '
+                'photos an earlier run with the same settings segmented')
+        _write_manifest(out_dir, plans, settings, done, earlier, False,
+                        others)
         batch_size = segmenter.settings.batch_size
         by_photo = {plan.photo: plan for plan in todo}
-        manifest = (out_dir, plans, settings, earlier)
+        manifest = (out_dir, plans, settings, earlier, others)
         # Both closed before an error leaves: the bar finishes its line and
         # the decoding threads stop, before the tool prints the error.
         with tqdm(total=len(todo), unit='photo', disable=not progress,
@@ -419,16 +462,21 @@ def segment_photos(segmenter: Segmenter, photos: Sequence[Path],
                 _finish_batch(batch, work, metas, predictions, palette,
                               crf_params, backend, done, manifest)
                 bar.update(len(batch))
-        # Outputs of an earlier, larger run that this one did not write go:
-        # the folder holds what this run's manifest says, nothing else.
+        # What an earlier run left unfinished, of photos this run does not
+        # segment, goes: the folder holds what its manifest says, nothing
+        # else (the finished outputs of other photos are kept, and those
+        # of another settings' run were refused before any work).
         wanted = {name for plan in plans
-                  for name in (plan.labels.name, plan.overlay.name)}
+                  for name in (plan.labels.name, plan.overlay.name)} | {
+                      name for label in others
+                      for name in (label, overlay_name(label))}
         for name in earlier:  # plain names (read_manifest)
             if name not in wanted and (out_dir / name).is_file():
                 (out_dir / name).unlink()
-        _write_manifest(out_dir, plans, settings, done, (), True)
+        _write_manifest(out_dir, plans, settings, done, (), True, others)
     return dict(photos=len(plans), segmented=len(todo),
                 kept_from_earlier_run=len(plans) - len(todo),
+                other_photos_kept=len(others),
                 out_dir=str(out_dir),
                 label_maps=[str(plan.labels) for plan in plans],
                 overlays=[str(plan.overlay) for plan in plans],
@@ -486,8 +534,8 @@ def _finish_batch(batch, work, metas, predictions, palette, crf_params,
             Image.fromarray(overlay(image, label, palette)).save(
                 f, format='PNG', compress_level=OVERLAY_PNG_LEVEL)
         done[plan.labels.name] = _photo_record(plan.photo)
-    out_dir, plans, settings, earlier = manifest
-    _write_manifest(out_dir, plans, settings, done, earlier, False)
+    out_dir, plans, settings, earlier, others = manifest
+    _write_manifest(out_dir, plans, settings, done, earlier, False, others)
 
 
 def _at_most(image: np.ndarray, max_side: int) -> np.ndarray:

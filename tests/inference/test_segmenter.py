@@ -615,7 +615,8 @@ def test_segment_into_its_input_folder_and_again(trained, tmp_path):
     """--out inside the photos' folder: the outputs, an earlier run's
     outputs given as input, and a temporary left by a killed write are
     never taken for photos; a rerun keeps what is done; a smaller run
-    leaves only its own outputs."""
+    keeps the other photos' outputs, and one with other settings that
+    would lose them is refused."""
     config, checkpoint, _, photos = trained
     folder = _copy(photos[:3], tmp_path / 'album')
     out = folder / 'labels'
@@ -640,12 +641,27 @@ def test_segment_into_its_input_folder_and_again(trained, tmp_path):
     line = _error_line(_segment(config, checkpoint, out, '--out',
                                 tmp_path / 'again'))
     assert 'holds no images' in line and 'earlier tools/segment.py' in line
-    # A smaller run into the same folder leaves only its own outputs.
+    # A smaller run into the same folder, with the same settings, keeps
+    # the other photo's outputs (the finished ones of its own too).
     third = _segment(config, checkpoint, *photos[:2], '--out', out)
     assert third.returncode == 0, third.stderr[-3000:]
-    assert sorted(p.name for p in out.iterdir()) == sorted(
-        [MANIFEST] + [f'{p.stem}{s}.png' for p in photos[:2]
-                      for s in ('', '_overlay')])
+    assert 'keeps the outputs of 1 other photos' in third.stdout
+    assert _hashes(out).keys() == written.keys()
+    assert {p: h for p, h in _hashes(out).items() if p.name != MANIFEST} \
+        == {p: h for p, h in written.items() if p.name != MANIFEST}
+    assert len(json.loads((out / MANIFEST).read_text())['done']) == 3
+    # With other settings, a run of fewer photos would lose the others'
+    # outputs: refused before any work; of the same photos, it segments
+    # them again.
+    kept = _hashes(out)
+    line = _error_line(_segment(config, checkpoint, *photos[:2], '--out',
+                                out, '--max-side', 64))
+    assert 'holds 2 outputs of other photos' in line
+    assert _hashes(out) == kept
+    fourth = _segment(config, checkpoint, folder, '--out', out,
+                      '--max-side', 64)
+    assert fourth.returncode == 0, fourth.stderr[-3000:]
+    assert 'segmenting all 3 photos again' in fourth.stdout
 
 
 def test_segment_stopped_mid_run_leaves_nothing_half_written(trained,
@@ -841,11 +857,12 @@ def test_a_manifest_names_only_files_in_its_folder_and_their_photos(
         'done': {'IMG_1.png': _photo_record(holiday / 'IMG_1.jpg')}}))
     outputs = ['IMG_1.png', 'IMG_1_overlay.png']
     assert claim_segment_folder(out, plans, {}) == ({
-        'IMG_1.png': _photo_record(holiday / 'IMG_1.jpg')}, outputs)
+        'IMG_1.png': _photo_record(holiday / 'IMG_1.jpg')}, outputs, {})
     assert claim_segment_folder(
-        out, plan_outputs([work / 'IMG_1.jpg'], out), {}) == ({}, outputs)
+        out, plan_outputs([work / 'IMG_1.jpg'], out), {}) == (
+            {}, outputs, {})
     assert claim_segment_folder(out, plans, {'config': 'other'}) == (
-        {}, outputs)
+        {}, outputs, {})
 
 
 def test_fp32_rows_keep_the_process_cudnn_settings():
