@@ -75,7 +75,9 @@ def main():
           f' (inference engine: {result["engine"]})'
           + (' (CRF-refined)' if params else '')
           + (f'; {result["kept_from_earlier_run"]} of them by an earlier '
-             'run' if result['kept_from_earlier_run'] else ''))
+             'run' if result['kept_from_earlier_run'] else '')
+          + (f'; the outputs of {result["other_photos_kept"]} other photos '
+             'kept beside them' if result['other_photos_kept'] else ''))
 
 
 if __name__ == '__main__':
