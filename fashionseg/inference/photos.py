@@ -189,9 +189,16 @@ def plan_outputs(photos: Sequence[Path], out_dir: Path
     # Windows) ``A.png`` and ``a.png`` are one file.
     inputs = {str(photo.resolve()).lower(): photo for photo in photos}
     plans, writers = [], {}
+    longest = _longest_name(out_dir)
     for photo in photos:
         plan = PhotoOutputs(photo, out_dir / f'{photo.stem}.png',
                             out_dir / f'{photo.stem}{OVERLAY_SUFFIX}.png')
+        length = len(os.fsencode(plan.overlay.name))
+        if length > longest:
+            raise PhotoInputError(
+                f'{photo}: its overlay\'s name ({length} bytes) would be '
+                f'longer than the file system allows in --out ({longest});'
+                ' rename the photo')
         for output in (plan.labels, plan.overlay):
             target = str(output.resolve()).lower()
             if target in inputs:
@@ -206,6 +213,18 @@ def plan_outputs(photos: Sequence[Path], out_dir: Path
             writers[target] = photo
         plans.append(plan)
     return plans
+
+
+def _longest_name(folder: Path) -> int:
+    """The longest file name (bytes) the file system of ``folder`` (or of
+    its nearest existing parent) allows; 255 where it does not say."""
+    for place in (folder, *folder.absolute().parents):
+        if place.is_dir():
+            try:
+                return os.pathconf(place, 'PC_NAME_MAX')
+            except (OSError, ValueError):
+                break
+    return 255
 
 
 def run_settings(config: str, checkpoint: str, cfg) -> dict:

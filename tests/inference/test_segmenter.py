@@ -540,6 +540,15 @@ def test_segment_tool_errors(trained, tmp_path):
     found, _ = collect_photos([photos[0], twin])
     with pytest.raises(PhotoInputError, match='would both be written'):
         plan_outputs(found, tmp_path / 'out')
+    # A name the file system takes for the photo, but not with the
+    # overlay's suffix: refused before the model loads, not mid-run.
+    long = tmp_path / ('x' * 245 + '.jpg')
+    long.write_bytes(photos[0].read_bytes())
+    line = _error_line(_segment(config, checkpoint, long, '--out',
+                                tmp_path / 'long_out'))
+    assert f'{long}: its overlay\'s name (257 bytes) would be longer than ' \
+        'the file system allows in --out (255)' in line
+    assert not (tmp_path / 'long_out').exists()
 
 
 # Nothing of the user's is lost: tools/segment.py on real folders, as a
