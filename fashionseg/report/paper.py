@@ -21,9 +21,17 @@ class ParamsSectionError(DataError, KeyError):
 def load_section(params_path: Path, section: Optional[str] = None) -> dict:
     """The pipeline parameters of the paper's run (top level) or of a
     section (``demo``)."""
-    params = yaml.safe_load(Path(params_path).read_text())
+    try:
+        params = yaml.safe_load(Path(params_path).read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ParamsSectionError(
+            f'{params_path}: not YAML ({str(error).splitlines()[0]})'
+        ) from None
+    if not isinstance(params, dict):
+        raise ParamsSectionError(f'{params_path}: not the pipeline\'s '
+                                 'parameters (no keys at its top level)')
     if section:
-        if section not in params:
+        if section not in params or not isinstance(params[section], dict):
             raise ParamsSectionError(f'{params_path}: no section {section!r}')
         params = params[section]
     for key in ('datasets', 'models', 'seeds'):

@@ -80,7 +80,13 @@ def read_have(path: Optional[Path]) -> Set[str]:
     if not Path(path).is_file():
         raise WheelhouseError(f'--have {path}: no such file')
     names = set()
-    for line in Path(path).read_text().replace(',', '\n').splitlines():
+    try:
+        text = Path(path).read_text()
+    except UnicodeDecodeError:
+        raise WheelhouseError(f'--have {path}: not text (give the GPU '
+                              'machine\'s `pip freeze` or `pip list`)'
+                              ) from None
+    for line in text.replace(',', '\n').splitlines():
         line = line.strip()
         if not line or line.startswith('#') or line.startswith('Package') \
                 or line.startswith('---'):

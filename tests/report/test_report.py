@@ -1,6 +1,7 @@
 """The report: figures recomputed from hand-made per-image confusion
 matrices, rendered beside the paper's."""
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -155,6 +156,13 @@ def test_load_section_reads_the_demo_and_the_paper(tmp_path):
     assert load_section(path, 'demo')['seeds'] == [0, 1]
     with pytest.raises(KeyError, match='no section'):
         load_section(path, 'nope')
+    # A damaged or empty file is named, not a parser's traceback.
+    for text, why in (('datasets: [cfpd\n', 'not YAML'),
+                      ('', 'no keys at its top level'),
+                      ('- a list\n', 'no keys at its top level')):
+        path.write_text(text)
+        with pytest.raises(KeyError, match=f'{path}: .*{re.escape(why)}'):
+            load_section(path)
 
 
 def test_report_has_the_claims_section(results):
