@@ -41,6 +41,10 @@ from fashionseg.utils.output_folder import (OutputFolderError,
                                             refuse_foreign)
 
 IMAGE_SUFFIXES = ('.bmp', '.jpeg', '.jpg', '.png', '.tif', '.tiff', '.webp')
+# Images a folder may hold that OpenCV does not read here: left out, and
+# said (other files are not photos and are passed over in silence).
+UNREAD_IMAGE_SUFFIXES = ('.arw', '.avif', '.cr2', '.dng', '.gif', '.heic',
+                         '.heif', '.jp2', '.nef', '.raw')
 OVERLAY_SUFFIX = '_overlay'
 OVERLAY_PNG_LEVEL = 1
 # What the tool writes into its output folder beside the outputs: the
@@ -160,6 +164,11 @@ def _walk_folder(folder: Path, left_out: Dict[str, List[Path]]
         dirs.sort()
         for name in sorted(files):
             path = root / name
+            if path.suffix.lower() in UNREAD_IMAGE_SUFFIXES and \
+                    not name.startswith('.'):
+                left_out.setdefault('image(s) in a format this tool does '
+                                    'not read (convert them to JPEG or '
+                                    'PNG)', []).append(path)
             if path.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
             if is_temporary(path):

@@ -772,6 +772,18 @@ def test_links_in_a_photo_folder_are_followed_or_named(trained, tmp_path):
     assert 'left out: 1 link(s) to nothing' in result.stdout
 
 
+def test_images_in_formats_not_read_are_named_other_files_not(tmp_path):
+    folder = tmp_path / 'album'
+    folder.mkdir()
+    for name in ('a.jpg', 'b.HEIC', 'c.gif', 'notes.txt', '.d.gif'):
+        (folder / name).write_bytes(b'x')
+    found, notes = collect_photos([folder])
+    assert found == [folder / 'a.jpg']
+    assert notes == ['2 image(s) in a format this tool does not read '
+                     '(convert them to JPEG or PNG) (e.g. '
+                     f'{folder / "b.HEIC"})']
+
+
 def test_photos_are_decoded_a_bounded_number_ahead(trained):
     *_, photos = trained
     paths = [photos[i % len(photos)] for i in range(40)]
