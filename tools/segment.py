@@ -20,7 +20,8 @@ from fashionseg.crf.backend import BACKEND_NAMES
 from fashionseg.crf.search import read_best_params
 from fashionseg.inference.arguments import (add_inference_arguments,
                                             tool_settings)
-from fashionseg.inference.photos import (DEFAULT_MAX_SIDE, collect_photos,
+from fashionseg.inference.photos import (DEFAULT_MAX_SIDE,
+                                         check_segment_options, collect_photos,
                                          plan_outputs, run_settings,
                                          segment_photos)
 from fashionseg.inference.segmenter import Segmenter
@@ -64,7 +65,9 @@ def main():
     photos, notes = collect_photos(args.inputs)
     for note in notes:
         print(f'left out: {note}')
-    plan_outputs(photos, args.out)  # refused before the model loads
+    # Refused before the model loads.
+    check_segment_options(args.workers, args.max_side)
+    plan_outputs(photos, args.out)
     segmenter = Segmenter.from_config(args.config, args.checkpoint, device,
                                       settings)
     result = segment_photos(

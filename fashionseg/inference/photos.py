@@ -408,6 +408,14 @@ def refine_predictions(predictions: Sequence[Prediction],
     return backend.refine_images(images_rgb, log_probs, params)
 
 
+def check_segment_options(workers: int, max_side: int) -> None:
+    """``--workers`` and ``--max-side``, checked before the model loads."""
+    if workers < 1:
+        raise UsageError(f'--workers must be at least 1, not {workers}')
+    if max_side < 32:
+        raise UsageError(f'--max-side must be at least 32, not {max_side}')
+
+
 def segment_photos(segmenter: Segmenter, photos: Sequence[Path],
                    out_dir: Path, crf_params: Optional[CRFParams] = None,
                    crf_backend: str = 'auto', workers: int = 4,
@@ -423,10 +431,7 @@ def segment_photos(segmenter: Segmenter, photos: Sequence[Path],
     ``check_agreement`` the segmenter's setting is kept only if it labels
     the first batch of photos as eager fp32 does (:func:`fashionseg.
     inference.segmenter.checked_segmenter`)."""
-    if workers < 1:
-        raise UsageError(f'--workers must be at least 1, not {workers}')
-    if max_side < 32:
-        raise UsageError(f'--max-side must be at least 32, not {max_side}')
+    check_segment_options(workers, max_side)
     backend = CRFBackend.choose(crf_backend, segmenter.device.type)
     meta = segmenter.model.dataset_meta or {}
     palette = meta.get('palette') or _default_palette(segmenter.num_classes)
