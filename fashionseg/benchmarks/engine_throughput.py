@@ -156,6 +156,8 @@ def benchmark_engine(config: str, checkpoint: str, data_root: Path,
                   reference_outside_most_common_label=float(
                       1 - counts.max() / counts.sum()),
                   batches=batches, warmup_batches=warmup,
+                  # The process's cuDNN policy, the same for every row.
+                  cudnn_benchmark=torch.backends.cudnn.benchmark,
                   agreement_bar=AGREEMENT_BAR, settings=rows, best=None)
     best = best_row(rows)
     segmenter = reference = None

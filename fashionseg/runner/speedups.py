@@ -334,10 +334,13 @@ def compile_model(model) -> List[str]:
     what was compiled. The heads' ``loss`` calls ``self.forward`` directly,
     so the method itself is compiled there."""
     model, compiled = _bare(model), []
+    # One graph per input shape (as the inference engine compiles): the
+    # paper's datasets train at one padded size, and a graph made dynamic
+    # by a second shape gives up the specialised kernels.
     for name in ('backbone', 'neck'):
         module = getattr(model, name, None)
         if module is not None:
-            module.compile()
+            module.compile(dynamic=False)
             compiled.append(name)
     for name, head in model.named_modules():
         if isinstance(head, BaseDecodeHead):
@@ -346,7 +349,7 @@ def compile_model(model) -> List[str]:
             # to the copy, where a compiled bound method would keep
             # running the original head.
             head.forward = types.MethodType(
-                torch.compile(type(head).forward), head)
+                torch.compile(type(head).forward, dynamic=False), head)
             compiled.append(name)
     return compiled
 

@@ -166,6 +166,8 @@ def run_record(runner: Runner, cfg: Config, config: str,
         'paper_global_batch_size': PAPER_BATCH_SIZE,
         'amp_dtype': cfg.amp_dtype,
         'training_speedups': list(cfg.get('training_speedups', [])),
+        # cuDNN's autotuning (on a GPU): channels-last turns it off.
+        'cudnn_benchmark': (cfg.get('env_cfg') or {}).get('cudnn_benchmark'),
         'max_images': cfg.get('max_images'),
         'resumed': bool(cfg.resume),
         'pretrained': {

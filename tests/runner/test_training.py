@@ -57,6 +57,8 @@ def test_run_record(datasets, tmp_path):
         'requested_by_config': ['open-mmlab://resnext101_32x4d'],
         'no_pretrained_flag': True, 'files': []}
     assert record['device']['type'] == 'cpu'
+    # The configs' cuDNN policy (MMSegmentation's: autotuning on).
+    assert record['cudnn_benchmark'] is True
     assert len(record['git']['commit']) == 40
     assert record['packages']['mmsegmentation'] == '1.2.2'
     assert os.path.isfile(record['resolved_config'])
