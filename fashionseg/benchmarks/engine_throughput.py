@@ -21,12 +21,17 @@ A ``decode=device`` setting's agreement is over images decoded on the
 device, against eager fp32's labels of the host-decoded ones.
 
 Each is timed over ``batches`` batches after ``warmup`` untimed ones,
-with device events on a GPU. Every phase shows a progress bar with its
-estimated time on stderr. Each row also says what fraction of the GPU's
+with device events on a GPU; the end-to-end rows of a split of photos of
+several sizes warm up over one pass of the split at least, where a new
+input shape costs an autotuning or a compilation (on a GPU, or compiled),
+so that no new shape appears in the timed window. Every phase shows a
+progress bar with its estimated time on stderr. Each row also says what
+fraction of the GPU's
 peak arithmetic at its precision its rates use (the network's operations
 per image counted once, at the size the model-only rows time).
 """
 import gc
+import io
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -35,6 +40,7 @@ from typing import List, Optional, Sequence
 import mmcv
 import torch
 from mmengine.config import Config
+from PIL import Image
 from tqdm import tqdm
 
 from fashionseg.benchmarks.arithmetic import (count_flops, fraction_of_peak,
@@ -107,6 +113,7 @@ def benchmark_engine(config: str, checkpoint: str, data_root: Path,
     counts = torch.bincount(torch.cat(
         [labels.flatten() for labels in reference_labels]).long())
     flops, flop_size = _flops_per_image(reference, images)
+    sizes = {tuple(image.shape[:2]) for image in images}
     name_of_device = device_name(torch_device)
 
     def of_peak(rate: float, precision: str) -> Optional[float]:
@@ -129,13 +136,17 @@ def benchmark_engine(config: str, checkpoint: str, data_root: Path,
             other_shapes_disagree=setting.decode == 'device')
         model_only = _model_only(segmenter, images, batches, warmup,
                                  torch_device, f'{name}: model only')
-        end_to_end = _end_to_end(segmenter, jpegs, pool, batches, warmup,
-                                 torch_device, desc=f'{name}: end to end')
+        e2e_warmup = end_to_end_warmup(setting, len(sizes), len(images),
+                                       warmup, torch_device)
+        end_to_end = _end_to_end(segmenter, jpegs, pool, batches,
+                                 e2e_warmup, torch_device,
+                                 desc=f'{name}: end to end')
         rows.append(dict(
             setting.as_dict(), name=name, agreement=agreement,
             agrees=agreement >= AGREEMENT_BAR,
             model_images_per_s=model_only,
             end_to_end_images_per_s=end_to_end,
+            end_to_end_warmup_batches=e2e_warmup,
             peak_tflops=peak_tflops(name_of_device, setting.precision),
             fraction_of_peak_model_only=of_peak(model_only,
                                                 setting.precision),
@@ -196,8 +207,30 @@ def _with_crf(cfg: Config, checkpoint: str, setting: InferenceSettings,
               crf_params: CRFParams) -> float:
     segmenter = Segmenter(build_model(cfg, checkpoint, device), cfg,
                           setting, device)
-    return _end_to_end(segmenter, jpegs, pool, batches, warmup, device,
-                       crf_params, f'{setting.name()}: end to end with CRF')
+    return _end_to_end(segmenter, jpegs, pool, batches, end_to_end_warmup(
+        setting, len(_photo_sizes(jpegs)), len(jpegs), warmup, device),
+        device, crf_params, f'{setting.name()}: end to end with CRF')
+
+
+def end_to_end_warmup(setting: InferenceSettings, sizes: int,
+                      images: int, warmup: int, device: str) -> int:
+    """The warm-up batches of an end-to-end row over a split of ``images``
+    photos of ``sizes`` different sizes: ``warmup``, or one pass of the
+    cycled split where there are several sizes and each new shape is
+    autotuned (cuDNN on a GPU) or compiled."""
+    tuned = torch.device(device).type == 'cuda' or setting.compile != 'none'
+    if sizes < 2 or not tuned:
+        return warmup
+    return max(warmup, -(-images // setting.batch_size))
+
+
+def _photo_sizes(jpegs: Sequence[bytes]) -> set:
+    """The (height, width) of each JPEG, read from its header."""
+    sizes = set()
+    for data in jpegs:
+        with Image.open(io.BytesIO(data)) as image:
+            sizes.add(image.size[::-1])
+    return sizes
 
 
 def _split_jpegs(data_root: Path, split: str) -> List[bytes]:

@@ -201,3 +201,25 @@ def test_each_row_says_what_fraction_of_the_gpus_peak_it_uses(
                                 'fraction_of_peak_end_to_end')):
             assert row[fraction] == round(
                 row[rate] * flops / (peak * 1e12), 4)
+
+
+def test_end_to_end_rows_warm_up_over_every_shape_where_shapes_cost():
+    """Photos of several sizes, on a GPU (cuDNN tunes each new shape) or
+    compiled: the end-to-end rows warm up over one pass of the split, so
+    that no new shape is tuned inside the timed window; eager on the CPU,
+    or photos of one size, keep the warm-up asked for."""
+    import cv2
+    import numpy as np
+
+    from fashionseg.benchmarks.engine_throughput import (_photo_sizes,
+                                                         end_to_end_warmup)
+    eager = InferenceSettings.parse('bf16,batch=32')
+    compiled = InferenceSettings.parse('fp32,compile=default,batch=4')
+    assert end_to_end_warmup(eager, 1, 200, 3, 'cuda') == 3
+    assert end_to_end_warmup(eager, 3, 200, 3, 'cuda') == 7
+    assert end_to_end_warmup(eager, 3, 200, 3, 'cpu') == 3
+    assert end_to_end_warmup(compiled, 2, 10, 3, 'cpu') == 3
+    assert end_to_end_warmup(compiled, 2, 30, 3, 'cpu') == 8
+    jpegs = [cv2.imencode('.jpg', np.zeros((h, w, 3), np.uint8))[1].tobytes()
+             for h, w in ((60, 40), (60, 40), (64, 48))]
+    assert _photo_sizes(jpegs) == {(60, 40), (64, 48)}
