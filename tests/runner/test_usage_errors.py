@@ -122,3 +122,14 @@ def test_the_crfs_counts_are_whole_numbers_of_at_least_one(
                   '--out', tmp_path / 'out')
     assert result.returncode == 2 and 'Traceback' not in result.stderr
     assert fragment in result.stderr.strip().splitlines()[-1]
+
+
+def test_a_work_dir_under_a_file(setup, tmp_path):
+    _, data, checkpoint = setup
+    (tmp_path / 'afile').write_text('mine')
+    for tool, args in (('train.py', [FPN]),
+                       ('test.py', [FPN, checkpoint])):
+        _one_error_line(_run(tool, *args, '--data-root', data, '--work-dir',
+                             tmp_path / 'afile' / 'run'),
+                        f'{tmp_path / "afile"} is a file, not a folder')
+    assert (tmp_path / 'afile').read_text() == 'mine'
