@@ -216,10 +216,15 @@ def plan_outputs(photos: Sequence[Path], out_dir: Path
                     f'{inputs[target]}; choose an --out folder that holds '
                     'none of the photos')
             if target in writers:
+                other, same = writers[target]
+                where = '' if same == str(output.resolve()) else (
+                    ' where the case of letters is not told apart, as on '
+                    'macOS and Windows')
                 raise PhotoInputError(
-                    f'{writers[target]} and {photo} would both be written '
-                    f'as {output}; rename one or segment them separately')
-            writers[target] = photo
+                    f'{other} and {photo} would both be written as '
+                    f'{output}{where}; rename one or segment them '
+                    'separately')
+            writers[target] = (photo, str(output.resolve()))
         plans.append(plan)
     return plans
 

@@ -538,8 +538,18 @@ def test_segment_tool_errors(trained, tmp_path):
     twin.mkdir()
     (twin / photos[0].name).write_bytes(photos[0].read_bytes())
     found, _ = collect_photos([photos[0], twin])
-    with pytest.raises(PhotoInputError, match='would both be written'):
+    with pytest.raises(PhotoInputError, match=r'would both be written as '
+                       r'\S+; rename'):
         plan_outputs(found, tmp_path / 'out')
+    # Names that differ in case only: one file where case is not told
+    # apart (refused everywhere, so that a folder means the same there).
+    cases = tmp_path / 'cases'
+    cases.mkdir()
+    for name in ('A.jpg', 'a.jpg'):
+        (cases / name).write_bytes(photos[0].read_bytes())
+    with pytest.raises(PhotoInputError, match='where the case of letters is '
+                       'not told apart'):
+        plan_outputs(sorted(cases.iterdir()), tmp_path / 'out')
     # A name the file system takes for the photo, but not with the
     # overlay's suffix: refused before the model loads, not mid-run.
     long = tmp_path / ('x' * 245 + '.jpg')
