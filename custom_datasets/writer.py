@@ -9,7 +9,6 @@ conversion leaves nothing in OUT.
 import io
 import json
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Dict, Iterable, Optional
 
@@ -19,7 +18,9 @@ from tqdm import tqdm
 
 from fashionseg.dataset_folder import SPLITS, image_path, label_path
 from fashionseg.errors import UsageError
-from fashionseg.utils.atomic_write import replace_folder
+from fashionseg.utils.atomic_write import (remove_abandoned_folders,
+                                           replace_folder,
+                                           temporary_folder_beside)
 from fashionseg.utils.output_folder import OutputFolderError
 
 from .records import DatasetFormatError, Sample, check_sample
@@ -137,7 +138,9 @@ def write_dataset(samples: Iterable[Sample], split_of: Dict[str, str],
     check_output_folder(out)
     num_classes = len(classes)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f'.{out.name}.tmp-'))
+    for path in remove_abandoned_folders(out):
+        print(f'removed {path}, left by an interrupted conversion')
+    tmp = temporary_folder_beside(out)
     try:
         for split in SPLITS:
             image_path(tmp, split, 'x').parent.mkdir(parents=True)

@@ -5,12 +5,14 @@ rename (:func:`atomic_write`, :func:`atomic_path`); a dataset or release
 folder is built beside its target and swapped in whole
 (:func:`replace_folder`).
 """
+import glob
 import os
 import secrets
 import shutil
 import tempfile
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import List
 
 # The prefix of every temporary file (``.STEM.tmp-RANDOM.SUFFIX``): hidden,
 # and recognisable as this module's, so that a folder's reader can skip
@@ -123,8 +125,50 @@ def replace_folder(new: Path, target: Path) -> None:
     if not target.exists():
         os.replace(new, target)
         return
-    old = Path(tempfile.mkdtemp(dir=target.parent,
-                                prefix=f'.{target.name}.old-'))
+    old = Path(tempfile.mkdtemp(
+        dir=target.parent, prefix=f'.{target.name}.old-{os.getpid()}-'))
     os.replace(target, old / target.name)
     os.replace(new, target)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def temporary_folder_beside(target: Path) -> Path:
+    """A new private folder beside ``target`` in which to build its
+    replacement (``.NAME.tmp-PID-RANDOM``, then :func:`replace_folder`):
+    the process id in its name tells a later run whether the run that
+    made it is still running (:func:`remove_abandoned_folders`)."""
+    target = Path(target)
+    return Path(tempfile.mkdtemp(
+        dir=target.parent, prefix=f'.{target.name}.tmp-{os.getpid()}-'))
+
+
+def remove_abandoned_folders(target: Path) -> List[Path]:
+    """Remove what a killed run left beside ``target``: the folders of
+    :func:`temporary_folder_beside` and :func:`replace_folder` whose
+    process is no longer running (a set-aside old folder only once
+    ``target`` is in place again); returns them."""
+    target = Path(target)
+    removed = []
+    if not target.parent.is_dir():
+        return removed
+    for kind in ('tmp', 'old'):
+        prefix = f'.{target.name}.{kind}-'
+        for path in sorted(target.parent.glob(glob.escape(prefix) + '*')):
+            pid = path.name[len(prefix):].split('-', 1)[0]
+            if not pid.isdigit() or not path.is_dir() or \
+                    _running(int(pid)) or (kind == 'old' and
+                                           not target.exists()):
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True

@@ -430,3 +430,18 @@ def test_a_converted_dataset_is_readable_by_others(tmp_path):
     convert_release('ccp', BUNDLED_CCP, out)
     assert out.stat().st_mode & 0o777 == file_mode() | 0o111
     assert (out / 'dataset.json').stat().st_mode & 0o777 == file_mode()
+
+
+def test_a_killed_conversions_build_folder_goes_at_the_next_run(tmp_path):
+    import subprocess
+    import sys
+    ended = subprocess.run([sys.executable, '-c', 'import os; '
+                            'print(os.getpid())'], capture_output=True,
+                           text=True).stdout.strip()
+    left = tmp_path / f'.ccp.tmp-{ended}-abcdef'
+    (left / 'img_dir').mkdir(parents=True)
+    result = _convert_cli(BUNDLED_CCP, tmp_path / 'ccp')
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f'removed {left}, left by an interrupted conversion' in \
+        result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['ccp']

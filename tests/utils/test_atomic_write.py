@@ -78,3 +78,39 @@ def test_a_temporary_that_cannot_be_made_reports_why(tmp_path,
             pass
     assert error.value.errno == errno.EROFS
     assert error.value.__context__ is None  # not raised while removing
+
+
+def test_folders_a_killed_run_left_are_removed_and_a_running_ones_kept(
+        tmp_path):
+    """What a SIGKILL leaves beside a folder being replaced (its build
+    folder, or the old folder set aside) goes at the next run, once the
+    process that made it has ended; a running one's stays, and so do
+    folders of other names or without a process id."""
+    import subprocess
+    import sys
+
+    from fashionseg.utils.atomic_write import (remove_abandoned_folders,
+                                               replace_folder,
+                                               temporary_folder_beside)
+    target = tmp_path / 'ccp'
+    ended = subprocess.run([sys.executable, '-c', 'import os; '
+                            'print(os.getpid())'], capture_output=True,
+                           text=True).stdout.strip()
+    abandoned = [tmp_path / f'.ccp.tmp-{ended}-abc', tmp_path /
+                 f'.ccp.old-{ended}-def']
+    running = temporary_folder_beside(target)
+    kept = [running, tmp_path / '.ccp.tmp-xyz', tmp_path / '.cfpd.tmp-1-a',
+            tmp_path / 'notes']
+    for folder in abandoned + kept:
+        folder.mkdir(exist_ok=True)
+        (folder / 'file').write_text('x')
+    # The old folder set aside stays while the target is missing: it may
+    # be all that is left of it.
+    assert remove_abandoned_folders(target) == [abandoned[0]]
+    target.mkdir()
+    assert remove_abandoned_folders(target) == [abandoned[1]]
+    assert all(folder.is_dir() for folder in kept)
+    assert running.name.startswith(f'.ccp.tmp-{os.getpid()}-')
+    replace_folder(running, target)
+    assert (target / 'file').read_text() == 'x'
+    assert not list(tmp_path.glob('.ccp.old-*'))
