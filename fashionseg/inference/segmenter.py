@@ -46,6 +46,8 @@ from fashionseg.inference.settings import (AGREEMENT_BAR, CUDA_GRAPH_MODES,
 
 _LOADING_TRANSFORMS = ('LoadImageFromFile', 'LoadAnnotations',
                        'LoadImageFromNDArray')
+# How many sets of a pass's image sizes the engine keeps on the device.
+SIZES_KEPT = 64
 
 
 @dataclass
@@ -146,6 +148,9 @@ class Segmenter:
         # stream (_to_device).
         self._copy_stream = torch.cuda.Stream(self.device) \
             if self.device.type == 'cuda' else None
+        # The images' own sizes of a pass, on the device, by value: a
+        # dataset of one size copies them once, not with every batch.
+        self._sizes_on_device: Dict[tuple, torch.Tensor] = {}
         pipeline = test_pipeline_for_arrays(cfg)
         if settings.decode == 'device':
             check_device_decoding(self.device, pipeline)
@@ -288,6 +293,22 @@ class Segmenter:
         on_device.record_stream(compute)
         return on_device
 
+    def _sizes_tensor(self, sizes: List[tuple]) -> torch.Tensor:
+        """``sizes`` (each image's height, width) as an N x 2 int64 tensor
+        on the device, kept for the next passes of the same sizes (at
+        most :data:`SIZES_KEPT` sets)."""
+        key = tuple(sizes)
+        kept = self._sizes_on_device.get(key)
+        if kept is None:
+            kept = torch.tensor(sizes, dtype=torch.int64)
+            kept = self._to_device(kept.pin_memory()
+                                   if self._copy_stream is not None
+                                   else kept)
+            if len(self._sizes_on_device) >= SIZES_KEPT:
+                self._sizes_on_device.pop(next(iter(self._sizes_on_device)))
+            self._sizes_on_device[key] = kept
+        return kept
+
     def _to_host(self, labels: torch.Tensor) -> torch.Tensor:
         """``labels`` on the host: from a GPU one non-blocking copy into
         pinned memory, complete once the compute stream has reached the
@@ -366,10 +387,7 @@ class Segmenter:
                 sizes = own[:len(chunk)]
                 batch = self._to_device(self._host_batch(images,
                                                          input_shape))
-                own = torch.tensor(own, dtype=torch.int64)
-                own = self._to_device(own.pin_memory()
-                                      if self._copy_stream is not None
-                                      else own)
+                own = self._sizes_tensor(own)
                 ori_shapes = [tuple(metas[i]['ori_shape'][:2])
                               for i in chunk]
                 in_graph = ori_shapes == sizes

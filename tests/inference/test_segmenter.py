@@ -1121,3 +1121,29 @@ def test_segment_photos_checks_a_fast_setting_on_the_first_batch(
     assert result['engine'] == 'fp32 channels-last batch 2'
     manifest = json.loads((tmp_path / 'out' / MANIFEST).read_text())
     assert manifest['settings']['engine']['channels_last'] is True
+
+
+def test_passes_of_the_same_sizes_share_one_sizes_tensor(trained):
+    """The images' own sizes reach the device once per set of sizes, not
+    with every batch (one copy per batch on a GPU is the photos'), and
+    the labels are those of a fresh engine."""
+    from fashionseg.inference import segmenter as module
+    config, checkpoint, _, photos = trained
+    images = [mmcv.imread(str(p)) for p in photos[:2]] * 2
+    engine = Segmenter.from_config(config, checkpoint,
+                                   settings=InferenceSettings(batch_size=2))
+    first = engine.segment(images[:2])
+    kept = dict(engine._sizes_on_device)
+    again = engine.segment(images[2:])
+    assert len(kept) >= 1 and engine._sizes_on_device.keys() == kept.keys()
+    assert all(engine._sizes_on_device[key] is tensor
+               for key, tensor in kept.items())
+    fresh = Segmenter.from_config(config, checkpoint)
+    for one, other, reference in zip(first, again,
+                                      fresh.segment(images[:2])):
+        assert torch.equal(one.labels, reference.labels)
+        assert torch.equal(other.labels, reference.labels)
+    # At most SIZES_KEPT sets are kept.
+    for height in range(module.SIZES_KEPT + 5):
+        engine._sizes_tensor([(height, 1)])
+    assert len(engine._sizes_on_device) == module.SIZES_KEPT
