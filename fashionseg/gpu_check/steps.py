@@ -78,6 +78,7 @@ class CheckSizes:
     workers: int
     engine: Tuple[str, ...] = field(default_factory=tuple)
     autotune: bool = False  # also bf16 training with cuDNN autotuning
+    compile_train: bool = False  # also bf16 training compiled
 
 
 FULL = CheckSizes(
@@ -91,12 +92,16 @@ FULL = CheckSizes(
 # Compiling the engine took 47 s for one shape on an H200: --long only.
 LONG = CheckSizes(**dict(
     FULL.__dict__, bench_iters=50, bench_warmup=10, search_trials=50,
-    engine_batches=100, autotune=True,
+    engine_batches=100, autotune=True, compile_train=True,
     engine=FULL.engine + ('bf16,batch=32',
                           'bf16,channels-last,fold-bn,batch=32',
                           'bf16,channels-last,compile=default,batch=32',
                           'bf16,channels-last,compile=max-autotune,'
-                          'batch=32')))
+                          'batch=32',
+                          # The engine's whole hot path: batch norms
+                          # folded, compiled, CUDA graphs captured.
+                          'bf16,channels-last,fold-bn,'
+                          'compile=reduce-overhead,batch=32')))
 QUICK = CheckSizes(
     config='mmseg_configs/demo/fpn_x101_ccp.py', image=(96, 64), epochs=1,
     bench_iters=2, bench_warmup=1, bf16=False, crf_images=2,
@@ -337,6 +342,9 @@ class GPUCheck:
             runs.append(('bf16_batch16', True, 16, same, False))
             if self.sizes.autotune:
                 runs.append(('bf16_batch16_autotuned', True, 16, same, True))
+            if self.sizes.compile_train:
+                runs.append(('bf16_batch16_compiled', True, 16,
+                             same + ['compile'], False))
         for name, amp, batch, speedups, autotune in runs:
             bench_options = dict(options, **{
                 'train_dataloader.batch_size': batch,
