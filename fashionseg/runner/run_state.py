@@ -152,15 +152,19 @@ def newest_whole_checkpoint(work_dir: Path):
 
 
 def prepare_auto_resume(cfg: Config, is_main_process: bool = True,
-                        fingerprint: Optional[str] = None) -> bool:
+                        fingerprint: Optional[str] = None,
+                        also: Optional[str] = None) -> bool:
     """Set ``cfg.resume`` when the work dir holds an unfinished run of this
     very config (``fingerprint``, by default :func:`run_fingerprint` of
-    ``cfg``); otherwise move the checkpoints of whatever run was there
-    aside (:func:`move_aside`). Returns ``cfg.resume``."""
+    ``cfg``; or ``also``, the same run's fingerprint as an earlier
+    revision took it, which is then rewritten); otherwise move the
+    checkpoints of whatever run was there aside (:func:`move_aside`).
+    Returns ``cfg.resume``."""
     work_dir = Path(cfg.work_dir)
     fingerprint = fingerprint or run_fingerprint(cfg)
     stored = work_dir / FINGERPRINT_FILE
-    same_run = stored.is_file() and stored.read_text().strip() == fingerprint
+    same_run = stored.is_file() and stored.read_text().strip() in {
+        fingerprint, also or fingerprint}
     cfg.resume = False
     if same_run:
         newest, skipped = newest_whole_checkpoint(work_dir)

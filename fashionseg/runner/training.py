@@ -131,8 +131,10 @@ def configure_training(config: str, work_dir: Optional[str] = None,
     apply_speedups(cfg, speedups, cfg_options)
 
     if auto_resume:
+        # The whole config's fingerprint is what runs before this revision
+        # stored: a work dir of theirs is the same run, not a stale one.
         prepare_auto_resume(cfg, int(os.environ.get('RANK', '0')) == 0,
-                            fingerprint)
+                            fingerprint, also=run_fingerprint(cfg))
     # Pin DVCLive's folder to a stable path (the work dir by default) so
     # that `dvc plots` finds the curves; a resumed run continues them.
     for backend in cfg.visualizer.get('vis_backends', []):

@@ -272,6 +272,23 @@ def test_a_run_resumes_with_other_speedups(data_root, tmp_path):
     with pytest.raises(_Interrupted):
         train(cfg, config)
     speedups = ['channels-last', 'foreach-adam', 'no-host-sync']
+    # A work dir fingerprinted as the revisions before this one did (the
+    # whole config, speed-ups and loader settings included) is the same
+    # run, and gets the new fingerprint.
+    from fashionseg.runner import training
+    from fashionseg.runner.run_state import FINGERPRINT_FILE
+    offered = []
+    prepare = training.prepare_auto_resume
+    training.prepare_auto_resume = lambda *args, **kwargs: (
+        offered.append(kwargs['also']), prepare(*args, **kwargs))[1]
+    try:
+        _configure(data_root, work)
+    finally:
+        training.prepare_auto_resume = prepare
+    legacy, = offered
+    (work / FINGERPRINT_FILE).write_text(legacy + '\n')
+    assert _configure(data_root, work).resume is True
+    assert (work / FINGERPRINT_FILE).read_text().strip() != legacy
     cfg = _configure(data_root, work, speedups=speedups)
     assert cfg.resume is True
     runner = train(cfg, config)
