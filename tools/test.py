@@ -64,16 +64,20 @@ def main():
                              f'{template!r}')
         try:
             template and template.format(split='val')
-        except (KeyError, IndexError, ValueError):
+        except (KeyError, IndexError, ValueError, AttributeError):
             raise UsageError(f'{option} {template!r}: the only name in '
                              'braces it may hold is {split}') from None
+    # Every split's run configured (and its outputs checked) before the
+    # first one runs.
+    cfgs = []
     for split in splits:
         out, metrics = (t.format(split=split) if t and split else t
                         for t in (args.out, args.metrics))
-        cfg = configure_testing(args.config, args.checkpoint, args.work_dir,
-                                out, args.cfg_options, args.launcher,
-                                split, metrics, args.data_root,
-                                settings, args.max_images, check_agreement)
+        cfgs.append(configure_testing(
+            args.config, args.checkpoint, args.work_dir, out,
+            args.cfg_options, args.launcher, split, metrics, args.data_root,
+            settings, args.max_images, check_agreement))
+    for cfg in cfgs:
         record = run_test(cfg, args.config, args.checkpoint)
         print(f'inference engine: {describe_engine(record["engine"])}')
         print(json.dumps({k: record[k] for k in ('aAcc', 'mIoU', 'mAcc')}))

@@ -19,8 +19,9 @@ from fashionseg.evaluation.metrics_file import (iou_metric_results,
 from fashionseg.utils.atomic_write import atomic_path, write_text_atomic
 from fashionseg.utils.output_folder import (check_result_file,
                                             claimed_output_folder,
-                                            is_metrics_file, is_search_file,
-                                            remove_unwritten)
+                                            is_confusion_file,
+                                            is_crf_metrics_file,
+                                            is_search_file, remove_unwritten)
 
 
 def sample_params(trials: int, seed: int) -> List[CRFParams]:
@@ -102,8 +103,8 @@ def apply(scores_dir: Path, data_root: Path, split: str, params: CRFParams,
     out = Path(out)
     metrics_out = Path(metrics_out or out / 'metrics.json')
     check_result_file(metrics_out, 'tools/crf.py apply', '--metrics',
-                      is_metrics_file, inputs=[data_root, scores_dir],
-                      beside=[confusion_path(metrics_out)])
+                      is_crf_metrics_file, inputs=[data_root, scores_dir],
+                      beside={confusion_path(metrics_out): is_confusion_file})
     items, classes = split_items(scores_dir, data_root, split, max_images)
     # A folder of someone else's files (or of the dataset or the scores)
     # is refused before any work; what an earlier run left there and this

@@ -34,7 +34,9 @@ from fashionseg.runner.run_config import (add_custom_hooks, build_runner,
                                           init_cpu_distributed,
                                           load_run_config)
 from fashionseg.utils.atomic_write import write_text_atomic
-from fashionseg.utils.output_folder import check_result_file, is_metrics_file
+from fashionseg.utils.output_folder import (check_result_file,
+                                            is_confusion_file,
+                                            is_test_metrics_file)
 
 METRICS_FILE = 'metrics.json'
 
@@ -99,9 +101,10 @@ def configure_testing(config: str, checkpoint: str,
         out if out is not None else cfg.work_dir, METRICS_FILE)
     # Before any work: a metrics file lands on nothing it would lose.
     check_result_file(
-        cfg.metrics_out, 'tools/test.py', '--metrics', is_metrics_file,
+        cfg.metrics_out, 'tools/test.py', '--metrics', is_test_metrics_file,
         inputs=[cfg.test_dataloader.dataset.get('data_root'), checkpoint,
-                config], beside=[confusion_path(cfg.metrics_out)])
+                config],
+        beside={confusion_path(cfg.metrics_out): is_confusion_file})
     if out is not None:
         add_custom_hooks(cfg, dict(
             type='SaveDecodeScoresHook', out_dir=out,

@@ -15,7 +15,9 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, List, Optional, Sequence
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence
+
+import numpy as np
 
 from fashionseg.errors import UsageError
 from fashionseg.utils.atomic_write import is_temporary, write_text_atomic
@@ -165,9 +167,23 @@ def _json_with_keys(path: Path, keys: Sequence[str]) -> bool:
     return isinstance(record, dict) and set(keys) <= set(record)
 
 
-def is_metrics_file(path) -> bool:
-    """A metrics JSON of ``tools/test.py`` or ``tools/crf.py apply``."""
-    return _json_with_keys(path, ('aAcc', 'mIoU', 'per_class'))
+def is_test_metrics_file(path) -> bool:
+    """A metrics JSON of ``tools/test.py``."""
+    return _json_with_keys(path, ('aAcc', 'mIoU', 'per_class', 'checkpoint'))
+
+
+def is_crf_metrics_file(path) -> bool:
+    """A metrics JSON of ``tools/crf.py apply``."""
+    return _json_with_keys(path, ('aAcc', 'mIoU', 'per_class', 'crf'))
+
+
+def is_confusion_file(path) -> bool:
+    """The per-image confusion matrices written beside a metrics JSON."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {'stems', 'matrices', 'classes'} <= set(data.files)
+    except Exception:  # any file that is not such an archive
+        return False
 
 
 def is_search_file(path) -> bool:
@@ -177,13 +193,15 @@ def is_search_file(path) -> bool:
 
 def check_result_file(path, tool: str, option: str,
                       is_own: Callable[[Path], bool],
-                      inputs: Sequence = (), beside: Sequence = ()) -> None:
+                      inputs: Sequence = (),
+                      beside: Dict[Path, Callable[[Path], bool]] = None
+                      ) -> None:
     """Refuse, before any work, a result file ``path`` (and the files
-    written ``beside`` it) that would lose something: a folder, a path
-    under a file, one that is or lies within one of ``inputs`` (the data,
-    the scores, the checkpoint), or an existing file that is not an
-    earlier result of ``tool`` (``is_own``): a rerun replaces its own
-    results, nothing else."""
+    written ``beside`` it, each with its own ``is_own``) that would lose
+    something: a folder, a path under a file, one that is or lies within
+    one of ``inputs`` (the data, the scores, the checkpoint), or an
+    existing file that is not an earlier result of ``tool``: a rerun
+    replaces its own results, nothing else."""
     path = Path(path)
     if path.is_dir():
         raise OutputFolderError(f'{option} {path} is a folder; give the '
@@ -201,10 +219,10 @@ def check_result_file(path, tool: str, option: str,
         raise OutputFolderError(
             f'{option} {path} exists and is not a result {tool} wrote; it '
             'is left as it is: choose another name, or remove it yourself')
-    for other in beside:
+    for other, is_theirs in (beside or {}).items():
         other = Path(other)
-        if other.is_dir() or (other.exists() and not (
-                path.exists() and is_own(path))):
+        if other.is_dir() or ((other.exists() or other.is_symlink())
+                              and not is_theirs(other)):
             raise OutputFolderError(
                 f'{option} {path}: {other}, which {tool} writes beside it, '
-                'exists and is not its own; choose another name')
+                'exists and is not a file it wrote; choose another name')

@@ -183,6 +183,28 @@ def test_test_cli(trained, tmp_path):
         assert last.startswith('error: --metrics') and why in last, last
     assert checkpoint.read_bytes() == weights
     assert notes.read_text() == 'mine'
+    # With several splits, every split's metrics are checked before the
+    # first split runs; a confusion file of the tool's own whose metrics
+    # are gone is replaced.
+    mixed = tmp_path / 'mixed'
+    mixed.mkdir()
+    (mixed / 'test.json').write_text('mine')
+    result = run('--split', 'val', 'test', '--metrics',
+                 str(mixed / '{split}.json'))
+    assert result.returncode == 2
+    assert f'--metrics {mixed / "test.json"} exists' in result.stderr
+    assert sorted(p.name for p in mixed.iterdir()) == ['test.json']
+    (mixed / 'test.json').unlink()
+    (tmp_path / 'runs' / 'val.json').unlink()  # its confusions stay
+    result = run('--split', 'val', '--metrics', str(tmp_path / 'runs' /
+                                                   'val.json'))
+    assert result.returncode == 0, result.stderr[-2000:]
+    # crf.py apply's metrics are not test.py's to replace.
+    crf = tmp_path / 'crf.json'
+    crf.write_text(json.dumps(dict(aAcc=1, mIoU=1, per_class={}, crf={})))
+    result = run('--split', 'val', '--metrics', str(crf))
+    assert result.returncode == 2 and 'is not a result tools/test.py ' \
+        'wrote' in result.stderr
     assert json.loads((data_root / 'dataset.json').read_text())['classes']
 
 
