@@ -21,8 +21,8 @@ from fashionseg.crf.search import read_best_params
 from fashionseg.inference.arguments import (add_inference_arguments,
                                             tool_settings)
 from fashionseg.inference.photos import (DEFAULT_MAX_SIDE,
+                                         check_before_loading,
                                          check_segment_options, collect_photos,
-                                         plan_outputs, run_settings,
                                          segment_photos)
 from fashionseg.inference.segmenter import Segmenter
 from fashionseg.utils.cli import (add_device_argument, positive_int, run_tool,
@@ -65,15 +65,16 @@ def main():
     photos, notes = collect_photos(args.inputs)
     for note in notes:
         print(f'left out: {note}')
-    # Refused before the model loads.
     check_segment_options(args.workers, args.max_side)
-    plan_outputs(photos, args.out)
+    run = check_before_loading(args.config, args.checkpoint, photos,
+                               args.out, params, args.backend, device,
+                               args.max_side)
     segmenter = Segmenter.from_config(args.config, args.checkpoint, device,
                                       settings)
     result = segment_photos(
         segmenter, photos, args.out, params, args.backend, args.workers,
-        settings=run_settings(args.config, args.checkpoint, segmenter.cfg),
-        max_side=args.max_side, check_agreement=check_agreement)
+        settings=run, max_side=args.max_side,
+        check_agreement=check_agreement)
     print(f'{result["photos"]} photos segmented into {result["out_dir"]}'
           f' (inference engine: {result["engine"]})'
           + (' (CRF-refined)' if params else '')

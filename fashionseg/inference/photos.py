@@ -26,14 +26,18 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import mmcv
 import numpy as np
+import torch
+from mmengine.config import Config
 from PIL import Image
 from tqdm import tqdm
 
+from fashionseg.config_checks import check_checkpoint, check_config_path
 from fashionseg.crf.backend import CRFBackend
 from fashionseg.crf.energy import CRFParams, image_log_probs
 from fashionseg.errors import DataError, UsageError
 from fashionseg.inference.segmenter import (Prediction, Segmenter,
                                             checked_segmenter, describe_check)
+from fashionseg.inference.settings import InferenceSettings
 from fashionseg.utils.atomic_write import (atomic_write, is_temporary,
                                            write_text_atomic)
 from fashionseg.utils.output_folder import (OutputFolderError,
@@ -263,6 +267,53 @@ def _photo_record(photo: Path) -> dict:
                 mtime_ns=stat.st_mtime_ns)
 
 
+def _other_photos(out_dir: Path, manifest: dict,
+                  plans: Sequence[PhotoOutputs]) -> Dict[str, dict]:
+    """The photos (by label-map name) an earlier run's ``manifest``
+    finished whose both outputs are in ``out_dir`` and are not among this
+    run's outputs (nor, where the file system does not tell case apart,
+    the same files as one of them)."""
+    wanted = {name.lower(): name for plan in plans
+              for name in (plan.labels.name, plan.overlay.name)}
+
+    def same_as_wanted(name: str) -> bool:
+        twin = wanted.get(name.lower())
+        return twin is not None and (twin == name or (
+            (out_dir / twin).exists() and
+            os.path.samefile(out_dir / name, out_dir / twin)))
+
+    return {name: record
+            for name, record in manifest.get('done', {}).items()
+            if all((out_dir / n).is_file() and not same_as_wanted(n)
+                   for n in (name, overlay_name(name)))}
+
+
+def refuse_losing_other_photos(out_dir: Path, plans: Sequence[PhotoOutputs],
+                               settings: dict,
+                               ignore: Sequence[str] = ()) -> None:
+    """Refuse a run whose ``settings`` (leaving out the keys in ``ignore``)
+    differ from those of the earlier run in ``out_dir`` where that run
+    finished other photos: replacing the folder's run would lose their
+    outputs. (Checked before the model loads, on the settings known
+    then, and again once the engine's setting is known.)"""
+    out_dir = Path(out_dir)
+    manifest = read_manifest(out_dir) if out_dir.is_dir() else None
+    if not manifest:
+        return
+    earlier = {k: v for k, v in (manifest.get('settings') or {}).items()
+               if k not in ignore}
+    if earlier == {k: v for k, v in settings.items() if k not in ignore}:
+        return
+    others = _other_photos(out_dir, manifest, plans)
+    if others:
+        raise OutputFolderError(
+            f'--out {out_dir} holds the outputs of {len(others)} other '
+            f'photos (e.g. {sorted(others)[0]}) that an earlier run made '
+            'with other settings (model, engine, CRF or --max-side); this '
+            'run would replace the folder\'s run and lose them: segment '
+            'into another folder, or remove them yourself')
+
+
 def claim_segment_folder(out_dir: Path, plans: Sequence[PhotoOutputs],
                          settings: dict
                          ) -> Tuple[Dict[str, dict], list, Dict[str, dict]]:
@@ -273,8 +324,8 @@ def claim_segment_folder(out_dir: Path, plans: Sequence[PhotoOutputs],
     finished from the same photo file, whose outputs are still whole; the
     outputs that run listed; and the other photos it finished, which this
     run does not segment and keeps. An earlier run with other settings
-    is replaced only where this run segments the same photos: outputs of
-    other photos would be lost, and are refused."""
+    is replaced only where it finished no other photos
+    (:func:`refuse_losing_other_photos`)."""
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
         return {}, [], {}
@@ -288,35 +339,17 @@ def claim_segment_folder(out_dir: Path, plans: Sequence[PhotoOutputs],
             foreign.append(path)
     if foreign:
         refuse_foreign(out_dir, foreign, 'tools/segment.py')
-    earlier = list(manifest.get('outputs', []))
-    wanted = {name for plan in plans
-              for name in (plan.labels.name, plan.overlay.name)}
-    if manifest.get('settings') != settings:
-        others = sorted(name for name in earlier if name not in wanted
-                        and (out_dir / name).is_file())
-        if others:
-            raise OutputFolderError(
-                f'--out {out_dir} holds {len(others)} outputs of other '
-                f'photos (e.g. {others[0]}) that an earlier run made with '
-                'other settings (model, engine, CRF or --max-side); this run'
-                ' would replace the folder\'s run and lose them: segment '
-                'into another folder, or remove them yourself')
+    refuse_losing_other_photos(out_dir, plans, settings)
     for path in temporaries:
         path.unlink()
+    earlier = list(manifest.get('outputs', []))
     if manifest.get('settings') != settings:
         return {}, earlier, {}
     done = manifest.get('done', {})
-
-    def whole(label_name: str) -> bool:
-        return all((out_dir / name).is_file()
-                   for name in (label_name, overlay_name(label_name)))
-
     finished = {plan.labels.name: done[plan.labels.name] for plan in plans
                 if done.get(plan.labels.name) == _photo_record(plan.photo)
-                and whole(plan.labels.name)}
-    others = {name: record for name, record in done.items()
-              if name not in wanted and whole(name)}
-    return finished, earlier, others
+                and plan.labels.is_file() and plan.overlay.is_file()}
+    return finished, earlier, _other_photos(out_dir, manifest, plans)
 
 
 def overlay_name(label_name: str) -> str:
@@ -413,6 +446,45 @@ def refine_predictions(predictions: Sequence[Prediction],
     return backend.refine_images(images_rgb, log_probs, params)
 
 
+def segment_settings(run: Optional[dict],
+                     engine: Optional[InferenceSettings],
+                     crf_params: Optional[CRFParams], crf_backend: str,
+                     max_side: int) -> dict:
+    """What makes two runs' labels the same, as ``segment.json`` records
+    it: ``run`` (:func:`run_settings`), the engine's setting (None before
+    it is known), the CRF and its backend, and ``--max-side``; as JSON
+    reads it back, so that it compares with an earlier run's. The batch
+    size is left out (labels do not depend on it), and so is the JPEG
+    decoder (photos are decoded here, on the host)."""
+    return json.loads(json.dumps(dict(
+        run or {}, engine=None if engine is None else {
+            k: v for k, v in engine.as_dict().items()
+            if k not in ('batch_size', 'decode')},
+        crf=crf_params.as_dict() if crf_params else None,
+        crf_backend=crf_backend if crf_params else None,
+        max_side=max_side)))
+
+
+def check_before_loading(config: str, checkpoint: str,
+                         photos: Sequence[Path], out_dir: Path,
+                         crf_params: Optional[CRFParams], crf_backend: str,
+                         device: str, max_side: int) -> dict:
+    """What ``tools/segment.py`` refuses before the model loads: a
+    missing config or checkpoint, outputs that would land on a photo or on
+    each other (:func:`plan_outputs`), and a run that would lose the
+    outputs of other photos an earlier run made with other settings (the
+    engine's setting, known once the model is loaded and checked, is
+    compared then). Returns the run's settings (:func:`run_settings`)."""
+    plans = plan_outputs(photos, out_dir)
+    check_config_path(config)
+    check_checkpoint(checkpoint)
+    run = run_settings(config, checkpoint, Config.fromfile(config))
+    backend = CRFBackend.choose(crf_backend, torch.device(device).type)
+    refuse_losing_other_photos(out_dir, plans, segment_settings(
+        run, None, crf_params, backend.name, max_side), ignore=['engine'])
+    return run
+
+
 def check_segment_options(workers: int, max_side: int) -> None:
     """``--workers`` and ``--max-side``, checked before the model loads."""
     if workers < 1:
@@ -444,16 +516,8 @@ def segment_photos(segmenter: Segmenter, photos: Sequence[Path],
     plans = plan_outputs(photos, out_dir)
     if check_agreement and plans:
         segmenter = _checked(segmenter, plans, max_side, say)
-    # As JSON reads it back, so that it compares with an earlier run's;
-    # the batch size is left out (labels do not depend on it), and so is
-    # the JPEG decoder (photos are decoded here, on the host).
-    engine = {k: v for k, v in segmenter.settings.as_dict().items()
-              if k not in ('batch_size', 'decode')}
-    settings = json.loads(json.dumps(dict(
-        settings or {}, engine=engine,
-        crf=crf_params.as_dict() if crf_params else None,
-        crf_backend=backend.name if crf_params else None,
-        max_side=max_side)))
+    settings = segment_settings(settings, segmenter.settings, crf_params,
+                                backend.name, max_side)
     # One run at a time in a folder: a second would take this run's
     # temporaries and outputs for an interrupted run's.
     with locked_output_folder(out_dir, 'tools/segment.py'):
@@ -509,8 +573,12 @@ def segment_photos(segmenter: Segmenter, photos: Sequence[Path],
                       name for label in others
                       for name in (label, overlay_name(label))}
         for name in earlier:  # plain names (read_manifest)
-            if name not in wanted and (out_dir / name).is_file():
-                (out_dir / name).unlink()
+            path = out_dir / name
+            if name not in wanted and path.is_file() and not any(
+                    (out_dir / keep).exists() and
+                    os.path.samefile(path, out_dir / keep)
+                    for keep in wanted if keep.lower() == name.lower()):
+                path.unlink()
         _write_manifest(out_dir, plans, settings, done, (), True, others)
     return dict(photos=len(plans), segmented=len(todo),
                 kept_from_earlier_run=len(plans) - len(todo),

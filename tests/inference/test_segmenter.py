@@ -2,6 +2,7 @@
 tools/segment.py, on a small model trained on the bundled CCP photos."""
 import copy
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -675,7 +676,7 @@ def test_segment_into_its_input_folder_and_again(trained, tmp_path):
     kept = _hashes(out)
     line = _error_line(_segment(config, checkpoint, *photos[:2], '--out',
                                 out, '--max-side', 64))
-    assert 'holds 2 outputs of other photos' in line
+    assert 'holds the outputs of 1 other photos' in line
     assert _hashes(out) == kept
     fourth = _segment(config, checkpoint, folder, '--out', out,
                       '--max-side', 64)
@@ -1147,3 +1148,22 @@ def test_passes_of_the_same_sizes_share_one_sizes_tensor(trained):
     for height in range(module.SIZES_KEPT + 5):
         engine._sizes_tensor([(height, 1)])
     assert len(engine._sizes_on_device) == module.SIZES_KEPT
+
+
+def test_an_earlier_output_that_is_this_runs_under_another_case(tmp_path):
+    """Where the file system does not tell case apart (macOS, Windows),
+    an earlier run's ``A.png`` is this run's ``a.png``: not another
+    photo's output to keep, nor one to remove (here the two names are
+    hard links to one file, as they are one file there)."""
+    from fashionseg.inference.photos import _other_photos
+    out = tmp_path / 'out'
+    out.mkdir()
+    for name in ('A.png', 'A_overlay.png', 'B.png', 'B_overlay.png'):
+        (out / name).write_bytes(b'x')
+    os.link(out / 'A.png', out / 'a.png')
+    os.link(out / 'A_overlay.png', out / 'a_overlay.png')
+    photo = tmp_path / 'a.jpg'
+    photo.write_bytes(b'photo')
+    manifest = {'done': {'A.png': {}, 'B.png': {}}}
+    assert set(_other_photos(out, manifest, plan_outputs([photo], out))) \
+        == {'B.png'}
