@@ -18,9 +18,9 @@ from tqdm import tqdm
 
 from fashionseg.dataset_folder import SPLITS, image_path, label_path
 from fashionseg.errors import UsageError
-from fashionseg.utils.atomic_write import (remove_abandoned_folders,
-                                           replace_folder,
-                                           temporary_folder_beside)
+from fashionseg.utils.atomic_write import (building_folder_beside,
+                                           remove_abandoned_folders,
+                                           replace_folder)
 from fashionseg.utils.output_folder import OutputFolderError
 
 from .records import DatasetFormatError, Sample, check_sample
@@ -140,46 +140,47 @@ def write_dataset(samples: Iterable[Sample], split_of: Dict[str, str],
     out.parent.mkdir(parents=True, exist_ok=True)
     for path in remove_abandoned_folders(out):
         print(f'removed {path}, left by an interrupted conversion')
-    tmp = temporary_folder_beside(out)
-    try:
-        for split in SPLITS:
-            image_path(tmp, split, 'x').parent.mkdir(parents=True)
-            label_path(tmp, split, 'x').parent.mkdir(parents=True)
-        stems = {split: [] for split in SPLITS}
-        seen = set()
-        for sample in tqdm(samples, total=total, desc=f'converting {name}',
-                           unit='img'):
-            split = split_of.get(sample.stem)
-            if split is None:
-                continue
-            if sample.stem in seen:
-                raise sample.error(f'stem {sample.stem} occurs twice')
-            seen.add(sample.stem)
-            label = check_sample(sample, num_classes)
-            image_bytes = sample.image_bytes
-            if max_size:
-                image_bytes, label = downscale(image_bytes, label, max_size)
-            image_path(tmp, split, sample.stem).write_bytes(
-                image_bytes)
-            label_path(tmp, split, sample.stem).write_bytes(
-                encode_label_png(label))
-            stems[split].append(sample.stem)
-        missing = sorted(set(split_of) - seen)
-        if missing:
-            raise DatasetFormatError(
-                f'{len(missing)} records named by the split were not found '
-                f'in the release, e.g. {missing[:5]}')
-        (tmp / 'splits').mkdir()
-        for split in SPLITS:
-            (tmp / 'splits' / f'{split}.txt').write_text(
-                ''.join(f'{stem}\n' for stem in stems[split]))
-        counts = {split: len(stems[split]) for split in SPLITS}
-        (tmp / 'dataset.json').write_text(json.dumps(
-            dict(name=name, classes=list(classes), splits=counts,
-                 max_size=max_size),
-            indent=2) + '\n')
-        replace_folder(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with building_folder_beside(out) as tmp:
+        try:
+            for split in SPLITS:
+                image_path(tmp, split, 'x').parent.mkdir(parents=True)
+                label_path(tmp, split, 'x').parent.mkdir(parents=True)
+            stems = {split: [] for split in SPLITS}
+            seen = set()
+            for sample in tqdm(samples, total=total, desc=f'converting {name}',
+                               unit='img'):
+                split = split_of.get(sample.stem)
+                if split is None:
+                    continue
+                if sample.stem in seen:
+                    raise sample.error(f'stem {sample.stem} occurs twice')
+                seen.add(sample.stem)
+                label = check_sample(sample, num_classes)
+                image_bytes = sample.image_bytes
+                if max_size:
+                    image_bytes, label = downscale(image_bytes, label,
+                                                   max_size)
+                image_path(tmp, split, sample.stem).write_bytes(
+                    image_bytes)
+                label_path(tmp, split, sample.stem).write_bytes(
+                    encode_label_png(label))
+                stems[split].append(sample.stem)
+            missing = sorted(set(split_of) - seen)
+            if missing:
+                raise DatasetFormatError(
+                    f'{len(missing)} records named by the split were not '
+                    f'found in the release, e.g. {missing[:5]}')
+            (tmp / 'splits').mkdir()
+            for split in SPLITS:
+                (tmp / 'splits' / f'{split}.txt').write_text(
+                    ''.join(f'{stem}\n' for stem in stems[split]))
+            counts = {split: len(stems[split]) for split in SPLITS}
+            (tmp / 'dataset.json').write_text(json.dumps(
+                dict(name=name, classes=list(classes), splits=counts,
+                     max_size=max_size),
+                indent=2) + '\n')
+            replace_folder(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return counts

@@ -5,6 +5,7 @@ rename (:func:`atomic_write`, :func:`atomic_path`); a dataset or release
 folder is built beside its target and swapped in whole
 (:func:`replace_folder`).
 """
+import fcntl
 import glob
 import os
 import secrets
@@ -115,9 +116,9 @@ def write_text_atomic(path, text: str) -> None:
 
 def replace_folder(new: Path, target: Path) -> None:
     """Move the finished folder ``new`` to ``target`` (same file system),
-    replacing what was there with two renames, so that ``target`` is at
-    every moment either the old folder or the new one; ``new`` gets the
-    mode of a plain ``mkdir``."""
+    replacing what was there with two renames (the old folder set aside
+    beside it first, then removed); ``new`` gets the mode of a plain
+    ``mkdir``."""
     new, target = Path(new), Path(target)
     # A folder made by tempfile.mkdtemp is private (0700); the result gets
     # the mode a plain mkdir would give it.
@@ -125,50 +126,71 @@ def replace_folder(new: Path, target: Path) -> None:
     if not target.exists():
         os.replace(new, target)
         return
-    old = Path(tempfile.mkdtemp(
-        dir=target.parent, prefix=f'.{target.name}.old-{os.getpid()}-'))
-    os.replace(target, old / target.name)
-    os.replace(new, target)
-    shutil.rmtree(old, ignore_errors=True)
+    with _held(Path(tempfile.mkdtemp(dir=target.parent,
+                                     prefix=f'.{target.name}.old-'))) as old:
+        os.replace(target, old / target.name)
+        os.replace(new, target)
+        shutil.rmtree(old, ignore_errors=True)
 
 
-def temporary_folder_beside(target: Path) -> Path:
-    """A new private folder beside ``target`` in which to build its
-    replacement (``.NAME.tmp-PID-RANDOM``, then :func:`replace_folder`):
-    the process id in its name tells a later run whether the run that
-    made it is still running (:func:`remove_abandoned_folders`)."""
+@contextmanager
+def building_folder_beside(target: Path):
+    """Yield a new private folder beside ``target`` in which to build its
+    replacement (``.NAME.tmp-RANDOM``, then :func:`replace_folder`),
+    locked for as long as the block runs (``flock``: the kernel releases
+    it however the process ends), so that a later run tells a running
+    build from a killed one's (:func:`remove_abandoned_folders`)."""
     target = Path(target)
-    return Path(tempfile.mkdtemp(
-        dir=target.parent, prefix=f'.{target.name}.tmp-{os.getpid()}-'))
+    with _held(Path(tempfile.mkdtemp(
+            dir=target.parent, prefix=f'.{target.name}.tmp-'))) as folder:
+        yield folder
+
+
+@contextmanager
+def _held(folder: Path):
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        with suppress(OSError):  # a file system without such locks
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield folder
+    finally:
+        os.close(handle)
 
 
 def remove_abandoned_folders(target: Path) -> List[Path]:
     """Remove what a killed run left beside ``target``: the folders of
-    :func:`temporary_folder_beside` and :func:`replace_folder` whose
-    process is no longer running (a set-aside old folder only once
-    ``target`` is in place again); returns them."""
+    :func:`building_folder_beside` and :func:`replace_folder` that no
+    running process holds (a set-aside old folder only once ``target``
+    is in place again); returns those removed. Where the file system
+    cannot lock, nothing is removed."""
     target = Path(target)
     removed = []
     if not target.parent.is_dir():
         return removed
     for kind in ('tmp', 'old'):
-        prefix = f'.{target.name}.{kind}-'
-        for path in sorted(target.parent.glob(glob.escape(prefix) + '*')):
-            pid = path.name[len(prefix):].split('-', 1)[0]
-            if not pid.isdigit() or not path.is_dir() or \
-                    _running(int(pid)) or (kind == 'old' and
-                                           not target.exists()):
+        if kind == 'old' and not target.exists():
+            continue  # it may be all that is left of the target
+        pattern = glob.escape(f'.{target.name}.{kind}-') + '*'
+        for path in sorted(target.parent.glob(pattern)):
+            if path.is_symlink() or not path.is_dir() or \
+                    not _abandoned(path):
                 continue
             shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
+            if not path.exists():
+                removed.append(path)
     return removed
 
 
-def _running(pid: int) -> bool:
+def _abandoned(folder: Path) -> bool:
+    """Whether no process holds ``folder``'s lock (:func:`_held`)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError:
         return False
-    except PermissionError:  # another user's
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return True
-    return True
+    except OSError:  # held by a running build, or no locks here
+        return False
+    finally:
+        os.close(handle)

@@ -3,6 +3,7 @@ arrives while the temporary file is being made."""
 import os
 import signal
 import threading
+from pathlib import Path
 
 import pytest
 from conftest import file_mode
@@ -83,34 +84,47 @@ def test_a_temporary_that_cannot_be_made_reports_why(tmp_path,
 def test_folders_a_killed_run_left_are_removed_and_a_running_ones_kept(
         tmp_path):
     """What a SIGKILL leaves beside a folder being replaced (its build
-    folder, or the old folder set aside) goes at the next run, once the
-    process that made it has ended; a running one's stays, and so do
-    folders of other names or without a process id."""
+    folder, or the old folder set aside) goes at the next run: no process
+    holds its lock any more. A build that is running holds it (in this
+    process or another, on this machine or on another sharing the file
+    system), and keeps its folder; so do folders of other names."""
     import subprocess
     import sys
 
-    from fashionseg.utils.atomic_write import (remove_abandoned_folders,
-                                               replace_folder,
-                                               temporary_folder_beside)
+    from fashionseg.utils.atomic_write import (building_folder_beside,
+                                               remove_abandoned_folders,
+                                               replace_folder)
     target = tmp_path / 'ccp'
-    ended = subprocess.run([sys.executable, '-c', 'import os; '
-                            'print(os.getpid())'], capture_output=True,
-                           text=True).stdout.strip()
-    abandoned = [tmp_path / f'.ccp.tmp-{ended}-abc', tmp_path /
-                 f'.ccp.old-{ended}-def']
-    running = temporary_folder_beside(target)
-    kept = [running, tmp_path / '.ccp.tmp-xyz', tmp_path / '.cfpd.tmp-1-a',
-            tmp_path / 'notes']
+    abandoned = [tmp_path / '.ccp.tmp-abc', tmp_path / '.ccp.old-def']
+    kept = [tmp_path / '.cfpd.tmp-a', tmp_path / 'notes']
     for folder in abandoned + kept:
-        folder.mkdir(exist_ok=True)
+        folder.mkdir()
         (folder / 'file').write_text('x')
-    # The old folder set aside stays while the target is missing: it may
-    # be all that is left of it.
-    assert remove_abandoned_folders(target) == [abandoned[0]]
-    target.mkdir()
-    assert remove_abandoned_folders(target) == [abandoned[1]]
-    assert all(folder.is_dir() for folder in kept)
-    assert running.name.startswith(f'.ccp.tmp-{os.getpid()}-')
-    replace_folder(running, target)
-    assert (target / 'file').read_text() == 'x'
-    assert not list(tmp_path.glob('.ccp.old-*'))
+    # Another process building beside the target, holding its folder.
+    holder = subprocess.Popen(
+        [sys.executable, '-c', (
+            'import sys, time; from pathlib import Path; '
+            'from fashionseg.utils.atomic_write import '
+            'building_folder_beside\n'
+            'with building_folder_beside(Path(sys.argv[1])) as f:\n'
+            '    print(f, flush=True); time.sleep(60)'), str(target)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        elsewhere = Path(holder.stdout.readline().strip())
+        with building_folder_beside(target) as running:
+            # The old folder set aside stays while the target is missing:
+            # it may be all that is left of it.
+            assert remove_abandoned_folders(target) == [abandoned[0]]
+            target.mkdir()
+            assert remove_abandoned_folders(target) == [abandoned[1]]
+            assert running.is_dir() and elsewhere.is_dir()
+            assert all(folder.is_dir() for folder in kept)
+            (running / 'file').write_text('new')
+            replace_folder(running, target)
+        assert (target / 'file').read_text() == 'new'
+        assert not list(tmp_path.glob('.ccp.old-*'))
+    finally:
+        holder.kill()
+        holder.wait()
+    # The other process has ended: its build folder is abandoned now.
+    assert remove_abandoned_folders(target) == [elsewhere]
