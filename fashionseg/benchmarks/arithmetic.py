@@ -42,11 +42,13 @@ def fraction_of_peak(images_per_s: float, flops_per_image: float,
     return images_per_s * flops_per_image / (peak * 1e12)
 
 
-def forward_flops_per_image(config: str, size: Tuple[int, int]) -> int:
+def forward_flops_per_image(config: str, size: Tuple[int, int],
+                            auxiliary: bool = False) -> int:
     """The operations of one forward pass of ``config``'s model on one
     image of ``size`` (height, width), padded as its data preprocessor
-    pads it; counted on PyTorch's meta device, which builds no weights
-    and computes nothing (about a second per model)."""
+    pads it, with its auxiliary heads where ``auxiliary`` (they run in
+    training only); counted on PyTorch's meta device, which builds no
+    weights and computes nothing (about a second per model)."""
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
@@ -60,5 +62,14 @@ def forward_flops_per_image(config: str, size: Tuple[int, int]) -> int:
     with torch.device('meta'):
         model = MODELS.build(model_cfg).eval()
         image = torch.empty(1, 3, height, width)
+    def forward():
+        model(image, mode='tensor')
+        if auxiliary and getattr(model, 'with_auxiliary_head', False):
+            features = model.extract_feat(image)
+            heads = model.auxiliary_head
+            for head in heads if isinstance(heads, torch.nn.ModuleList) \
+                    else [heads]:
+                head(features)
+
     with torch.no_grad():
-        return count_flops(lambda: model(image, mode='tensor'))
+        return count_flops(forward)

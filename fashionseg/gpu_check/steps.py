@@ -43,6 +43,10 @@ from fashionseg.utils.atomic_write import write_text_atomic
 # Tangseng et al.'s 229 test photos, CFPD's 2,682, CCP's 1,004.
 RELEASE_SPLITS = {'fashionista': (411, 45, 229), 'cfpd': (2038, 108, 536),
                   'ccp': (703, 101, 200)}
+# Their photos' (height, width): Fashionista's and CFPD's all 600 x 400;
+# CCP's mostly 825 x 550 (its models' operations are counted there).
+RELEASE_IMAGE_SIZES = {'fashionista': (600, 400), 'cfpd': (600, 400),
+                       'ccp': (825, 550)}
 # The CRF parameters of the speed figures (fashionseg.benchmarks.crf).
 PAPER_CRF_PARAMS = dict(theta_alpha=40, theta_beta=13, w1=10)
 # The paper's search: 50 parameter sets over CFPD's 108 validation images.
@@ -381,28 +385,42 @@ class GPUCheck:
         self._save_state(scores=str(self.work / 'scores_{split}'))
         return dict(seconds=seconds, score_files=written,
                     test_aAcc=metrics['aAcc'],
-                    forward_gflop_per_image=self._count_models())
+                    gflop_per_image=self._count_models())
 
-    def _count_models(self) -> Dict[str, float]:
-        """The forward operations per image at the check's size of the
-        check's model and of every model and dataset the pipeline trains
-        (``params.yaml``), counted on the meta device (a second each), for
-        the projection, which scales the check's rates by them."""
+    def _count_models(self) -> Dict[str, dict]:
+        """The operations per image of the check's model at the check's
+        size, and of every model and dataset the pipeline trains
+        (``params.yaml``) at that dataset's size, for the projection, which
+        scales the check's rates by them: the forward pass (what testing
+        runs) and with the auxiliary heads (what training runs), in GFLOP,
+        counted on the meta device (a second each). A model that cannot
+        be counted is recorded with its error and left out."""
         import yaml
 
         from fashionseg.benchmarks.arithmetic import forward_flops_per_image
         params = yaml.safe_load(self.paths.params.read_text())
-        configs = {'check': self.paths.repo / self.sizes.config}
+        configs = {'check': (self.paths.repo / self.sizes.config,
+                             self.sizes.image)}
         configs.update({
-            f'{model}_{dataset}':
-            self.paths.repo / params['configs'] / f'{model}_{dataset}.py'
+            f'{model}_{dataset}': (
+                self.paths.repo / params['configs'] /
+                f'{model}_{dataset}.py',
+                RELEASE_IMAGE_SIZES.get(dataset, self.sizes.image))
             for dataset in params['datasets'] for model in params['models']})
         counted = {}
-        for name, config in configs.items():
-            counted[name] = round(forward_flops_per_image(
-                str(config), self.sizes.image) / 1e9, 2)
+        for name, (config, size) in configs.items():
+            try:
+                counted[name] = dict(
+                    size=list(size),
+                    forward=round(forward_flops_per_image(
+                        str(config), size) / 1e9, 2),
+                    training=round(forward_flops_per_image(
+                        str(config), size, auxiliary=True) / 1e9, 2))
+            except Exception as error:  # recorded; the rest still counted
+                counted[name] = dict(error=f'{type(error).__name__}: '
+                                     f'{error}'[:300])
             self._save_state(forward_gflop=counted)
-        return self.measure('forward_gflop_per_image', counted)
+        return self.measure('gflop_per_image', counted)
 
     def crf(self) -> dict:
         from fashionseg.benchmarks.crf import (NUM_CLASSES, agreement,
@@ -574,46 +592,55 @@ class GPUCheck:
 
     def projection(self) -> dict:
         """The full ``make repro`` from the rates measured at 600 x 400,
-        per dataset and model: training at the check's FPN rates, and
-        validation and testing at the paper protocol's (fp32, one image
-        at a time, as the pipeline's stages run; the test stage's score
-        files left out), each scaled by the model's forward operations
-        against the FPN's (counted by the test step); start-up and
-        downloads left out."""
+        per dataset and model: training at the check's rate of the recipe
+        ``params.yaml`` trains with, validation at the engine's fp32
+        batched rate (the training's validation loop runs the engine in
+        fp32, 8 images a pass) and testing at the paper protocol's (fp32,
+        one image at a time, as the test stage runs; its score files
+        left out), each scaled by the model's operations at its dataset's
+        size against the check model's (with the auxiliary heads for
+        training); start-up and downloads left out."""
         import yaml
 
         from fashionseg.pipeline.grid import grid_hours
         rates, crf_rate = self._needs('train_rates', 'crf_rate')
-        # The protocol's rate where the inference step measured it, else
-        # the engine's fp32 rate (batched: faster than the stages).
-        eval_source = 'paper protocol (fp32, batch 1)' \
-            if 'protocol_rate' in self.state else 'engine fp32, batched'
-        eval_rate, = self._needs('protocol_rate' if 'protocol_rate' in
-                                 self.state else 'reference_rate')
-        gflop = self.state.get('forward_gflop') or {}
+        validation_rate, = self._needs('reference_rate')
+        test_rate = self.state.get('protocol_rate', validation_rate)
+        counted = self.state.get('forward_gflop') or {}
+        check = counted.get('check', {})
         params = yaml.safe_load(self.paths.params.read_text())
         train = params['train']
-        bf16 = {k: v for k, v in rates.items() if k.startswith('bf16')}
-        amp = bool(train['amp'] and bf16)
-        fp32 = 'fp32_batch5_speedups' if train.get('speedups') not in (
-            None, '', 'none') and 'fp32_batch5_speedups' in rates \
-            else 'fp32_batch5'
-        train_rate = max(bf16.values()) if amp else rates[fp32]
+        speedups = [] if train.get('speedups') in (None, '', 'none') else \
+            [n.strip() for n in str(train['speedups']).split(',')]
+        if train['amp']:
+            recipe = 'bf16_batch16_compiled' if 'compile' in speedups \
+                and 'bf16_batch16_compiled' in rates else 'bf16_batch16'
+        else:
+            recipe = 'fp32_batch5_speedups' if speedups else 'fp32_batch5'
+        _require(recipe in rates, f'no training rate of the recipe '
+                 f'params.yaml trains with ({recipe})')
+        train_rate = rates[recipe]
         epochs, trials = params['train']['epochs'], params['crf']['trials']
         seeds = len(params['seeds'])
         rows, total, run_hours = [], 0.0, []
+
+        def scale(model: dict, kind: str):
+            # A model costs its operations against the check's model.
+            if model.get(kind) and check.get(kind):
+                return check[kind] / model[kind]
+            return None
+
         for dataset in params['datasets']:
             n_train, n_val, n_test = RELEASE_SPLITS[dataset]
             for model in params['models']:
-                counted = gflop.get(f'{model}_{dataset}')
-                # A model costs its operations against the check's FPN.
-                scale = gflop['check'] / counted \
-                    if counted and gflop.get('check') else None
-                speed = scale or 1.0
+                cost = counted.get(f'{model}_{dataset}', {})
+                train_scale = scale(cost, 'training') or 1.0
+                test_scale = scale(cost, 'forward') or 1.0
                 seconds = dict(
-                    train=epochs * n_train / (train_rate * speed),
-                    validation=epochs * n_val / (eval_rate * speed),
-                    test=(n_val + n_test) / (eval_rate * speed),
+                    train=epochs * n_train / (train_rate * train_scale),
+                    validation=epochs * n_val / (validation_rate *
+                                                 test_scale),
+                    test=(n_val + n_test) / (test_rate * test_scale),
                     crf_search=trials * n_val / crf_rate,
                     crf_apply=n_test / crf_rate)
                 run = sum(seconds.values())
@@ -621,21 +648,25 @@ class GPUCheck:
                 run_hours += [run / 3600] * seeds
                 rows.append(dict(
                     dataset=dataset, model=model, runs=seeds,
-                    forward_gflop_per_image=counted,
-                    rate_scale=None if scale is None else round(scale, 3),
+                    image=cost.get('size'),
+                    forward_gflop_per_image=cost.get('forward'),
+                    training_gflop_per_image=cost.get('training'),
+                    # null: not counted, taken at the check model's rates.
+                    train_rate_scale=None if scale(cost, 'training') is None
+                    else round(train_scale, 3),
+                    test_rate_scale=None if scale(cost, 'forward') is None
+                    else round(test_scale, 3),
                     hours_per_run=run / 3600, hours=run * seeds / 3600, **{
                         f'{k}_minutes_per_run': v / 60
                         for k, v in seconds.items()}))
         return dict(rates=dict(train_images_per_s=train_rate,
-                               train_precision='bf16' if amp else 'fp32',
-                               test_images_per_s=eval_rate,
-                               test_rate_from=eval_source,
+                               train_recipe=recipe,
+                               validation_images_per_s=validation_rate,
+                               test_images_per_s=test_rate,
+                               test_rate_from='paper protocol (fp32, batch 1)'
+                               if 'protocol_rate' in self.state else
+                               'engine fp32, batched',
                                crf_images_per_s=crf_rate),
-                    # Where a model's operations were not counted (the test
-                    # step did not get that far), it is taken at the FPN's
-                    # rates (rate_scale null).
-                    rates_scaled_by='forward operations per image against '
-                    'the check model\'s' if gflop.get('check') else None,
                     image=list(self.sizes.image), epochs=epochs,
                     crf_trials=trials, datasets=rows,
                     total_hours=total / 3600,

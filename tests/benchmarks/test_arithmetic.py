@@ -49,3 +49,16 @@ def test_a_forward_is_counted_on_the_meta_device_at_its_padded_size():
                                         (600, 400))
                 for m in ('fpn_x101', 'pspnet_r101'))
     assert 1e11 < fpn < psp
+
+
+def test_the_training_count_adds_the_auxiliary_heads():
+    """PSPNet and FCN train an auxiliary head on the backbone's third
+    stage (not run at inference): the training count includes it, the
+    paper's FPN has none."""
+    from fashionseg.benchmarks.arithmetic import forward_flops_per_image
+    psp, fpn = ('mmseg_configs/pspnet_r101_cfpd.py',
+                'mmseg_configs/fpn_x101_cfpd.py')
+    assert forward_flops_per_image(psp, (64, 64), auxiliary=True) > \
+        forward_flops_per_image(psp, (64, 64))
+    assert forward_flops_per_image(fpn, (64, 64), auxiliary=True) == \
+        forward_flops_per_image(fpn, (64, 64))

@@ -52,16 +52,28 @@ def test_quick_check_runs_every_step(tmp_path):
             for row in projection['datasets']}
     assert set(rows) == {(d, m) for d in params['datasets']
                          for m in params['models']}
-    counted = checks['test']['forward_gflop_per_image']
+    counted = checks['test']['gflop_per_image']
+    check = counted['check']
     for (dataset, model), row in rows.items():
-        assert row['forward_gflop_per_image'] == counted[
-            f'{model}_{dataset}'] > 0
-        assert row['rate_scale'] == pytest.approx(
-            counted['check'] / row['forward_gflop_per_image'], abs=1e-3)
+        cost = counted[f'{model}_{dataset}']
+        # At the dataset's own size (Fashionista's and CFPD's 600 x 400).
+        assert cost['size'] == list(steps.RELEASE_IMAGE_SIZES[dataset])
+        assert row['forward_gflop_per_image'] == cost['forward'] > 0
+        assert row['training_gflop_per_image'] >= cost['forward']
+        assert row['test_rate_scale'] == pytest.approx(
+            check['forward'] / cost['forward'], abs=1e-3)
+        assert row['train_rate_scale'] == pytest.approx(
+            check['training'] / cost['training'], abs=1e-3)
     fpn, psp = (rows[('cfpd', m)] for m in ('fpn_x101', 'pspnet_r101'))
     assert psp['train_minutes_per_run'] > fpn['train_minutes_per_run']
-    assert projection['rates']['test_rate_from'] == \
-        'paper protocol (fp32, batch 1)'
+    # PSPNet's auxiliary head trains too.
+    assert psp['training_gflop_per_image'] > psp['forward_gflop_per_image']
+    rates = projection['rates']
+    assert rates['test_rate_from'] == 'paper protocol (fp32, batch 1)'
+    # params.yaml trains fp32 at batch 5 with the speed-ups.
+    assert rates['train_recipe'] == 'fp32_batch5_speedups'
+    assert rates['train_images_per_s'] == checks['train']['benchmark'][
+        'fp32_batch5_speedups']['images_per_second_full_loop']
     assert projection['rates']['test_images_per_s'] == protocol[
         'images_per_s']
     # The grid's wall time on N GPUs (make repro JOBS=N).
