@@ -54,8 +54,10 @@ def check_output_folder(out: Path, src: Optional[Path] = None) -> None:
 
 
 # What a converted dataset folder holds, and nothing else: the whole folder
-# is replaced by a new conversion.
-DATASET_ENTRIES = ('ann_dir', 'dataset.json', 'img_dir', 'splits')
+# is replaced by a new conversion. (.DS_Store: what macOS's Finder leaves
+# in a folder it shows.)
+DATASET_ENTRIES = ('ann_dir', 'dataset.json', 'img_dir', 'splits',
+                   '.DS_Store')
 
 
 def _not_a_converted_dataset(out: Path, entries) -> Optional[str]:

@@ -103,12 +103,15 @@ def run_fingerprint(cfg: Config) -> str:
 
 def move_aside(work_dir: Path) -> None:
     """Move the checkpoints (``*.pth``, ``last_checkpoint``) of a run
-    that is not this one into a new ``WORK_DIR/stale-N/``, and say so; they
-    are the user's to keep or delete."""
+    that is not this one, and its ``run_record.json``, into a new
+    ``WORK_DIR/stale-N/``, and say so; they are the user's to keep or
+    delete."""
     stale = sorted(work_dir.glob('*.pth')) + [
         p for p in [work_dir / LAST_CHECKPOINT] if p.is_file()]
     if not stale:
         return
+    # The record of the run they are, which the new run would replace.
+    stale += [p for p in [work_dir / 'run_record.json'] if p.is_file()]
     number = 1
     while (work_dir / f'stale-{number}').exists():
         number += 1

@@ -334,13 +334,16 @@ def compile_model(model) -> List[str]:
     what was compiled. The heads' ``loss`` calls ``self.forward`` directly,
     so the method itself is compiled there."""
     model, compiled = _bare(model), []
-    # One graph per input shape (as the inference engine compiles): the
-    # paper's datasets train at one padded size, and a graph made dynamic
-    # by a second shape gives up the specialised kernels.
+    # torch's default shape policy, not the engine's one graph per shape
+    # (dynamic=False): training and its validation see several shapes
+    # (the last, smaller batch; CCP's three padded sizes; validation's
+    # batches), and past dynamo's cache of graphs a fixed-shape compile
+    # falls back to eager without a word. The main shape keeps its
+    # specialised graph, compiled first.
     for name in ('backbone', 'neck'):
         module = getattr(model, name, None)
         if module is not None:
-            module.compile(dynamic=False)
+            module.compile()
             compiled.append(name)
     for name, head in model.named_modules():
         if isinstance(head, BaseDecodeHead):
@@ -349,7 +352,7 @@ def compile_model(model) -> List[str]:
             # to the copy, where a compiled bound method would keep
             # running the original head.
             head.forward = types.MethodType(
-                torch.compile(type(head).forward, dynamic=False), head)
+                torch.compile(type(head).forward), head)
             compiled.append(name)
     return compiled
 

@@ -208,13 +208,17 @@ def download(out: Path, python_version: str, platforms: Sequence[str],
     if out.exists() and any(out.iterdir()):
         # The whole folder is replaced: only a wheelhouse this command
         # wrote, holding nothing but what its manifest lists.
-        manifest = _read_manifest(out)
+        try:
+            manifest = _read_manifest(out)
+        except WheelhouseError as error:
+            raise WheelhouseError(f'--out {out}: {error}; it is left as it '
+                                  'is: choose another folder') from None
         others = sorted(p.name for p in out.iterdir() if p.name not in set(
-            manifest.get('files', [])) | {MANIFEST})
+            manifest['files']) | {MANIFEST})
         if others:
             raise WheelhouseError(
-                f'{out} holds files the wheelhouse\'s {MANIFEST} does not '
-                f'list ({", ".join(others[:3])}'
+                f'--out {out} holds files the wheelhouse\'s {MANIFEST} does '
+                f'not list ({", ".join(others[:3])}'
                 f'{" ..." if len(others) > 3 else ""}); choose another '
                 'folder')
     target = ['--python-version', python_version, '--implementation', 'cp',
@@ -355,23 +359,27 @@ def _read_manifest(wheelhouse: Path) -> dict:
     path = wheelhouse / MANIFEST
     if not path.is_file():
         raise WheelhouseError(f'{wheelhouse} is not a wheelhouse (no '
-                              f'{MANIFEST}); write one with '
-                              '`tools/wheelhouse.py download` first')
+                              f'{MANIFEST})')
     try:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise WheelhouseError(f'{path}: not a wheelhouse manifest ({error})'
-                              '; write the wheelhouse again') from None
+                              ) from None
     if not isinstance(manifest, dict) or not isinstance(
-            manifest.get('files'), list):
+            manifest.get('files'), list) or not all(
+                isinstance(name, str) for name in manifest['files']):
         raise WheelhouseError(f'{path}: not a wheelhouse manifest (no list '
-                              'of files); write the wheelhouse again')
+                              'of file names)')
     return manifest
 
 
 def check_wheelhouse(wheelhouse: Path, python_version: str) -> dict:
     """The wheelhouse's manifest, once it is known to be whole and written
     for ``python_version``'s minor version (its wheels are built for it)."""
+    if not (wheelhouse / MANIFEST).is_file():
+        raise WheelhouseError(f'{wheelhouse} is not a wheelhouse (no '
+                              f'{MANIFEST}); write one with '
+                              '`tools/wheelhouse.py download` first')
     manifest = _read_manifest(wheelhouse)
     written_for = manifest.get('python_version', '')
     if _minor(written_for) != _minor(python_version):

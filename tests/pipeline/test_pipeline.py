@@ -311,6 +311,11 @@ def test_a_run_resumes_with_other_speedups(data_root, tmp_path):
     cfg = _configure(data_root, work, max_epochs=3, speedups=speedups)
     assert cfg.resume is False
     assert (work / 'stale-1' / 'epoch_2.pth').is_file()
+    # With the record of the run it is, which the new run does not keep.
+    stale = json.loads((work / 'stale-1' / 'run_record.json').read_text())
+    assert [s['training_speedups'] for s in stale['earlier_sessions']] + [
+        stale['training_speedups']] == [[], speedups, []]
+    assert not (work / 'run_record.json').exists()
 
 
 def test_a_changed_run_does_not_resume_a_stale_work_dir(data_root, tmp_path):

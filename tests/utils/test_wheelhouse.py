@@ -95,7 +95,7 @@ def test_a_wheelhouse_with_a_damaged_manifest_or_other_files_is_left_alone(
     result = _tool('download', '--out', str(house))
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith(f'error: {house}')
+    assert last.startswith(f'error: --out {house}')
     assert ('not a wheelhouse manifest' if manifest else
             'holds files the wheelhouse\'s wheelhouse.json does not list '
             '(notes.txt)') in last
