@@ -128,6 +128,20 @@ def _step_of(path: Path) -> int:
     return int(path.stem.rsplit('_', 1)[1])
 
 
+def resumes_finished_run(cfg: Config) -> bool:
+    """Whether ``cfg`` resumes from the checkpoint of a run's last epoch
+    (or iteration): the session trains nothing (a stage that DVC reruns
+    on a parameter that does not change the run, such as the speed-ups)."""
+    if not cfg.get('resume') or not cfg.get('load_from'):
+        return False
+    path = Path(cfg.load_from)
+    kind, _, step = path.stem.rpartition('_')
+    last = (cfg.get('train_cfg') or {}).get(
+        {'epoch': 'max_epochs', 'iter': 'max_iters'}.get(
+            kind.rsplit('_', 1)[-1], ''))
+    return step.isdigit() and last is not None and int(step) >= int(last)
+
+
 def newest_whole_checkpoint(work_dir: Path):
     """The newest ``epoch_N.pth`` / ``iter_N.pth`` in ``work_dir`` that
     is whole, and the newer ones skipped, each with why: a file cut short

@@ -24,7 +24,8 @@ from fashionseg.runner.run_config import (add_custom_hooks, build_runner,
                                           init_cpu_distributed,
                                           load_run_config)
 from fashionseg.runner.run_state import (best_checkpoint, export_model,
-                                         prepare_auto_resume, run_fingerprint)
+                                         prepare_auto_resume,
+                                         resumes_finished_run, run_fingerprint)
 from fashionseg.runner.speedups import apply_speedups
 from fashionseg.utils.atomic_write import write_text_atomic
 from fashionseg.utils.environment import collect_environment
@@ -244,9 +245,13 @@ def train(cfg: Config, config: str,
         if cfg.resume:
             record = with_earlier_sessions(
                 record, osp.join(cfg.work_dir, RUN_RECORD))
-        write_text_atomic(
-            osp.join(cfg.work_dir, RUN_RECORD),
-            json.dumps(record, indent=2) + '\n')
+        # A session that finds its run finished trains nothing: the record
+        # stays the one of the sessions that trained.
+        if not (resumes_finished_run(cfg) and osp.isfile(
+                osp.join(cfg.work_dir, RUN_RECORD))):
+            write_text_atomic(
+                osp.join(cfg.work_dir, RUN_RECORD),
+                json.dumps(record, indent=2) + '\n')
         if cfg.no_pretrained:
             print_log('training from scratch (--no-pretrained)',
                       logger='current', level=logging.WARNING)

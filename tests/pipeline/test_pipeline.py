@@ -302,11 +302,15 @@ def test_a_run_resumes_with_other_speedups(data_root, tmp_path):
     # the parameter's change): found finished, not trained again, and its
     # best model exported.
     weights = (work / 'epoch_2.pth').read_bytes()
+    trained = (work / 'run_record.json').read_text()
     cfg = _configure(data_root, work)
     assert cfg.resume is True
     runner = train(cfg, config, export_best=str(tmp_path / 'model.pth'))
     assert runner.epoch == 2 and (tmp_path / 'model.pth').is_file()
     assert (work / 'epoch_2.pth').read_bytes() == weights
+    # That session trained nothing: the record is still the one of the
+    # sessions that trained.
+    assert (work / 'run_record.json').read_text() == trained
     # A changed parameter is another run, with or without speed-ups.
     cfg = _configure(data_root, work, max_epochs=3, speedups=speedups)
     assert cfg.resume is False
@@ -314,7 +318,7 @@ def test_a_run_resumes_with_other_speedups(data_root, tmp_path):
     # With the record of the run it is, which the new run does not keep.
     stale = json.loads((work / 'stale-1' / 'run_record.json').read_text())
     assert [s['training_speedups'] for s in stale['earlier_sessions']] + [
-        stale['training_speedups']] == [[], speedups, []]
+        stale['training_speedups']] == [[], speedups]
     assert not (work / 'run_record.json').exists()
 
 

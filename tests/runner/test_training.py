@@ -180,3 +180,21 @@ def test_a_resumed_runs_record_keeps_every_earlier_session(tmp_path):
         session=2)
     assert with_earlier_sessions(
         dict(session=1), str(tmp_path / 'none.json')) == dict(session=1)
+
+
+def test_a_session_resuming_a_finished_run_is_told_apart():
+    from mmengine.config import Config
+
+    from fashionseg.runner.run_state import resumes_finished_run
+    for load_from, loop, finished in (
+            ('w/epoch_100.pth', dict(max_epochs=100), True),
+            ('w/epoch_99.pth', dict(max_epochs=100), False),
+            ('w/iter_800.pth', dict(max_iters=800), True),
+            ('w/iter_8.pth', dict(max_epochs=100), False),
+            ('w/best_aAcc_epoch_3.pth', dict(max_epochs=3), True)):
+        cfg = Config(dict(resume=True, load_from=load_from,
+                          train_cfg=loop))
+        assert resumes_finished_run(cfg) is finished, load_from
+    assert not resumes_finished_run(Config(dict(
+        resume=False, load_from='w/epoch_100.pth',
+        train_cfg=dict(max_epochs=100))))
