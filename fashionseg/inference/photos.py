@@ -485,6 +485,22 @@ def check_before_loading(config: str, checkpoint: str,
     return run
 
 
+@contextlib.contextmanager
+def _gone_if_nothing_written(out_dir: Path, new_folder: bool):
+    """A folder this run made goes again when the run stops before any
+    photo's outputs were written (a damaged first photo, Ctrl-C at the
+    start): it would hold only a ``segment.json`` of nothing."""
+    try:
+        yield
+    except BaseException:
+        if new_folder and out_dir.is_dir() and {
+                p.name for p in out_dir.iterdir()} <= {MANIFEST}:
+            (out_dir / MANIFEST).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()
+        raise
+
+
 def check_segment_options(workers: int, max_side: int) -> None:
     """``--workers`` and ``--max-side``, checked before the model loads."""
     if workers < 1:
@@ -520,7 +536,9 @@ def segment_photos(segmenter: Segmenter, photos: Sequence[Path],
                                 backend.name, max_side)
     # One run at a time in a folder: a second would take this run's
     # temporaries and outputs for an interrupted run's.
-    with locked_output_folder(out_dir, 'tools/segment.py'):
+    new_folder = not out_dir.exists()
+    with locked_output_folder(out_dir, 'tools/segment.py'), \
+            _gone_if_nothing_written(out_dir, new_folder):
         done, earlier, others = claim_segment_folder(out_dir, plans,
                                                      settings)
         todo = [plan for plan in plans if plan.labels.name not in done]

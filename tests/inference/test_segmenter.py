@@ -534,6 +534,10 @@ def test_segment_tool_errors(trained, tmp_path):
         assert last.startswith('error: ') and message in last, \
             result.stderr[-2000:]
         assert 'Traceback' not in result.stderr
+    # A run that stops before its first photo's outputs leaves no folder
+    # it made (it would hold a segment.json of nothing).
+    result = _segment(config, checkpoint, broken, '--out', tmp_path / 'new')
+    assert result.returncode == 2 and not (tmp_path / 'new').exists()
     # Two photos that would write the same file.
     twin = tmp_path / 'twin'
     twin.mkdir()
