@@ -22,6 +22,17 @@ def check_config_path(config: str) -> None:
                          + (f'; did you mean {hint}?' if hint else ''))
 
 
+def load_config(config: str) -> Config:
+    """``Config.fromfile`` of a config that must exist, a Python syntax
+    error in it (or in a base it inherits) said in one line."""
+    check_config_path(config)
+    try:
+        return Config.fromfile(config)
+    except SyntaxError as error:
+        raise UsageError(f'config {error.filename or config}, line '
+                         f'{error.lineno}: {error.msg}') from None
+
+
 def _configs_beside(config: str) -> List[str]:
     folder = osp.dirname(config) or '.'
     if not osp.isdir(folder):

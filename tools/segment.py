@@ -66,9 +66,12 @@ def main():
     for note in notes:
         print(f'left out: {note}')
     check_segment_options(args.workers, args.max_side)
+    # (The engine's setting is known now unless a fast default is to be
+    # checked against eager fp32 first.)
     run = check_before_loading(args.config, args.checkpoint, photos,
                                args.out, params, args.backend, device,
-                               args.max_side)
+                               args.max_side,
+                               None if check_agreement else settings)
     segmenter = Segmenter.from_config(args.config, args.checkpoint, device,
                                       settings)
     result = segment_photos(

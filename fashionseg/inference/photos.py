@@ -27,11 +27,11 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import mmcv
 import numpy as np
 import torch
-from mmengine.config import Config
 from PIL import Image
 from tqdm import tqdm
 
-from fashionseg.config_checks import check_checkpoint, check_config_path
+from fashionseg.config_checks import (check_checkpoint, check_config_path,
+                                      load_config)
 from fashionseg.crf.backend import CRFBackend
 from fashionseg.crf.energy import CRFParams, image_log_probs
 from fashionseg.errors import DataError, UsageError
@@ -89,7 +89,9 @@ def read_manifest(folder: Path) -> Optional[dict]:
         return None
     outputs, done = manifest.get('outputs'), manifest.get('done', {})
     if not isinstance(outputs, list) or not isinstance(done, dict) or not \
-            all(_plain_name(name) for name in outputs + list(done)):
+            all(_plain_name(name) for name in outputs + list(done)) or \
+            not all(isinstance(r, dict) for r in done.values()) or \
+            not isinstance(manifest.get('settings', {}), (dict, type(None))):
         return None
     return manifest
 
@@ -196,8 +198,10 @@ def plan_outputs(photos: Sequence[Path], out_dir: Path
     refusing an output that would land on an input photo or on another
     output, and an ``out_dir`` that is a file."""
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise OutputFolderError(f'--out {out_dir} is a file, not a folder')
+    for place in (out_dir, *out_dir.parents):
+        if place.exists() and not place.is_dir():
+            raise OutputFolderError(f'--out {out_dir}: {place} is a file, '
+                                    'not a folder')
     # Compared without case too: on a case-insensitive file system (macOS,
     # Windows) ``A.png`` and ``a.png`` are one file.
     inputs = {str(photo.resolve()).lower(): photo for photo in photos}
@@ -267,12 +271,18 @@ def _photo_record(photo: Path) -> dict:
                 mtime_ns=stat.st_mtime_ns)
 
 
+# What macOS's Finder leaves in a folder it shows: neither an output nor
+# a file of the user's to protect.
+FINDER_FILES = ('.DS_Store',)
+
+
 def _other_photos(out_dir: Path, manifest: dict,
                   plans: Sequence[PhotoOutputs]) -> Dict[str, dict]:
     """The photos (by label-map name) an earlier run's ``manifest``
-    finished whose both outputs are in ``out_dir`` and are not among this
-    run's outputs (nor, where the file system does not tell case apart,
-    the same files as one of them)."""
+    finished that still have an output in ``out_dir`` (the label map or
+    the overlay: a user may have removed one to save space) and are not
+    among this run's outputs (nor, where the file system does not tell
+    case apart, the same files as one of them)."""
     wanted = {name.lower(): name for plan in plans
               for name in (plan.labels.name, plan.overlay.name)}
 
@@ -282,24 +292,53 @@ def _other_photos(out_dir: Path, manifest: dict,
             (out_dir / twin).exists() and
             os.path.samefile(out_dir / name, out_dir / twin)))
 
-    return {name: record
-            for name, record in manifest.get('done', {}).items()
-            if all((out_dir / n).is_file() and not same_as_wanted(n)
-                   for n in (name, overlay_name(name)))}
+    others = {}
+    for name, record in manifest.get('done', {}).items():
+        present = [n for n in (name, overlay_name(name))
+                   if (out_dir / n).is_file()]
+        if present and not any(same_as_wanted(n) for n in present):
+            others[name] = record
+    return others
+
+
+def _refuse_foreign_files(out_dir: Path, manifest: Optional[dict]) -> None:
+    """Refuse ``out_dir`` when it holds anything its ``segment.json`` does
+    not list (temporaries of an interrupted write and Finder's files
+    aside)."""
+    manifest = manifest or {}
+    owned = set(manifest.get('outputs', [])) | {MANIFEST}
+    foreign = [path for path in sorted(out_dir.iterdir())
+               if not (is_temporary(path) and path.is_file())
+               and path.name not in FINDER_FILES
+               and (path.name not in owned or not manifest
+                    or not path.is_file())]
+    if foreign:
+        refuse_foreign(out_dir, foreign, 'tools/segment.py')
 
 
 def refuse_losing_other_photos(out_dir: Path, plans: Sequence[PhotoOutputs],
                                settings: dict,
                                ignore: Sequence[str] = ()) -> None:
-    """Refuse a run whose ``settings`` (leaving out the keys in ``ignore``)
-    differ from those of the earlier run in ``out_dir`` where that run
-    finished other photos: replacing the folder's run would lose their
-    outputs. (Checked before the model loads, on the settings known
-    then, and again once the engine's setting is known.)"""
+    """Refuse a run that would lose outputs an earlier run in ``out_dir``
+    wrote: those of another photo file of the same name (its record names
+    another path), and, where this run's ``settings`` (leaving out the
+    keys in ``ignore``) differ from that run's, those of the other photos
+    it finished (replacing the folder's run would remove them). Checked
+    before the model loads, on the settings known then, and again once
+    the engine's setting is known."""
     out_dir = Path(out_dir)
     manifest = read_manifest(out_dir) if out_dir.is_dir() else None
     if not manifest:
         return
+    done = manifest.get('done', {})
+    for plan in plans:
+        record = done.get(plan.labels.name)
+        if record and record.get('photo') != str(plan.photo.resolve()) \
+                and (plan.labels.is_file() or plan.overlay.is_file()):
+            raise OutputFolderError(
+                f'--out {out_dir} holds the outputs of {record.get("photo")}'
+                f' as {plan.labels.name}, which {plan.photo} would replace;'
+                ' rename one of the photos, or segment into another folder')
     earlier = {k: v for k, v in (manifest.get('settings') or {}).items()
                if k not in ignore}
     if earlier == {k: v for k, v in settings.items() if k not in ignore}:
@@ -330,18 +369,11 @@ def claim_segment_folder(out_dir: Path, plans: Sequence[PhotoOutputs],
     if not out_dir.is_dir():
         return {}, [], {}
     manifest = read_manifest(out_dir) or {}
-    owned = set(manifest.get('outputs', [])) | {MANIFEST}
-    foreign, temporaries = [], []
-    for path in sorted(out_dir.iterdir()):
-        if is_temporary(path) and path.is_file():
-            temporaries.append(path)
-        elif path.name not in owned or not manifest or not path.is_file():
-            foreign.append(path)
-    if foreign:
-        refuse_foreign(out_dir, foreign, 'tools/segment.py')
+    _refuse_foreign_files(out_dir, manifest)
     refuse_losing_other_photos(out_dir, plans, settings)
-    for path in temporaries:
-        path.unlink()
+    for path in out_dir.iterdir():
+        if is_temporary(path) and path.is_file():
+            path.unlink()
     earlier = list(manifest.get('outputs', []))
     if manifest.get('settings') != settings:
         return {}, earlier, {}
@@ -468,20 +500,27 @@ def segment_settings(run: Optional[dict],
 def check_before_loading(config: str, checkpoint: str,
                          photos: Sequence[Path], out_dir: Path,
                          crf_params: Optional[CRFParams], crf_backend: str,
-                         device: str, max_side: int) -> dict:
+                         device: str, max_side: int,
+                         engine: Optional[InferenceSettings] = None) -> dict:
     """What ``tools/segment.py`` refuses before the model loads: a
     missing config or checkpoint, outputs that would land on a photo or on
     each other (:func:`plan_outputs`), and a run that would lose the
     outputs of other photos an earlier run made with other settings (the
-    engine's setting, known once the model is loaded and checked, is
-    compared then). Returns the run's settings (:func:`run_settings`)."""
+    engine's setting is compared here where ``engine`` gives it, else once
+    the model is loaded and its fast setting checked), and a folder that
+    holds files the tool did not write. Returns the run's settings
+    (:func:`run_settings`)."""
+    out_dir = Path(out_dir)
     plans = plan_outputs(photos, out_dir)
     check_config_path(config)
     check_checkpoint(checkpoint)
-    run = run_settings(config, checkpoint, Config.fromfile(config))
+    run = run_settings(config, checkpoint, load_config(config))
     backend = CRFBackend.choose(crf_backend, torch.device(device).type)
+    if out_dir.is_dir():
+        _refuse_foreign_files(out_dir, read_manifest(out_dir))
     refuse_losing_other_photos(out_dir, plans, segment_settings(
-        run, None, crf_params, backend.name, max_side), ignore=['engine'])
+        run, engine, crf_params, backend.name, max_side),
+        ignore=[] if engine is not None else ['engine'])
     return run
 
 

@@ -37,7 +37,8 @@ from mmengine.registry import init_default_scope
 from mmseg.registry import DATASETS, MODELS
 
 from fashionseg.checkpoints.loading import load_weights_strictly
-from fashionseg.config_checks import check_checkpoint, check_config_path
+from fashionseg.config_checks import (check_checkpoint, check_config_path,
+                                      load_config)
 from fashionseg.inference.batch_norm_folding import fold_batch_norms
 from fashionseg.inference.jpeg_decoding import (check_device_decoding,
                                                 decode_jpegs)
@@ -187,8 +188,7 @@ class Segmenter:
         if not isinstance(config, Config):
             check_config_path(config)
         check_checkpoint(checkpoint)
-        cfg = config if isinstance(config, Config) else Config.fromfile(
-            config)
+        cfg = config if isinstance(config, Config) else load_config(config)
         return cls(build_model(cfg, checkpoint, device), cfg, settings,
                    device)
 

@@ -11,7 +11,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 from fashionseg.config_checks import (LOADERS, check_cfg_options,
-                                      check_config_path)
+                                      check_config_path, load_config)
 from fashionseg.errors import UsageError
 
 
@@ -27,7 +27,7 @@ def load_run_config(config: str, work_dir: Optional[str] = None,
     images of their splits. A missing config or an unknown override raises
     :class:`fashionseg.errors.UsageError` (:mod:`fashionseg.config_checks`)."""
     check_config_path(config)
-    cfg = Config.fromfile(config)
+    cfg = load_config(config)
     cfg.launcher = launcher
     if cfg_options:
         check_cfg_options(cfg, cfg_options)

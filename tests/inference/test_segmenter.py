@@ -665,9 +665,17 @@ def test_segment_into_its_input_folder_and_again(trained, tmp_path):
     line = _error_line(_segment(config, checkpoint, out, '--out',
                                 tmp_path / 'again'))
     assert 'holds no images' in line and 'earlier tools/segment.py' in line
+    # Other photo files of the same names would replace the outputs of
+    # the album's: refused before the model loads.
+    refused = _segment(config, checkpoint, *photos[:2], '--out', out)
+    assert f'as {photos[0].stem}.png, which {photos[0]} would replace' in \
+        _error_line(refused)
+    assert 'Loads checkpoint' not in refused.stdout + refused.stderr
     # A smaller run into the same folder, with the same settings, keeps
     # the other photo's outputs (the finished ones of its own too).
-    third = _segment(config, checkpoint, *photos[:2], '--out', out)
+    third = _segment(config, checkpoint, *[folder / p.name
+                                           for p in photos[:2]],
+                     '--out', out)
     assert third.returncode == 0, third.stderr[-3000:]
     assert 'keeps the outputs of 1 other photos' in third.stdout
     assert _hashes(out).keys() == written.keys()
@@ -678,10 +686,26 @@ def test_segment_into_its_input_folder_and_again(trained, tmp_path):
     # outputs: refused before any work; of the same photos, it segments
     # them again.
     kept = _hashes(out)
-    line = _error_line(_segment(config, checkpoint, *photos[:2], '--out',
-                                out, '--max-side', 64))
-    assert 'holds the outputs of 1 other photos' in line
+    refused = _segment(config, checkpoint, *[folder / p.name
+                                             for p in photos[:2]],
+                       '--out', out, '--max-side', 64)
+    assert 'holds the outputs of 1 other photos' in _error_line(refused)
+    assert 'Loads checkpoint' not in refused.stdout + refused.stderr
     assert _hashes(out) == kept
+    # A label map removed by hand to save space (or an overlay): the rest
+    # of that photo's outputs still count, and are kept.
+    overlay = out / f'{photos[2].stem}_overlay.png'
+    overlay.unlink()
+    again = _segment(config, checkpoint, *[folder / p.name
+                                           for p in photos[:2]],
+                     '--out', out)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (out / f'{photos[2].stem}.png').is_file()
+    assert 'holds the outputs of 1 other photos' in _error_line(_segment(
+        config, checkpoint, *[folder / p.name for p in photos[:2]],
+        '--out', out, '--max-side', 64))
+    # Finder's .DS_Store is no file of the user's to protect.
+    (out / '.DS_Store').write_bytes(b'finder')
     fourth = _segment(config, checkpoint, folder, '--out', out,
                       '--max-side', 64)
     assert fourth.returncode == 0, fourth.stderr[-3000:]
@@ -894,9 +918,12 @@ def test_a_manifest_names_only_files_in_its_folder_and_their_photos(
     outputs = ['IMG_1.png', 'IMG_1_overlay.png']
     assert claim_segment_folder(out, plans, {}) == ({
         'IMG_1.png': _photo_record(holiday / 'IMG_1.jpg')}, outputs, {})
-    assert claim_segment_folder(
-        out, plan_outputs([work / 'IMG_1.jpg'], out), {}) == (
-            {}, outputs, {})
+    # Another photo file of the same name would replace the outputs of
+    # holiday/IMG_1.jpg.
+    with pytest.raises(OutputFolderError, match='holiday/IMG_1.jpg as '
+                       'IMG_1.png, which .*work/IMG_1.jpg would replace'):
+        claim_segment_folder(out, plan_outputs([work / 'IMG_1.jpg'], out),
+                             {})
     assert claim_segment_folder(out, plans, {'config': 'other'}) == (
         {}, outputs, {})
 
