@@ -104,7 +104,8 @@ def apply(scores_dir: Path, data_root: Path, split: str, params: CRFParams,
     metrics_out = Path(metrics_out or out / 'metrics.json')
     check_result_file(metrics_out, 'tools/crf.py apply', '--metrics',
                       is_crf_metrics_file, inputs=[data_root, scores_dir],
-                      beside={confusion_path(metrics_out): is_confusion_file})
+                      beside={confusion_path(metrics_out): is_confusion_file},
+                      folders={'--out': out})
     items, classes = split_items(scores_dir, data_root, split, max_images)
     # A folder of someone else's files (or of the dataset or the scores)
     # is refused before any work; what an earlier run left there and this

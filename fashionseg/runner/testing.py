@@ -14,6 +14,7 @@ per-image confusion matrices (``metrics.confusion.npz``,
 from which the report recomputes every figure.
 """
 import json
+import os
 import os.path as osp
 from typing import Optional
 
@@ -34,7 +35,9 @@ from fashionseg.runner.run_config import (add_custom_hooks, build_runner,
                                           init_cpu_distributed,
                                           load_run_config)
 from fashionseg.utils.atomic_write import write_text_atomic
-from fashionseg.utils.output_folder import (check_result_file,
+from fashionseg.utils.output_folder import (OutputFolderError,
+                                            check_output_folder,
+                                            check_result_file,
                                             is_confusion_file,
                                             is_test_metrics_file)
 
@@ -100,11 +103,20 @@ def configure_testing(config: str, checkpoint: str,
     cfg.metrics_out = metrics_out or osp.join(
         out if out is not None else cfg.work_dir, METRICS_FILE)
     # Before any work: a metrics file lands on nothing it would lose.
+    data_root = cfg.test_dataloader.dataset.get('data_root')
     check_result_file(
         cfg.metrics_out, 'tools/test.py', '--metrics', is_test_metrics_file,
-        inputs=[cfg.test_dataloader.dataset.get('data_root'), checkpoint,
-                config],
-        beside={confusion_path(cfg.metrics_out): is_confusion_file})
+        inputs=[data_root, checkpoint, config],
+        beside={confusion_path(cfg.metrics_out): is_confusion_file},
+        folders={'--out': out, '--work-dir': cfg.work_dir})
+    if out is not None:
+        if os.path.abspath(out) == os.path.abspath(cfg.work_dir):
+            raise OutputFolderError(
+                f'--out {out} is the work dir, where the runner writes its '
+                'logs and config; give the scores a folder of their own')
+        # Checked here too, before any split runs (the score hook claims
+        # it when its split starts).
+        check_output_folder(out, 'tools/test.py', inputs=[data_root])
     if out is not None:
         add_custom_hooks(cfg, dict(
             type='SaveDecodeScoresHook', out_dir=out,

@@ -97,6 +97,30 @@ def locked_output_folder(folder, tool: str,
         os.close(handle)  # (which releases the lock)
 
 
+def check_output_folder(folder, tool: str, option: str = '--out',
+                        inputs: Sequence = ()) -> List[Path]:
+    """What :func:`claim_output_folder` refuses, checked without changing
+    anything (before any work, for a folder a later step claims): a file,
+    or a path under one; a folder that is or lies within one of
+    ``inputs``; one that holds anything and is not marked as ``tool``'s.
+    Returns what it holds."""
+    folder = Path(folder)
+    for place in (folder, *folder.parents):
+        if place.exists() and not place.is_dir():
+            raise OutputFolderError(
+                f'{option} {folder} is a file, not a folder' if place ==
+                folder else f'{option} {folder}: {place} is a file, not a '
+                'folder')
+    refuse_within_inputs(folder, inputs, option)
+    entries = sorted(folder.iterdir()) if folder.is_dir() else []
+    marker = folder / MARKER
+    owner = marker.read_text().strip() if marker.is_file() else None
+    if entries and owner != tool:
+        refuse_foreign(folder, [p for p in entries if p.name != MARKER],
+                       tool, option, owner)
+    return entries
+
+
 def claim_output_folder(folder, tool: str, option: str = '--out',
                         inputs: Sequence = (),
                         main_process: bool = True) -> List[Path]:
@@ -108,22 +132,14 @@ def claim_output_folder(folder, tool: str, option: str = '--out',
     clears once this run has written its own. Only the main process of a
     distributed run changes anything."""
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise OutputFolderError(f'{option} {folder} is a file, not a folder')
-    refuse_within_inputs(folder, inputs, option)
-    entries = sorted(folder.iterdir()) if folder.is_dir() else []
-    marker = folder / MARKER
-    owner = marker.read_text().strip() if marker.is_file() else None
-    if entries and owner != tool:
-        refuse_foreign(folder, [p for p in entries if p.name != MARKER],
-                       tool, option, owner)
+    entries = check_output_folder(folder, tool, option, inputs)
     earlier = [p for p in entries if p.is_file() and p.name != MARKER
                and not is_temporary(p)]
     if main_process:
         for path in entries:
             if is_temporary(path) and path.is_file():
                 path.unlink()
-        write_text_atomic(marker, tool + '\n')
+        write_text_atomic(folder / MARKER, tool + '\n')
     return earlier
 
 
@@ -194,15 +210,21 @@ def is_search_file(path) -> bool:
 def check_result_file(path, tool: str, option: str,
                       is_own: Callable[[Path], bool],
                       inputs: Sequence = (),
-                      beside: Dict[Path, Callable[[Path], bool]] = None
-                      ) -> None:
+                      beside: Dict[Path, Callable[[Path], bool]] = None,
+                      folders: Dict[str, Optional[str]] = None) -> None:
     """Refuse, before any work, a result file ``path`` (and the files
     written ``beside`` it, each with its own ``is_own``) that would lose
     something: a folder, a path under a file, one that is or lies within
     one of ``inputs`` (the data, the scores, the checkpoint), or an
     existing file that is not an earlier result of ``tool``: a rerun
-    replaces its own results, nothing else."""
+    replaces its own results, nothing else; nor may it be one of the
+    ``folders`` (option: path) the same run writes, made or not yet."""
     path = Path(path)
+    for other, folder in (folders or {}).items():
+        if folder is not None and os.path.abspath(path) == \
+                os.path.abspath(folder):
+            raise OutputFolderError(f'{option} {path} is the {other} '
+                                    'folder; give the name of a file')
     if path.is_dir():
         raise OutputFolderError(f'{option} {path} is a folder; give the '
                                 'name of a file to write')

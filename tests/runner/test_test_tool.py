@@ -199,6 +199,28 @@ def test_test_cli(trained, tmp_path):
     result = run('--split', 'val', '--metrics', str(tmp_path / 'runs' /
                                                    'val.json'))
     assert result.returncode == 0, result.stderr[-2000:]
+    # A later split's --out holding someone else's files is refused before
+    # the first split runs; so are metrics named as an output folder, and
+    # scores in the work dir itself.
+    theirs = tmp_path / 'l_test'
+    theirs.mkdir()
+    (theirs / 'keep.txt').write_text('mine')
+    result = run('--split', 'val', 'test', '--out',
+                 str(tmp_path / 'l_{split}'), '--metrics',
+                 str(tmp_path / 'l{split}.json'))
+    assert result.returncode == 2
+    assert 'l_test holds files tools/test.py did not write' in \
+        result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / 'l_val').exists()
+    assert not (tmp_path / 'lval.json').exists()
+    for paths, why in ((['--out', str(tmp_path / 'same'), '--metrics',
+                         str(tmp_path / 'same')], 'is the --out folder'),
+                       (['--out', str(tmp_path / 'work')],
+                        'is the work dir')):
+        result = run('--split', 'val', *paths)
+        assert result.returncode == 2
+        assert why in result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / 'same').exists()
     # crf.py apply's metrics are not test.py's to replace.
     crf = tmp_path / 'crf.json'
     crf.write_text(json.dumps(dict(aAcc=1, mIoU=1, per_class={}, crf={})))
