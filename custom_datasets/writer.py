@@ -37,6 +37,14 @@ def check_output_folder(out: Path, src: Optional[Path] = None) -> None:
             raise OutputFolderError(
                 f'--out {out} is or holds --src {src}: converting would '
                 'replace the raw release; choose an --out outside it')
+        if src in out.parents:
+            raise OutputFolderError(
+                f'--out {out} lies within --src {src}: converting would '
+                'write into the raw release; choose an --out outside it')
+    for place in out.parents:
+        if place.exists() and not place.is_dir():
+            raise OutputFolderError(f'--out {out}: {place} is a file, not a '
+                                    'folder')
     if not out.exists():
         return
     if not out.is_dir():
@@ -66,8 +74,7 @@ def _not_a_converted_dataset(out: Path, entries) -> Optional[str]:
     else than :data:`DATASET_ENTRIES`, since replacing it removes all."""
     others = [p.name for p in entries if p.name not in DATASET_ENTRIES]
     if others:
-        more = f' and {len(others) - 3} more' if len(others) > 3 else ''
-        return f'it holds {", ".join(others[:3])}{more}'
+        return _listed('it holds', others)
     try:
         meta = json.loads((out / 'dataset.json').read_text())
     except FileNotFoundError:
@@ -77,7 +84,30 @@ def _not_a_converted_dataset(out: Path, entries) -> Optional[str]:
     if not (isinstance(meta, dict) and {'name', 'classes', 'splits'} <= set(
             meta)):
         return 'its dataset.json is not the converter\'s'
+    # Inside: the split lists, and the photos and label maps they name.
+    written = {out / 'splits' / f'{split}.txt' for split in SPLITS}
+    folders = {out / name for name in ('img_dir', 'ann_dir', 'splits')}
+    for split in SPLITS:
+        folders |= {image_path(out, split, 'x').parent,
+                    label_path(out, split, 'x').parent}
+        listed = out / 'splits' / f'{split}.txt'
+        stems = listed.read_text().split() if listed.is_file() else []
+        written |= {image_path(out, split, stem) for stem in stems}
+        written |= {label_path(out, split, stem) for stem in stems}
+    inside = [path for name in ('img_dir', 'ann_dir', 'splits')
+              for path in sorted((out / name).rglob('*'))
+              if path.name not in DATASET_ENTRIES and not (
+                  path in folders if path.is_dir() and not
+                  path.is_symlink() else path in written)]
+    if inside:
+        return _listed('it holds files it did not write:',
+                       [str(p.relative_to(out)) for p in inside])
     return None
+
+
+def _listed(what: str, names) -> str:
+    more = f' and {len(names) - 3} more' if len(names) > 3 else ''
+    return f'{what} {", ".join(names[:3])}{more}'
 
 
 def encode_label_png(label: np.ndarray) -> bytes:

@@ -299,12 +299,38 @@ def test_convert_leaves_a_folder_it_did_not_write(tmp_path):
     assert 'not a dataset written by tools/convert_data.py' in result.stderr
     assert _files(out) == ['notes.txt']
     assert (out / 'notes.txt').read_text() == 'mine'
-    # A dataset this tool wrote is replaced, as a rerun expects.
+    # A dataset this tool wrote is replaced, as a rerun expects; one that
+    # holds a file it did not write, at any depth, is left as it is.
     converted = tmp_path / 'ccp'
     assert _convert_cli(BUNDLED_CCP, converted).returncode == 0
-    (converted / 'img_dir' / 'train' / 'stray.jpg').write_bytes(b'x')
     assert _convert_cli(BUNDLED_CCP, converted).returncode == 0
-    assert not (converted / 'img_dir' / 'train' / 'stray.jpg').exists()
+    for added in ('img_dir/train/stray.jpg', 'ann_dir/mine/labels.png',
+                  'splits/notes.txt'):
+        path = converted / added
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b'x')
+        result = _convert_cli(BUNDLED_CCP, converted)
+        assert result.returncode == 2
+        assert 'it holds files it did not write: ' in result.stderr
+        assert added in result.stderr
+        assert path.read_bytes() == b'x'
+        path.unlink()
+        if path.parent.name == 'mine':
+            path.parent.rmdir()
+    # An --out within the release, or under a file.
+    result = _convert_cli(BUNDLED_CCP, tmp_path / 'copy')
+    assert result.returncode == 0
+    for out, why in ((tmp_path / 'copy' / 'photos' / 'out', None),
+                     (tmp_path / 'notes.txt' / 'ccp', 'is a file')):
+        if why is None:
+            result = run_tool('convert_data.py', 'ccp', '--src',
+                              tmp_path / 'copy', '--out', out)
+            assert 'lies within --src' in result.stderr
+        else:
+            (tmp_path / 'notes.txt').write_text('mine')
+            result = _convert_cli(BUNDLED_CCP, out)
+            assert why in result.stderr
+        assert result.returncode == 2 and not out.exists()
 
 
 @pytest.mark.parametrize('dataset_json', ['{}', '{"name": "x", ', None])
