@@ -63,6 +63,9 @@ NPZ_READ_ERRORS = (OSError, ValueError, KeyError, EOFError, TypeError,
 def npz_error_reason(error: Exception) -> str:
     """One of :data:`NPZ_READ_ERRORS` in a few words."""
     if isinstance(error, KeyError):
-        return f'no {error.args[0]!r} field' if error.args else 'a field ' \
-            'is missing'
+        # numpy's own words: "NAME is not a file in the archive".
+        return str(error.args[0]) if error.args else 'a field is missing'
+    if isinstance(error, ValueError) and 'allow_pickle' in str(error):
+        # What numpy says of a file that is no .npz archive at all.
+        return 'not an .npz archive'
     return str(error) or type(error).__name__

@@ -43,6 +43,8 @@ SAME_PACKAGE = {'opencv-python': 'opencv-python-headless',
 # What the machine brings with torch and the project must not shadow.
 TORCH_PACKAGES = ('torch',)
 MANIFEST = 'wheelhouse.json'
+# What a wheelhouse holds: wheels and the source archives built there.
+ARCHIVE_SUFFIXES = ('.whl', '.tar.gz', '.zip', '.tar.bz2', '.tgz')
 STAMP = '.offline-install'
 MMCV_CFLAGS = '-DNDEBUG -fwrapv -O2 -g0'
 
@@ -202,6 +204,10 @@ def download(out: Path, python_version: str, platforms: Sequence[str],
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise WheelhouseError(f'--out {out} is a file, not a folder')
+    for place in out.parents:
+        if place.exists() and not place.is_dir():
+            raise WheelhouseError(f'--out {out}: {place} is a file, not a '
+                                  'folder')
     if not out.parent.is_dir():
         raise WheelhouseError(f'--out {out}: its folder {out.parent} does '
                               'not exist')
@@ -367,9 +373,16 @@ def _read_manifest(wheelhouse: Path) -> dict:
                               ) from None
     if not isinstance(manifest, dict) or not isinstance(
             manifest.get('files'), list) or not all(
-                isinstance(name, str) for name in manifest['files']):
+                isinstance(name, str) and name.endswith(ARCHIVE_SUFFIXES)
+                and '/' not in name and '\\' not in name
+                and not name.startswith('.') for name in manifest['files']):
         raise WheelhouseError(f'{path}: not a wheelhouse manifest (no list '
-                              'of file names)')
+                              'of wheel and source archive names)')
+    folders = [name for name in manifest['files']
+               if (wheelhouse / name).is_dir()]
+    if folders:
+        raise WheelhouseError(f'{path}: not a wheelhouse manifest (it lists '
+                              f'the folder {folders[0]})')
     return manifest
 
 

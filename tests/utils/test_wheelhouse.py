@@ -81,7 +81,9 @@ def test_download_refuses_to_replace_a_folder_it_did_not_write(tmp_path):
     assert (tmp_path / 'mine.txt').read_text() == 'keep me'
 
 
-@pytest.mark.parametrize('manifest', ['{"files": [', '[1, 2]', None])
+@pytest.mark.parametrize('manifest', [
+    '{"files": [', '[1, 2]', '{"files": ["notes.txt"]}',
+    '{"files": ["../x.whl"]}', None])
 def test_a_wheelhouse_with_a_damaged_manifest_or_other_files_is_left_alone(
         tmp_path, manifest):
     """``download`` replaces only a wheelhouse holding what its manifest
