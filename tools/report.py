@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from fashionseg.report.paper import load_paper_figures, load_section
-from fashionseg.report.render import build_report, write_report
+from fashionseg.report.render import (build_report, check_report_out,
+                                      write_report)
 from fashionseg.utils.cli import run_tool, tool_description
 
 
@@ -25,6 +26,7 @@ def parse_args():
 def main():
     args = parse_args()
     params = load_section(args.params, args.section)
+    check_report_out(args.out)
     report = build_report(args.out, params, load_paper_figures())
     write_report(report, args.out)
     print(f'wrote {args.out}/tables.md, tables.csv, tables.json and '

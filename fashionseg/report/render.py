@@ -17,6 +17,7 @@ from fashionseg.report.runs import (background_records, load_runs,
 from fashionseg.report.tables import (benchmark_section, per_class_table,
                                       results_table)
 from fashionseg.utils.atomic_write import write_text_atomic
+from fashionseg.utils.output_folder import check_result_file
 
 
 def build_report(results: Path, params: dict, paper: dict) -> dict:
@@ -139,15 +140,38 @@ def summary_metrics(records: pd.DataFrame) -> dict:
     return summary
 
 
+REPORT_FILES = ('tables.json', 'tables.md', 'tables.csv', 'metrics.json')
+
+
+def check_report_out(out: Path) -> None:
+    """Before the report is built: the files it writes in ``out`` replace
+    only an earlier report's (its ``tables.json``, written first, says
+    so), never a file of the user's or another tool's (a ``metrics.json``
+    of ``tools/crf.py apply``, say)."""
+    out = Path(out)
+    ours = is_report_tables(out / 'tables.json')
+    for name in REPORT_FILES:
+        check_result_file(out / name, 'tools/report.py', '--out',
+                          lambda path: ours)
+
+
+def is_report_tables(path: Path) -> bool:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and {'datasets', 'models', 'records',
+                                       'claims'} <= set(data)
+
+
 def write_report(report: dict, out: Path) -> None:
-    """``tables.md``, ``tables.csv`` (one row per figure), ``tables.json``
-    and the pipeline's metrics file ``metrics.json``
-    (:func:`summary_metrics`), each written atomically."""
+    """``tables.json``, ``tables.md``, ``tables.csv`` (one row per
+    figure) and the pipeline's metrics file ``metrics.json``
+    (:func:`summary_metrics`), each written atomically, ``tables.json``
+    first (:func:`check_report_out`)."""
     out = Path(out)
     records = report['records'].copy()
     records['seed'] = records['seed'].astype('Int64')
-    write_text_atomic(out / 'tables.md', render_markdown(report) + '\n')
-    write_text_atomic(out / 'tables.csv', records.to_csv(index=False))
     data = dict(
         datasets=report['datasets'], models=report['models'],
         seeds=report['seeds'], main_iou=MAIN_IOU,
@@ -156,5 +180,7 @@ def write_report(report: dict, out: Path) -> None:
         background_only=report['background'],
         benchmark=report['benchmark'], claims=report['claims'])
     write_text_atomic(out / 'tables.json', json.dumps(data, indent=2) + '\n')
+    write_text_atomic(out / 'tables.md', render_markdown(report) + '\n')
+    write_text_atomic(out / 'tables.csv', records.to_csv(index=False))
     write_text_atomic(out / 'metrics.json', json.dumps(
         summary_metrics(report['records']), indent=2) + '\n')

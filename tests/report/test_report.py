@@ -194,3 +194,23 @@ def test_report_has_the_claims_section(results):
                  c['dataset'] == 'cfpd')
     assert claim['seeds'] == [0, 1]
     assert claim['figures']['aAcc']['low'] > 0
+
+
+def test_the_report_replaces_only_an_earlier_reports_files(tmp_path):
+    """tables.md, .csv, .json and metrics.json in --out are an earlier
+    report's to replace (its tables.json, written first, says so), never
+    another tool's metrics.json or a user's notes."""
+    from fashionseg.report.render import check_report_out
+    from fashionseg.utils.output_folder import OutputFolderError
+    check_report_out(tmp_path)  # an empty folder
+    (tmp_path / 'metrics.json').write_text(json.dumps(
+        dict(aAcc=1, mIoU=1, per_class={}, crf={})))  # crf.py apply's
+    with pytest.raises(OutputFolderError, match='metrics.json exists and '
+                       'is not a result tools/report.py wrote'):
+        check_report_out(tmp_path)
+    (tmp_path / 'tables.json').write_text(json.dumps(dict(
+        datasets=[], models=[], records=[], claims=[])))
+    check_report_out(tmp_path)
+    (tmp_path / 'tables.json').write_text('{"mine": 1}')
+    with pytest.raises(OutputFolderError, match='tables.json exists'):
+        check_report_out(tmp_path)
