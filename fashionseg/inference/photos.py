@@ -200,8 +200,10 @@ def plan_outputs(photos: Sequence[Path], out_dir: Path
     out_dir = Path(out_dir)
     for place in (out_dir, *out_dir.parents):
         if place.exists() and not place.is_dir():
-            raise OutputFolderError(f'--out {out_dir}: {place} is a file, '
-                                    'not a folder')
+            raise OutputFolderError(
+                f'--out {out_dir} is a file, not a folder' if place ==
+                out_dir else f'--out {out_dir}: {place} is a file, not a '
+                'folder')
     # Compared without case too: on a case-insensitive file system (macOS,
     # Windows) ``A.png`` and ``a.png`` are one file.
     inputs = {str(photo.resolve()).lower(): photo for photo in photos}

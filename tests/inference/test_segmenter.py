@@ -874,7 +874,8 @@ def test_a_second_run_into_a_folder_being_written_stops_at_once(
             segment_photos(segmenter, photos[:1], out, progress=False)
         assert writing.read_bytes() == b'half a PNG'
     (tmp_path / 'notes.txt').write_text('mine')
-    with pytest.raises(OutputFolderError, match='cannot make or open it'):
+    with pytest.raises(OutputFolderError, match='notes.txt is a file, not '
+                       'a folder'):
         segment_photos(segmenter, photos[:1], tmp_path / 'notes.txt' / 'sub',
                        progress=False)
     # Once the first run has ended, a run goes ahead.
