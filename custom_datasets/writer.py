@@ -21,7 +21,8 @@ from fashionseg.errors import UsageError
 from fashionseg.utils.atomic_write import (building_folder_beside,
                                            remove_abandoned_folders,
                                            replace_folder)
-from fashionseg.utils.output_folder import OutputFolderError
+from fashionseg.utils.output_folder import (OutputFolderError,
+                                            refuse_under_a_file)
 
 from .records import DatasetFormatError, Sample, check_sample
 
@@ -41,10 +42,7 @@ def check_output_folder(out: Path, src: Optional[Path] = None) -> None:
             raise OutputFolderError(
                 f'--out {out} lies within --src {src}: converting would '
                 'write into the raw release; choose an --out outside it')
-    for place in out.parents:
-        if place.exists() and not place.is_dir():
-            raise OutputFolderError(f'--out {out}: {place} is a file, not a '
-                                    'folder')
+    refuse_under_a_file(out, itself=False)
     if not out.exists():
         return
     if not out.is_dir():

@@ -16,6 +16,7 @@ from fashionseg.report.figures import (best_examples, plot_confusion,
                                        plot_examples)
 from fashionseg.utils.cli import (add_max_images_argument, positive_int,
                                   run_tool, tool_description)
+from fashionseg.utils.output_folder import refuse_under_a_file
 
 
 def parse_args():
@@ -43,10 +44,7 @@ def main():
         raise UsageError(f'--out {args.out}: a prefix of the two file names '
                          '(OUT_confusion.png, OUT_examples.png), not a '
                          'folder; e.g. --out figures/cfpd')
-    for parent in out.parents:
-        if parent.exists() and not parent.is_dir():
-            raise UsageError(f'--out {args.out}: {parent} is a file, not a '
-                             'folder')
+    refuse_under_a_file(out, itself=False)
     name = read_dataset_meta(args.data)['name']
     saved = load_confusions(args.confusion)
     # Every input is read and checked before either figure is

@@ -42,7 +42,8 @@ from fashionseg.utils.atomic_write import (atomic_write, is_temporary,
                                            write_text_atomic)
 from fashionseg.utils.output_folder import (OutputFolderError,
                                             locked_output_folder,
-                                            refuse_foreign)
+                                            refuse_foreign,
+                                            refuse_under_a_file)
 
 IMAGE_SUFFIXES = ('.bmp', '.jpeg', '.jpg', '.png', '.tif', '.tiff', '.webp')
 # Images a folder may hold that OpenCV does not read here: left out, and
@@ -198,12 +199,7 @@ def plan_outputs(photos: Sequence[Path], out_dir: Path
     refusing an output that would land on an input photo or on another
     output, and an ``out_dir`` that is a file."""
     out_dir = Path(out_dir)
-    for place in (out_dir, *out_dir.parents):
-        if place.exists() and not place.is_dir():
-            raise OutputFolderError(
-                f'--out {out_dir} is a file, not a folder' if place ==
-                out_dir else f'--out {out_dir}: {place} is a file, not a '
-                'folder')
+    refuse_under_a_file(out_dir)
     # Compared without case too: on a case-insensitive file system (macOS,
     # Windows) ``A.png`` and ``a.png`` are one file.
     inputs = {str(photo.resolve()).lower(): photo for photo in photos}
@@ -285,22 +281,26 @@ def _other_photos(out_dir: Path, manifest: dict,
     the overlay: a user may have removed one to save space) and are not
     among this run's outputs (nor, where the file system does not tell
     case apart, the same files as one of them)."""
-    wanted = {name.lower(): name for plan in plans
+    wanted = {name for plan in plans
               for name in (plan.labels.name, plan.overlay.name)}
-
-    def same_as_wanted(name: str) -> bool:
-        twin = wanted.get(name.lower())
-        return twin is not None and (twin == name or (
-            (out_dir / twin).exists() and
-            os.path.samefile(out_dir / name, out_dir / twin)))
-
     others = {}
     for name, record in manifest.get('done', {}).items():
         present = [n for n in (name, overlay_name(name))
                    if (out_dir / n).is_file()]
-        if present and not any(same_as_wanted(n) for n in present):
+        if present and not any(_one_of(out_dir, n, wanted)
+                               for n in present):
             others[name] = record
     return others
+
+
+def _one_of(out_dir: Path, name: str, names) -> bool:
+    """Whether file ``name`` in ``out_dir`` is one of ``names`` there: the
+    same name, or, where the file system does not tell case apart, the
+    same file under another case."""
+    return name in names or any(
+        other.lower() == name.lower() and (out_dir / other).exists()
+        and os.path.samefile(out_dir / name, out_dir / other)
+        for other in names)
 
 
 def _refuse_foreign_files(out_dir: Path, manifest: Optional[dict]) -> None:
@@ -632,12 +632,9 @@ def segment_photos(segmenter: Segmenter, photos: Sequence[Path],
                       name for label in others
                       for name in (label, overlay_name(label))}
         for name in earlier:  # plain names (read_manifest)
-            path = out_dir / name
-            if name not in wanted and path.is_file() and not any(
-                    (out_dir / keep).exists() and
-                    os.path.samefile(path, out_dir / keep)
-                    for keep in wanted if keep.lower() == name.lower()):
-                path.unlink()
+            if (out_dir / name).is_file() and not _one_of(out_dir, name,
+                                                          wanted):
+                (out_dir / name).unlink()
         _write_manifest(out_dir, plans, settings, done, (), True, others)
     return dict(photos=len(plans), segmented=len(todo),
                 kept_from_earlier_run=len(plans) - len(todo),

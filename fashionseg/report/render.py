@@ -17,7 +17,7 @@ from fashionseg.report.runs import (background_records, load_runs,
 from fashionseg.report.tables import (benchmark_section, per_class_table,
                                       results_table)
 from fashionseg.utils.atomic_write import write_text_atomic
-from fashionseg.utils.output_folder import check_result_file
+from fashionseg.utils.output_folder import check_result_file, json_with_keys
 
 
 def build_report(results: Path, params: dict, paper: dict) -> dict:
@@ -156,12 +156,7 @@ def check_report_out(out: Path) -> None:
 
 
 def is_report_tables(path: Path) -> bool:
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and {'datasets', 'models', 'records',
-                                       'claims'} <= set(data)
+    return json_with_keys(path, ('datasets', 'models', 'records', 'claims'))
 
 
 def write_report(report: dict, out: Path) -> None:

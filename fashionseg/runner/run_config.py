@@ -3,7 +3,6 @@ MMSegmentation's tools load it, with the command line's overrides, the
 dataset folder and image limit, and CPU (gloo) DDP where there is no GPU."""
 import os
 import os.path as osp
-from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
@@ -12,7 +11,7 @@ from mmengine.runner import Runner
 
 from fashionseg.config_checks import (LOADERS, check_cfg_options,
                                       check_config_path, load_config)
-from fashionseg.errors import UsageError
+from fashionseg.utils.output_folder import refuse_under_a_file
 
 
 def load_run_config(config: str, work_dir: Optional[str] = None,
@@ -37,10 +36,7 @@ def load_run_config(config: str, work_dir: Optional[str] = None,
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(config))[0])
-    for place in [cfg.work_dir, *map(str, Path(cfg.work_dir).parents)]:
-        if osp.exists(place) and not osp.isdir(place):
-            raise UsageError(f'--work-dir {cfg.work_dir}: {place} is a file,'
-                             ' not a folder')
+    refuse_under_a_file(cfg.work_dir, '--work-dir')
     set_data_root(cfg, data_root)
     limit_images(cfg, max_images, loaders)
     return cfg

@@ -48,6 +48,18 @@ def refuse_foreign(folder, foreign: Sequence[Path], tool: str,
         'choose a new or empty folder')
 
 
+def refuse_under_a_file(path, option: str = '--out',
+                        itself: bool = True) -> None:
+    """Refuse an output ``path`` that is a file (with ``itself``) or lies
+    under one, before anything is made there."""
+    path = Path(path)
+    for place in (path, *path.parents) if itself else path.parents:
+        if place.exists() and not place.is_dir():
+            raise OutputFolderError(
+                f'{option} {path} is a file, not a folder' if place == path
+                else f'{option} {path}: {place} is a file, not a folder')
+
+
 def refuse_within_inputs(folder, inputs: Sequence,
                          option: str = '--out') -> None:
     """Refuse an output folder that is or lies within one of ``inputs``
@@ -105,12 +117,7 @@ def check_output_folder(folder, tool: str, option: str = '--out',
     ``inputs``; one that holds anything and is not marked as ``tool``'s.
     Returns what it holds."""
     folder = Path(folder)
-    for place in (folder, *folder.parents):
-        if place.exists() and not place.is_dir():
-            raise OutputFolderError(
-                f'{option} {folder} is a file, not a folder' if place ==
-                folder else f'{option} {folder}: {place} is a file, not a '
-                'folder')
+    refuse_under_a_file(folder, option)
     refuse_within_inputs(folder, inputs, option)
     entries = sorted(folder.iterdir()) if folder.is_dir() else []
     marker = folder / MARKER
@@ -175,7 +182,8 @@ def remove_unwritten(earlier: Iterable[Path], written: Iterable,
     return removed
 
 
-def _json_with_keys(path: Path, keys: Sequence[str]) -> bool:
+def json_with_keys(path: Path, keys: Sequence[str]) -> bool:
+    """Whether ``path`` holds a JSON object with (at least) ``keys``."""
     try:
         record = json.loads(Path(path).read_text())
     except (OSError, ValueError):
@@ -185,12 +193,12 @@ def _json_with_keys(path: Path, keys: Sequence[str]) -> bool:
 
 def is_test_metrics_file(path) -> bool:
     """A metrics JSON of ``tools/test.py``."""
-    return _json_with_keys(path, ('aAcc', 'mIoU', 'per_class', 'checkpoint'))
+    return json_with_keys(path, ('aAcc', 'mIoU', 'per_class', 'checkpoint'))
 
 
 def is_crf_metrics_file(path) -> bool:
     """A metrics JSON of ``tools/crf.py apply``."""
-    return _json_with_keys(path, ('aAcc', 'mIoU', 'per_class', 'crf'))
+    return json_with_keys(path, ('aAcc', 'mIoU', 'per_class', 'crf'))
 
 
 def is_confusion_file(path) -> bool:
@@ -204,7 +212,7 @@ def is_confusion_file(path) -> bool:
 
 def is_search_file(path) -> bool:
     """A CRF search result of ``tools/crf.py search``."""
-    return _json_with_keys(path, ('best', 'best_accuracy', 'trials'))
+    return json_with_keys(path, ('best', 'best_accuracy', 'trials'))
 
 
 def check_result_file(path, tool: str, option: str,
@@ -228,10 +236,7 @@ def check_result_file(path, tool: str, option: str,
     if path.is_dir():
         raise OutputFolderError(f'{option} {path} is a folder; give the '
                                 'name of a file to write')
-    for parent in path.parents:
-        if parent.exists() and not parent.is_dir():
-            raise OutputFolderError(f'{option} {path}: {parent} is a file, '
-                                    'not a folder')
+    refuse_under_a_file(path, option, itself=False)
     for source in inputs:
         if source is not None and _within(path, source):
             raise OutputFolderError(

@@ -204,6 +204,9 @@ def download(out: Path, python_version: str, platforms: Sequence[str],
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise WheelhouseError(f'--out {out} is a file, not a folder')
+    # (Not output_folder.refuse_under_a_file: this module runs on a GPU
+    # machine's bare Python before anything is installed, and that module
+    # imports NumPy.)
     for place in out.parents:
         if place.exists() and not place.is_dir():
             raise WheelhouseError(f'--out {out}: {place} is a file, not a '
