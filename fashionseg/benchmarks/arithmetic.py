@@ -62,6 +62,7 @@ def forward_flops_per_image(config: str, size: Tuple[int, int],
     with torch.device('meta'):
         model = MODELS.build(model_cfg).eval()
         image = torch.empty(1, 3, height, width)
+
     def forward():
         model(image, mode='tensor')
         if auxiliary and getattr(model, 'with_auxiliary_head', False):

@@ -22,8 +22,7 @@ import numpy as np
 import torch
 
 from fashionseg.errors import DataError
-from fashionseg.evaluation.score_files import (NPZ_READ_ERRORS,
-                                               npz_error_reason)
+from fashionseg.evaluation.score_files import NPZ_READ_ERRORS, npz_error_reason
 from fashionseg.utils.atomic_write import atomic_write
 
 IGNORE_INDEX = 255
