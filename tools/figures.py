@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from fashionseg.dataset_folder import read_dataset_meta
-from fashionseg.errors import UsageError
+from fashionseg.errors import DataError, UsageError
 from fashionseg.evaluation.confusion import load_confusions
 from fashionseg.report.figures import (best_examples, plot_confusion,
                                        plot_examples)
@@ -45,15 +45,20 @@ def main():
                          '(OUT_confusion.png, OUT_examples.png), not a '
                          'folder; e.g. --out figures/cfpd')
     refuse_under_a_file(out, itself=False)
-    name = read_dataset_meta(args.data)['name']
+    meta = read_dataset_meta(args.data)
     saved = load_confusions(args.confusion)
+    if saved['classes'] != [str(c) for c in meta['classes']]:
+        raise DataError(
+            f'{args.confusion}: its {len(saved["classes"])} classes are not '
+            f'the {len(meta["classes"])} classes of {args.data}; give the '
+            'confusion file of a run on this dataset')
     # Every input is read and checked before either figure is
     # written, so that a failure leaves neither behind.
     examples = best_examples(args.run, args.data, args.examples,
                              args.max_images)
     plot_confusion(saved['matrices'].sum(0), saved['classes'],
                    Path(f'{args.out}_confusion.png'),
-                   f'{name}: {args.run.parent.name}, {args.run.name}, '
+                   f'{meta["name"]}: {args.run.parent.name}, {args.run.name}, '
                    f'test split, with CRF')
     plot_examples(examples, len(saved['classes']),
                   Path(f'{args.out}_examples.png'))

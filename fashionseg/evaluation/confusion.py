@@ -68,14 +68,35 @@ def load_confusions(path: Path) -> dict:
     :class:`DataError` that names it."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            return dict(stems=[str(s) for s in data['stems']],
-                        matrices=data['matrices'].astype(np.int64),
-                        classes=[str(c) for c in data['classes']])
+            stems = [str(s) for s in data['stems']]
+            matrices = data['matrices']
+            classes = [str(c) for c in data['classes']]
     except FileNotFoundError:
         raise DataError(f'{path}: not found') from None
     except NPZ_READ_ERRORS as error:
         raise DataError(f'{path}: not a confusion file written beside a '
                         f'metrics file ({npz_error_reason(error)})') from None
+    problem = _confusion_problem(stems, matrices, classes)
+    if problem:
+        raise DataError(f'{path}: not a confusion file written beside a '
+                        f'metrics file ({problem})')
+    return dict(stems=stems, matrices=matrices.astype(np.int64),
+                classes=classes)
+
+
+def _confusion_problem(stems: Sequence[str], matrices: np.ndarray,
+                       classes: Sequence[str]) -> str:
+    """What makes saved matrices other than :func:`save_confusions`
+    writes them (empty: nothing)."""
+    count = len(classes)
+    if matrices.shape != (len(stems), count, count):
+        return (f'matrices of shape {matrices.shape}, not {len(stems)} '
+                f'images x {count} x {count} classes')
+    if matrices.dtype.kind not in 'iu':
+        return f'{matrices.dtype} matrices, not pixel counts'
+    if matrices.size and matrices.min() < 0:
+        return 'negative pixel counts'
+    return ''
 
 
 def confusion_path(metrics_path: Path) -> Path:

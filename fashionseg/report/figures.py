@@ -16,7 +16,7 @@ from fashionseg.crf.items import (CRFInputError, load_item,  # noqa: E402
                                   split_items)
 from fashionseg.palette import label_palette  # noqa: E402
 from fashionseg.report.body_order import body_order  # noqa: E402
-from fashionseg.utils.atomic_write import atomic_path
+from fashionseg.utils.atomic_write import atomic_path  # noqa: E402
 
 
 def _save(fig, out: Path) -> None:

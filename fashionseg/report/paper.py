@@ -34,10 +34,17 @@ def load_section(params_path: Path, section: Optional[str] = None) -> dict:
         if section not in params or not isinstance(params[section], dict):
             raise ParamsSectionError(f'{params_path}: no section {section!r}')
         params = params[section]
-    for key in ('datasets', 'models', 'seeds'):
+    where = section or 'top level'
+    for key, kind in (('datasets', str), ('models', str), ('seeds', int)):
         if key not in params:
+            raise ParamsSectionError(f'{params_path}: {where} has no {key!r}')
+        values = params[key]
+        if not isinstance(values, list) or not values or not all(
+                isinstance(v, kind) and not isinstance(v, bool) and v != ''
+                for v in values):
             raise ParamsSectionError(
-                f'{params_path}: {section or "top level"} has no {key!r}')
+                f'{params_path}: {where}\'s {key!r} is {values!r}, not a '
+                f'list of {"names" if kind is str else "whole numbers"}')
     return params
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from fashionseg.errors import DataError
 from fashionseg.evaluation import bootstrap
 from fashionseg.report.claims import claim_records, claims_table
 from fashionseg.report.labels import (ABSENT, DATASET_NAMES, MAIN_IOU,
@@ -14,8 +15,8 @@ from fashionseg.report.labels import (ABSENT, DATASET_NAMES, MAIN_IOU,
 from fashionseg.report.paper import paper_records
 from fashionseg.report.runs import (background_records, load_runs,
                                     measured_records, per_class_records)
-from fashionseg.report.tables import (benchmark_section, per_class_table,
-                                      results_table)
+from fashionseg.report.tables import (benchmark_section, markdown_table,
+                                      per_class_table, results_table)
 from fashionseg.utils.atomic_write import write_text_atomic
 from fashionseg.utils.output_folder import check_result_file, json_with_keys
 
@@ -35,13 +36,58 @@ def build_report(results: Path, params: dict, paper: dict) -> dict:
         columns=['dataset', 'method', 'table', 'seed', 'cls', 'IoU'])
     background = background_records(loaded)
     benchmark_path = results / 'benchmark.json'
-    benchmark = json.loads(benchmark_path.read_text()) \
+    benchmark = load_benchmark(benchmark_path) \
         if benchmark_path.is_file() else None
     claims = claim_records(loaded, datasets, models)
     return dict(datasets=datasets, models=models, seeds=seeds,
                 records=records, per_class=per_class, background=background,
                 benchmark=benchmark, paper=paper, results=results,
                 claims=claims)
+
+
+_NUMBER = (int, float)
+# What the throughput table reads of tools/benchmark_inference.py's
+# record, of its engine part and of the engine's best row.
+_BENCHMARK_KEYS = dict(model=str, device_name=str, images_per_s=_NUMBER,
+                       parameters=_NUMBER, peak_memory_mib=_NUMBER)
+_ENGINE_KEYS = dict(device_name=str, settings=list)
+_ENGINE_ROW_KEYS = dict(name=str, agreement=_NUMBER,
+                        end_to_end_images_per_s=_NUMBER,
+                        model_images_per_s=_NUMBER,
+                        peak_memory_mib=_NUMBER)
+
+
+def load_benchmark(path: Path) -> dict:
+    """``tools/benchmark_inference.py``'s record, with what the throughput
+    table reads of it; anything else is a :class:`DataError` that names
+    the file and the entry."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (UnicodeDecodeError, ValueError) as error:
+        raise DataError(f'{path}: not JSON ({error}); run the benchmark '
+                        'stage again') from None
+
+    def check(part, keys: dict, where: str) -> None:
+        if not isinstance(part, dict):
+            raise DataError(f'{path}: {where} is not a JSON object')
+        for key, kind in keys.items():
+            value = part.get(key)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise DataError(f'{path}: {where} has {key}={value!r}; not '
+                                'a record of tools/benchmark_inference.py')
+
+    check(record, _BENCHMARK_KEYS, 'the record')
+    if record.get('images_per_s_with_crf') is not None:
+        check(record, dict(images_per_s_with_crf=_NUMBER), 'the record')
+    engine = record.get('engine')
+    if engine is not None:
+        check(engine, _ENGINE_KEYS, '"engine"')
+        for row in engine['settings']:
+            check(row, _ENGINE_ROW_KEYS, 'a row of "engine.settings"')
+        if engine.get('end_to_end_with_crf_images_per_s') is not None:
+            check(engine, dict(end_to_end_with_crf_images_per_s=_NUMBER),
+                  '"engine"')
+    return record
 
 
 def render_markdown(report: dict) -> str:
@@ -75,7 +121,7 @@ def render_markdown(report: dict) -> str:
         frame = results_table(table, report['records'], paper, datasets,
                               models, report['background'])
         lines += [f'## {TABLE_TITLES[table]}', '',
-                  frame.to_markdown(index=False), '']
+                  markdown_table(frame), '']
     claims = report['claims']
     lines += [
         '## Do our runs support the paper\'s claims?', '',
@@ -88,7 +134,7 @@ def render_markdown(report: dict) -> str:
         'system averaged over its seeds), and whether it '
         'supports the claim: yes (the interval lies above 0), no (below 0) '
         'or inconclusive (it holds 0).', '',
-        claims_table(claims).to_markdown(index=False) if claims
+        markdown_table(claims_table(claims)) if claims
         else f'{NOT_RUN}: the paper\'s FPN is not among the models.', '']
     lines += ['## Throughput', '',
               'Images per second on the test images, without and with '
@@ -108,7 +154,7 @@ def render_markdown(report: dict) -> str:
     for dataset in datasets:
         table = per_class_table(dataset, report['per_class'], models)
         lines += [f'### {DATASET_NAMES.get(dataset, dataset)}', '']
-        lines += [table.to_markdown(index=False) if table is not None
+        lines += [markdown_table(table) if table is not None
                   else NOT_RUN, '']
     lines += ['## Figures', '']
     for dataset in datasets:

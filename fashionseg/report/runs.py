@@ -7,6 +7,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
+from fashionseg.errors import DataError
 from fashionseg.evaluation.confusion import load_confusions
 from fashionseg.evaluation.metrics import (background_accuracy, class_iou,
                                            split_summary)
@@ -22,7 +23,7 @@ def load_runs(runs: Path, datasets: Sequence[str], models: Sequence[str],
     """Every run's per-image confusion matrices (:func:`load_confusions`
     plus ``path``), read once, keyed (dataset, model, table, seed) in that
     nesting order; runs not there yet are absent."""
-    loaded = {}
+    loaded, first = {}, {}
     for dataset in datasets:
         for model in models:
             for seed in seeds:
@@ -30,9 +31,21 @@ def load_runs(runs: Path, datasets: Sequence[str], models: Sequence[str],
                 for table, stage in STAGES.items():
                     path = folder / f'{stage}.confusion.npz'
                     if path.is_file():
-                        loaded[(dataset, model, table, seed)] = dict(
-                            load_confusions(path), path=path)
+                        saved = dict(load_confusions(path), path=path)
+                        _check_same_classes(saved, first.setdefault(
+                            dataset, saved))
+                        loaded[(dataset, model, table, seed)] = saved
     return loaded
+
+
+def _check_same_classes(saved: dict, first: dict) -> None:
+    """Runs of one dataset count the same classes; a run of another
+    dataset left in its folder would mix them in the tables."""
+    if saved['classes'] != first['classes']:
+        raise DataError(
+            f'{saved["path"]}: its {len(saved["classes"])} classes are not '
+            f'those of {first["path"]} ({len(first["classes"])}); runs of '
+            'one dataset must count the same classes')
 
 
 def measured_records(loaded: Dict[tuple, dict]) -> List[dict]:

@@ -18,6 +18,12 @@ from fashionseg.report.labels import (ABSENT, DATASET_NAMES, MAIN_IOU,
                                       NOT_RUN, signed)
 
 
+def markdown_table(frame: pd.DataFrame) -> str:
+    """``frame`` in Markdown, every cell as formatted (tabulate would read
+    a column of figures as numbers and print 93.50 as 93.5)."""
+    return frame.to_markdown(index=False, disable_numparse=True)
+
+
 def format_cell(values: Sequence[float]) -> str:
     """Mean over seeds, with the standard deviation when there are
     several."""
@@ -139,7 +145,7 @@ def benchmark_section(benchmark: Optional[dict], paper: dict) -> str:
     if benchmark is None:
         rows.append(dict(system='measured', **dict.fromkeys(columns,
                                                             NOT_RUN)))
-        return pd.DataFrame(rows).to_markdown(index=False)
+        return markdown_table(pd.DataFrame(rows))
     parameters = f'{benchmark["parameters"] / 1e6:.1f}'
     rows.append(dict(zip(('system',) + columns, (
         f'measured, paper protocol: {benchmark["model"]} on '
@@ -160,6 +166,4 @@ def benchmark_section(benchmark: Optional[dict], paper: dict) -> str:
             f'{with_crf:.2f}' if with_crf is not None else NOT_RUN,
             f'{best["model_images_per_s"]:.2f}', parameters,
             f'{best["peak_memory_mib"]:.0f}'))))
-    return pd.DataFrame(rows).to_markdown(index=False)
-
-
+    return markdown_table(pd.DataFrame(rows))

@@ -78,10 +78,15 @@ def test_figures_leave_nothing_behind_when_an_input_is_missing(tmp_path):
     # that is a folder and no examples: one line each, nothing written.
     junk = tmp_path / 'junk.npz'
     junk.write_bytes(b'not an archive')
+    cfpd = tmp_path / 'cfpd.confusion.npz'
+    save_confusions(cfpd, ['a'], [np.eye(23, dtype=np.int64)],
+                    [f'class{i}' for i in range(23)])
     (tmp_path / 'figs').mkdir()
     for args, why in (
             (['--confusion', junk], f'{junk}: not a confusion file'),
             (['--confusion', tmp_path / 'missing.npz'], 'not found'),
+            (['--confusion', cfpd], f'{cfpd}: its 23 classes are not the '
+             f'59 classes of {data}'),
             (['--out', tmp_path / 'figs'], 'not a folder'),
             (['--out', f'{tmp_path / "figs"}/'], 'not a folder'),
             (['--examples', 0], 'at least 1')):

@@ -9,11 +9,12 @@ import pytest
 import yaml
 
 from custom_datasets.cfpd import CFPD_CLASSES
+from fashionseg.errors import DataError
 from fashionseg.evaluation.confusion import save_confusions
 from fashionseg.evaluation.metrics import (background_accuracy, class_iou,
                                            foreground_iou, mean_image_iou,
                                            mean_iou, pixel_accuracy)
-from fashionseg.report.labels import NOT_RUN
+from fashionseg.report.labels import NOT_REPORTED, NOT_RUN
 from fashionseg.report.paper import load_paper_figures, load_section
 from fashionseg.report.render import build_report, write_report
 
@@ -214,3 +215,94 @@ def test_the_report_replaces_only_an_earlier_reports_files(tmp_path):
     (tmp_path / 'tables.json').write_text('{"mine": 1}')
     with pytest.raises(OutputFolderError, match='tables.json exists'):
         check_report_out(tmp_path)
+
+
+def test_load_section_names_a_key_of_the_wrong_kind(tmp_path):
+    path = tmp_path / 'params.yaml'
+    good = dict(datasets=['cfpd'], models=['fpn_x101'], seeds=[0])
+    for key, value in (('datasets', 'cfpd'), ('models', []),
+                       ('seeds', ['zero']), ('seeds', [True]),
+                       ('models', [None])):
+        path.write_text(yaml.safe_dump(dict(good, **{key: value})))
+        with pytest.raises(KeyError, match=f"{path}: top level's '{key}' "
+                           f'is {re.escape(repr(value))}, not a list'):
+            load_section(path)
+
+
+def _write_npz(path, **arrays):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, 'wb') as f:
+        np.savez(f, **arrays)
+
+
+@pytest.mark.parametrize('matrices, problem', [
+    (np.zeros((2, 22, 22), np.int64), r'matrices of shape \(2, 22, 22\), '
+     'not 2 images x 23 x 23 classes'),
+    (np.zeros((3, 23, 23), np.int64), 'not 2 images'),
+    (np.full((2, 23, 23), np.nan), 'float64 matrices, not pixel counts'),
+    (-np.ones((2, 23, 23), np.int64), 'negative pixel counts'),
+])
+def test_the_report_names_a_confusion_file_that_is_not_one(
+        results, matrices, problem):
+    """Matrices that do not count the file's classes and images (another
+    dataset's, a hand-edited file) stop the report with the file named,
+    before any table is written."""
+    out, params, _ = results
+    path = out / 'runs' / 'cfpd' / 'fcn_r101' / 'seed0' / 'test.confusion.npz'
+    _write_npz(path, stems=np.array(['a', 'b']), matrices=matrices,
+               classes=np.array(CFPD_CLASSES))
+    with pytest.raises(DataError, match=f'{re.escape(str(path))}: not a '
+                       f'confusion file .*{problem}'):
+        build_report(out, params, load_paper_figures())
+
+
+def test_the_report_refuses_runs_of_one_dataset_with_other_classes(
+        results):
+    out, params, _ = results
+    classes = list(CFPD_CLASSES[:-1])
+    _write_run(out / 'runs', 'cfpd', 'fcn_r101', 0, 'test',
+               [np.eye(len(classes), dtype=np.int64)], classes)
+    with pytest.raises(DataError, match='its 22 classes are not those of '
+                       '.*fpn_x101.*\\(23\\); runs of one dataset'):
+        build_report(out, params, load_paper_figures())
+
+
+def _benchmark_record():
+    row = dict(name='fp32,batch=4', agreement=1.0,
+               end_to_end_images_per_s=3.5, model_images_per_s=4.0,
+               peak_memory_mib=900.0)
+    return dict(model='fpn_x101', device_name='cpu', images_per_s=1.5,
+                parameters=86e6, peak_memory_mib=800.0,
+                images_per_s_with_crf=0.5,
+                engine=dict(device_name='cpu', settings=[row],
+                            best=row['name'],
+                            end_to_end_with_crf_images_per_s=None))
+
+
+def test_the_report_shows_the_benchmark_and_names_a_broken_one(results):
+    out, params, _ = results
+    path = out / 'benchmark.json'
+    path.write_text(json.dumps(_benchmark_record()))
+    write_report(build_report(out, params, load_paper_figures()), out)
+    throughput = (out / 'tables.md').read_text().split(
+        '## Throughput')[1].split('## ')[0]
+    rows = [[cell.strip() for cell in line.split('|')[1:-1]]
+            for line in throughput.splitlines() if 'measured' in line]
+    assert rows == [
+        ['measured, paper protocol: fpn_x101 on cpu', '1.50', '0.50',
+         NOT_REPORTED, '86.0', '800'],
+        ['measured, engine (fp32,batch=4, agreement 100.00 %) on cpu',
+         '3.50', NOT_RUN, '4.00', '86.0', '900']]
+    record = _benchmark_record()
+    del record['engine']['settings'][0]['model_images_per_s']
+    for text, problem in (
+            ('{"model": ', 'not JSON'),
+            ('[1, 2]', 'the record is not a JSON object'),
+            (json.dumps(dict(_benchmark_record(), images_per_s='fast')),
+             "the record has images_per_s='fast'"),
+            (json.dumps(record), 'a row of "engine.settings" has '
+             'model_images_per_s=None')):
+        path.write_text(text)
+        with pytest.raises(DataError, match=f'{re.escape(str(path))}: '
+                           f'{re.escape(problem)}'):
+            build_report(out, params, load_paper_figures())
