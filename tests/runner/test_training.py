@@ -23,7 +23,8 @@ def datasets(tmp_path_factory):
 
 @pytest.mark.parametrize('model', MODELS)
 # The CCP configs train end to end in the demo pipeline
-# (tests/pipeline/test_pipeline.py), through mmseg_configs/demo/, which inherit them.
+# (tests/pipeline/test_pipeline.py), through mmseg_configs/demo/, which
+# inherit them.
 @pytest.mark.parametrize('dataset', [d for d in DATASETS if d != 'ccp'])
 def test_config_trains_two_iterations_and_validates(model, dataset, datasets,
                                                     tmp_path):
