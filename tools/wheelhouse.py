@@ -38,8 +38,9 @@ def parse_args():
                      help='pip platform tags of the GPU machine (default: '
                      'manylinux x86_64)')
     get.add_argument('--have', type=Path, help='packages the GPU machine '
-                     'already has (its `pip freeze` or `pip list`, or one '
-                     'name a line): left out')
+                     'already has (its `pip freeze` or `pip list`, one '
+                     'name a line, or the gpu_check.json of a check run '
+                     'there): left out')
     put = commands.add_parser('install', help='on the GPU machine')
     put.add_argument('--from', dest='wheelhouse', type=Path, required=True,
                      help='the wheelhouse folder download wrote')

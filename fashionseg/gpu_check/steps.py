@@ -21,6 +21,7 @@ what later steps need (the data, the checkpoint, the rates) is kept in
 """
 import json
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -268,7 +269,10 @@ class GPUCheck:
         import torch
 
         from fashionseg.utils.device import device_name
-        from fashionseg.utils.environment import mmcv_ops_compiled
+        from fashionseg.utils.environment import (git_commit,
+                                                  machine_packages,
+                                                  mmcv_ops_compiled,
+                                                  package_versions)
         cuda = torch.cuda.is_available()
         record = dict(torch=torch.__version__, cuda=torch.version.cuda,
                       gpu=device_name(self.device),
@@ -276,6 +280,11 @@ class GPUCheck:
                       cudnn=torch.backends.cudnn.version() if cuda else None)
         for key, value in record.items():
             self.measure(key, value)
+        # What the figures were measured with, and what the machine had
+        # before the harness (for the next wheelhouse's --have).
+        record.update(python=platform.python_version(),
+                      packages=package_versions(), git=git_commit(),
+                      machine_packages=machine_packages())
         _require(record['mmcv_ops'], "mmcv's compiled ops do not load")
         _require(self.device == 'cpu' or cuda, 'torch sees no CUDA GPU')
         return record

@@ -6,6 +6,7 @@ hardware that produced it (throughput in particular, paper section 5).
 import importlib.metadata
 import platform
 import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -25,6 +26,30 @@ def package_versions() -> dict:
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
     return versions
+
+
+def machine_packages() -> dict:
+    """Every package this Python sees outside its own environment's
+    folder, name to version: what the machine had before the harness was
+    installed over it (``tools/wheelhouse.py install`` makes an environment
+    that sees the machine's packages; a plain ``make install`` one sees
+    none). ``tools/wheelhouse.py download --have`` reads it from a
+    gpu-check record, so that the next wheelhouse for the machine leaves
+    them out."""
+    own = Path(sys.prefix).resolve()
+    # The harness's own metadata, where it was installed in place.
+    checkout = Path(__file__).resolve().parents[2]
+    found = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata['Name']
+        try:
+            location = Path(dist.locate_file('')).resolve()
+        except (OSError, TypeError, ValueError):
+            continue
+        if name and location != checkout and \
+                own not in (location, *location.parents):
+            found.setdefault(name, dist.version)
+    return dict(sorted(found.items(), key=lambda item: item[0].lower()))
 
 
 def git_commit(repo: Path = Path(__file__).resolve().parents[1]) -> dict:

@@ -76,7 +76,9 @@ def project_requirements(pyproject: Path) -> List[str]:
 
 def read_have(path: Optional[Path]) -> Set[str]:
     """Names of the packages the GPU machine already has: one a line,
-    ``pip freeze`` or ``pip list`` lines, or comma-separated."""
+    ``pip freeze`` or ``pip list`` lines, comma-separated, or the
+    ``gpu_check.json`` of a check run there (its stack step's
+    ``machine_packages``)."""
     if path is None:
         return set()
     if not Path(path).is_file():
@@ -88,6 +90,8 @@ def read_have(path: Optional[Path]) -> Set[str]:
         raise WheelhouseError(f'--have {path}: not text (give the GPU '
                               'machine\'s `pip freeze` or `pip list`)'
                               ) from None
+    if text.lstrip().startswith('{'):
+        return {canonical(name) for name in _checked_packages(path, text)}
     for line in text.replace(',', '\n').splitlines():
         line = line.strip()
         if not line or line.startswith('#') or line.startswith('Package') \
@@ -95,6 +99,23 @@ def read_have(path: Optional[Path]) -> Set[str]:
             continue
         names.add(canonical(re.split(r'[<>=!~ @]', line, 1)[0]))
     return names
+
+
+def _checked_packages(path: Path, text: str) -> dict:
+    """The machine's packages in a gpu-check record (``tools/gpu_check.py``
+    writes them since its stack step records them)."""
+    try:
+        record = json.loads(text)
+        packages = record['checks']['stack']['machine_packages']
+    except (ValueError, KeyError, TypeError):
+        raise WheelhouseError(
+            f'--have {path}: JSON, but not a gpu-check record with the '
+            'machine\'s packages (checks.stack.machine_packages); give the '
+            'machine\'s `pip freeze` instead') from None
+    if not isinstance(packages, dict):
+        raise WheelhouseError(f'--have {path}: checks.stack.'
+                              'machine_packages is not a name: version map')
+    return packages
 
 
 def _wheel_name(filename: str) -> str:

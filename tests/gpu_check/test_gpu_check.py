@@ -4,6 +4,7 @@ that stops on a usage error and one that hangs past its share of the
 budget."""
 import json
 import os
+import platform
 import sys
 
 import pytest
@@ -81,6 +82,13 @@ def test_quick_check_runs_every_step(tmp_path):
             checks['projection']['grid_hours'].items()}
     assert grid[1] == pytest.approx(checks['projection']['total_hours'])
     assert grid[1] > grid[2] > grid[4] >= grid[8] > 0
+    # What the figures were measured with: the harness's versions, and the
+    # machine's own packages, not those installed for the harness.
+    stack = checks['stack']
+    assert stack['packages']['mmsegmentation'] == '1.2.2'
+    assert stack['python'] == platform.python_version()
+    assert not {'mmsegmentation', 'mmengine', 'dvclive'} & {
+        name.lower() for name in stack['machine_packages']}
     # Every sub-measurement was appended as it was made.
     lines = [json.loads(line) for line in
              (out / 'gpu_check.jsonl').read_text().splitlines()]

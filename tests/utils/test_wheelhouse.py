@@ -35,6 +35,27 @@ def test_the_machines_packages_are_read_from_freeze_list_or_names(tmp_path):
     assert wheelhouse.read_have(None) == set()
 
 
+def test_the_machines_packages_are_read_from_a_gpu_check_record(tmp_path):
+    """The check's stack step records what the machine had besides the
+    harness's environment; the next wheelhouse for it reads that."""
+    from fashionseg.utils.environment import machine_packages
+    record = tmp_path / 'gpu_check.json'
+    record.write_text(json.dumps(dict(checks=dict(stack=dict(
+        status='pass', machine_packages={'NumPy': '2.5.2',
+                                         'opencv_python_headless': '4.11'
+                                         })))))
+    assert wheelhouse.read_have(record) == {'numpy',
+                                            'opencv-python-headless'}
+    record.write_text(json.dumps(dict(checks=dict(stack={}))))
+    with pytest.raises(wheelhouse.WheelhouseError, match=f'--have {record}: '
+                       'JSON, but not a gpu-check record'):
+        wheelhouse.read_have(record)
+    # The project's .venv (a plain install) sees nothing of the machine's
+    # but what it was made to see: none of its own packages count.
+    assert not {'mmengine', 'mmsegmentation', 'fashionseg'} & {
+        wheelhouse.canonical(name) for name in machine_packages()}
+
+
 def test_a_new_environment_sees_the_machines_torch_after_its_own(tmp_path):
     """The machine's Python here is the project's .venv: a virtual
     environment, as in many GPU containers, whose packages `venv
@@ -55,6 +76,13 @@ def test_a_new_environment_sees_the_machines_torch_after_its_own(tmp_path):
         text=True, check=True).stdout
     assert paths.index(str(env)) < paths.index(torch.__file__.split(
         '/torch/')[0])
+    # What the gpu-check records there as the machine's: its torch.
+    packages = json.loads(subprocess.run(
+        [python, '-c', 'import json, sys; sys.path.insert(0, sys.argv[1]); '
+         'from fashionseg.utils.environment import machine_packages; '
+         'print(json.dumps(machine_packages()))', str(REPO)],
+        capture_output=True, text=True, check=True).stdout)
+    assert packages['torch'] == torch.__version__
 
 
 def _tool(*args):
