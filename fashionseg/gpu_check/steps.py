@@ -269,8 +269,7 @@ class GPUCheck:
         import torch
 
         from fashionseg.utils.device import device_name
-        from fashionseg.utils.environment import (git_commit,
-                                                  machine_packages,
+        from fashionseg.utils.environment import (git_commit, machine_packages,
                                                   mmcv_ops_compiled,
                                                   package_versions)
         cuda = torch.cuda.is_available()
