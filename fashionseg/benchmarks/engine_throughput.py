@@ -30,7 +30,6 @@ fraction of the GPU's
 peak arithmetic at its precision its rates use (the network's operations
 per image counted once, at the size the model-only rows time).
 """
-import gc
 import io
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -56,7 +55,8 @@ from fashionseg.inference.segmenter import (Segmenter, build_model,
                                             label_agreement,
                                             test_pipeline_for_arrays)
 from fashionseg.inference.settings import AGREEMENT_BAR, InferenceSettings
-from fashionseg.utils.device import device_name, torch_device_of
+from fashionseg.utils.device import (device_name, release_memory,
+                                     torch_device_of)
 
 DECODE_THREADS = 8
 
@@ -126,7 +126,7 @@ def benchmark_engine(config: str, checkpoint: str, data_root: Path,
         # Each row's peak from what is resident before it (the reference
         # and its labels), not the previous row's model and buffers.
         segmenter = None
-        _release_memory(torch_device)
+        release_memory(torch_device)
         segmenter = Segmenter(build_model(cfg, checkpoint, torch_device),
                               cfg, setting, torch_device)
         name = setting.name()
@@ -175,7 +175,7 @@ def benchmark_engine(config: str, checkpoint: str, data_root: Path,
     if best is not None:
         record['best'] = best['name']
         if crf_params is not None:
-            _release_memory(torch_device)
+            release_memory(torch_device)
             record.update(crf=crf_params.as_dict(),
                           end_to_end_with_crf_images_per_s=_with_crf(
                               cfg, checkpoint, InferenceSettings.from_dict(
@@ -242,15 +242,6 @@ def _split_jpegs(data_root: Path, split: str) -> List[bytes]:
         raise ValueError(f'{data_root}: the {split} split has no images')
     return [image_path(data_root, split, stem).read_bytes()
             for stem in stems]
-
-
-def _release_memory(device: str) -> None:
-    """On a GPU: what is no longer referenced given back, and the peak
-    counter restarted from what stays resident."""
-    if str(device).startswith('cuda'):
-        gc.collect()
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
 
 
 def best_row(rows: Sequence[dict]) -> Optional[dict]:

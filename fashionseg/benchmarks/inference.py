@@ -24,7 +24,8 @@ from fashionseg.crf.pydensecrf_backend import dense_crf
 from fashionseg.dataset_folder import (image_path, read_dataset_meta,
                                        split_stems)
 from fashionseg.inference.segmenter import build_model
-from fashionseg.utils.device import device_name, synchronize, torch_device_of
+from fashionseg.utils.device import (device_name, release_memory, synchronize,
+                                     torch_device_of)
 from fashionseg.utils.environment import collect_environment
 
 WARMUP_IMAGES = 2
@@ -45,8 +46,7 @@ def benchmark_inference(config: str, checkpoint: str, data_root: Path,
     # The weights loaded strictly (the engine's builder), then
     # MMSegmentation's own inference path as the paper's protocol.
     model = build_model(Config.fromfile(config), checkpoint, torch_device)
-    if torch_device.startswith('cuda'):
-        torch.cuda.reset_peak_memory_stats()
+    release_memory(torch_device)
     # Cycle through the split when it has fewer images than asked for.
     order = [paths[i % len(paths)] for i in range(WARMUP_IMAGES + images)]
     model_seconds = crf_seconds = 0.0

@@ -15,7 +15,7 @@ from fashionseg.benchmarks.arithmetic import (count_flops, fraction_of_peak,
 from fashionseg.benchmarks.timing import DeviceClock
 from fashionseg.runner.run_config import build_runner
 from fashionseg.runner.training import configure_training
-from fashionseg.utils.device import device_name
+from fashionseg.utils.device import device_name, release_memory
 
 
 class _IterClock(Hook):
@@ -94,7 +94,7 @@ def benchmark_training(config: str, work_dir: str, iters: int = 50,
     clock = _IterClock(warmup, iters)
     runner.register_hook(clock, priority='LOWEST')
     if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
+        release_memory('cuda')
     runner.train()
     full = clock.rate(batch_size)
 

@@ -49,6 +49,9 @@ _LOADING_TRANSFORMS = ('LoadImageFromFile', 'LoadAnnotations',
                        'LoadImageFromNDArray')
 # How many sets of a pass's image sizes the engine keeps on the device.
 SIZES_KEPT = 64
+# How many compiled variants of the engine's forward pass a process keeps
+# (one per padded shape, output kind, precision, layout and engine).
+COMPILED_VARIANTS = 64
 
 
 @dataclass
@@ -140,6 +143,7 @@ class Segmenter:
             # (predict), so a dataset of one size compiles once.
             forward = torch.compile(forward, mode=settings.compile,
                                     dynamic=False)
+            allow_compiled_variants(COMPILED_VARIANTS)
         self.forward = forward
         # Compile modes that capture CUDA graphs reuse their outputs'
         # memory at the next call.
@@ -243,7 +247,10 @@ class Segmenter:
         not shapes, so a compiled graph serves any images of its padded
         size."""
         if self.bgr_to_rgb and inputs.shape[1] == 3:
-            inputs = inputs[:, [2, 1, 0]]
+            # (Not ``inputs[:, [2, 1, 0]]``: eager, its index list is
+            # copied to the device with a blocking copy, so the host would
+            # wait for the GPU at every pass.)
+            inputs = inputs.flip(1)
         inputs = inputs.float()
         if self.mean is not None:
             inputs = (inputs - self.mean) / self.std
@@ -410,8 +417,10 @@ class Segmenter:
                 by_shape = _positions_by_key(list(zip(sizes, ori_shapes)))
                 for ((height, width), ori_shape), offsets in \
                         by_shape.items():
+                    # (Stacked views rather than ``out[offsets]``, whose
+                    # index list would be a blocking copy to the device.)
                     part = out[:len(chunk)] if len(offsets) == len(chunk) \
-                        else out[offsets]
+                        else torch.stack([out[i] for i in offsets])
                     part = part[:, :, :height, :width]
                     if ori_shape != (height, width):
                         part = F.interpolate(
@@ -527,6 +536,20 @@ def test_pipeline_for_arrays(cfg: Config) -> list:
     steps = [dict(step) for step in pipeline
              if step['type'] not in _LOADING_TRANSFORMS]
     return [dict(type='LoadImageFromNDArray')] + steps
+
+
+def allow_compiled_variants(count: int) -> None:
+    """Let torch keep at least ``count`` compiled variants of a function:
+    past its recompile limit (8 by default, shared by every engine of the
+    process) it would run each new padded shape eagerly, without a word,
+    in a row timed as compiled."""
+    config = torch._dynamo.config
+    name = 'recompile_limit' if hasattr(config, 'recompile_limit') \
+        else 'cache_size_limit'  # torch < 2.6
+    setattr(config, name, max(getattr(config, name), count))
+    if hasattr(config, 'accumulated_recompile_limit'):
+        config.accumulated_recompile_limit = max(
+            config.accumulated_recompile_limit, 4 * count)
 
 
 @contextlib.contextmanager

@@ -95,7 +95,20 @@ class FastSegDataPreProcessor(SegDataPreProcessor):
         self.channels_last = channels_last
 
     def forward(self, data: dict, training: bool = False) -> dict:
-        data = super().forward(data, training)
+        data = self.cast_data(data)
+        if self.channel_conversion and data['inputs'][0].size(0) == 3:
+            # The same values as MMSegmentation's ``image[[2, 1, 0]]``,
+            # whose index list is copied to the device with a blocking
+            # copy, making the host wait for the GPU at every image.
+            data = dict(data, inputs=[image.flip(0)
+                                      for image in data['inputs']])
+            self.channel_conversion = False
+            try:
+                data = super().forward(data, training)
+            finally:
+                self.channel_conversion = True
+        else:
+            data = super().forward(data, training)
         if self.channels_last:
             data['inputs'] = data['inputs'].contiguous(
                 memory_format=torch.channels_last)
@@ -155,16 +168,38 @@ def match_state_layouts(optimizer: torch.optim.Optimizer) -> int:
     return changed
 
 
+def restore_built_update(optimizer: torch.optim.Optimizer) -> int:
+    """Each parameter group's ``fused`` and ``foreach`` as this run built
+    the optimiser (its ``defaults``); returns how many were changed.
+    torch's ``load_state_dict`` takes them from the checkpoint with the
+    other hyperparameters, so that a run resumed with ``foreach-adam``
+    turned on or off would otherwise update as the checkpoint's run did
+    while its record said otherwise."""
+    changed = 0
+    for group in optimizer.param_groups:
+        for key in ('fused', 'foreach'):
+            if key in optimizer.defaults and \
+                    group.get(key) != optimizer.defaults[key]:
+                group[key] = optimizer.defaults[key]
+                changed += 1
+    return changed
+
+
 @HOOKS.register_module()
 class OptimizerStateLayoutHook(Hook):
-    """:func:`match_state_layouts` before training, after the weights took
-    their layout (:class:`ChannelsLastHook`)."""
+    """Before training, after a resume and after the weights took their
+    layout (:class:`ChannelsLastHook`): the optimiser's state in its
+    parameters' layout (:func:`match_state_layouts`) and its update as
+    this run asked for (:func:`restore_built_update`). Every training
+    run has it (:func:`fashionseg.runner.training.configure_training`).
+    """
     priority = 'HIGH'
 
     def before_train(self, runner) -> None:
         optimizer = getattr(runner.optim_wrapper, 'optimizer', None)
         if optimizer is not None:
             match_state_layouts(optimizer)
+            restore_built_update(optimizer)
 
 
 def _in_fp32(method):

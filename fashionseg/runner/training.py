@@ -136,6 +136,12 @@ def configure_training(config: str, work_dir: Optional[str] = None,
         # stored: a work dir of theirs is the same run, not a stale one.
         prepare_auto_resume(cfg, int(os.environ.get('RANK', '0')) == 0,
                             fingerprint, also=run_fingerprint(cfg))
+    # In every run (after the fingerprints, which earlier revisions took
+    # without it): a run may resume with foreach-adam or channels-last
+    # turned on or off since its checkpoint.
+    layout_hook = dict(type='OptimizerStateLayoutHook')
+    if layout_hook not in cfg.custom_hooks:
+        add_custom_hooks(cfg, layout_hook)
     # Pin DVCLive's folder to a stable path (the work dir by default) so
     # that `dvc plots` finds the curves; a resumed run continues them.
     for backend in cfg.visualizer.get('vis_backends', []):

@@ -91,6 +91,18 @@ def synchronize(device: str = None) -> None:
         torch.cuda.synchronize()
 
 
+def release_memory(device: str) -> None:
+    """On a GPU: what is no longer referenced (an earlier runner's or
+    engine's model, held in reference cycles until the collector runs)
+    given back, and the peak counter restarted from what stays resident,
+    so that a measurement's peak memory is its own."""
+    if str(device).startswith('cuda'):
+        import gc
+        gc.collect()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
 def parse_bool(text) -> bool:
     """``true``/``false`` (as DVC writes params.yaml booleans into a
     command), also ``1``/``0``, ``yes``/``no``."""

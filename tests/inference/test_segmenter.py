@@ -1199,3 +1199,18 @@ def test_an_earlier_output_that_is_this_runs_under_another_case(tmp_path):
     manifest = {'done': {'A.png': {}, 'B.png': {}}}
     assert set(_other_photos(out, manifest, plan_outputs([photo], out))) \
         == {'B.png'}
+
+
+def test_compiled_engines_keep_their_variants_past_torchs_default_limit(
+        monkeypatch):
+    """Past torch's recompile limit (8 by default, for the whole process)
+    a compiled engine would run each new padded shape eagerly, unsaid;
+    an engine raises it, never lowers it."""
+    from fashionseg.inference.segmenter import allow_compiled_variants
+    config = torch._dynamo.config
+    monkeypatch.setattr(config, 'recompile_limit', 8)
+    allow_compiled_variants(64)
+    assert config.recompile_limit == 64
+    monkeypatch.setattr(config, 'recompile_limit', 100)
+    allow_compiled_variants(64)
+    assert config.recompile_limit == 100

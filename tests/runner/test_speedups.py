@@ -24,7 +24,7 @@ from fashionseg.runner.speedups import (SAME_STEP, SPEEDUPS,
                                         accuracy_without_sync, apply_speedups,
                                         compile_model, losses_without_sync,
                                         match_state_layouts, parse_speedups,
-                                        resizes_in_fp32)
+                                        resizes_in_fp32, restore_built_update)
 
 CONFIG = str(REPO / 'mmseg_configs' / 'demo' / 'fpn_x101_ccp.py')
 
@@ -335,6 +335,36 @@ def test_resumed_moments_take_their_parameters_layout(saved, resumed):
         results.append([p.detach().clone() for p in model.parameters()])
     for plain, fused in zip(*results):
         torch.testing.assert_close(fused, plain, rtol=1e-6, atol=1e-7)
+
+
+def test_a_resumed_optimiser_updates_as_the_resuming_run_asks(tmp_path):
+    """torch's load_state_dict takes ``fused`` and ``foreach`` from the
+    checkpoint; a run resumed with foreach-adam turned on or off updates
+    as its own config (and so its record) says."""
+    params = [torch.nn.Parameter(torch.ones(3))]
+    trained = torch.optim.Adam(params, lr=0.1, fused=True)
+    params[0].grad = torch.ones(3)
+    trained.step()
+    resumed = torch.optim.Adam(params, lr=0.1, foreach=True)
+    resumed.load_state_dict(copy.deepcopy(trained.state_dict()))
+    assert resumed.param_groups[0]['fused'] is True  # the checkpoint's
+    assert restore_built_update(resumed) == 2
+    group = resumed.param_groups[0]
+    assert group['foreach'] is True and not group['fused']
+    assert restore_built_update(resumed) == 0
+    resumed.step()  # and it steps
+    # Every training run has the hook, whatever its speed-ups.
+    from raw_formats import BUNDLED_CCP
+
+    from custom_datasets.convert import convert_release
+    from fashionseg.runner.training import configure_training
+    convert_release('ccp', BUNDLED_CCP, tmp_path / 'ccp', 64)
+    for speedups in ([], ['foreach-adam']):
+        cfg = configure_training(CONFIG, str(tmp_path / 'work'), {},
+                                 speedups=speedups, pretrained=False,
+                                 data_root=str(tmp_path / 'ccp'))
+        assert cfg.custom_hooks.count(
+            {'type': 'OptimizerStateLayoutHook'}) == 1
 
 
 def test_accuracy_without_sync_is_mmsegs_to_the_bit_and_data_independent():
