@@ -20,7 +20,7 @@ import h5py
 import scipy.io
 
 from fashionseg.errors import DataError
-from fashionseg.utils.atomic_write import atomic_path
+from fashionseg.utils.atomic_write import atomic_path, write_text_atomic
 
 from .cfpd import CFPD_IMAGES, CFPD_MAT
 from .fashionista import FASHIONISTA_MAT
@@ -68,6 +68,9 @@ MAX_COMPRESSION_RATIO = 200
 # Written into a release folder once every file of the release is in
 # place; a release without it (an interrupted fetch) is fetched again.
 COMPLETE_MARKER = '.fetch-complete'
+# The entries a fetch put into its folder, written before they are moved
+# there: only these are replaced by a later fetch into the same folder.
+FETCHED_ENTRIES = '.fetched-entries'
 
 
 def _source_location(source: ReleaseSource) -> str:
@@ -181,11 +184,63 @@ def _find_release_root(folder: Path, marker: str) -> Path:
     return found[0]
 
 
+def _fetched_entries(out: Path) -> Optional[set]:
+    """The names an earlier fetch put into ``out`` (every entry, for a
+    release fetched before they were listed), or None where no fetch
+    wrote ``out``."""
+    listed = out / FETCHED_ENTRIES
+    if listed.is_file():
+        return set(listed.read_text().split('\n')) - {''}
+    if (out / COMPLETE_MARKER).is_file():
+        return {p.name for p in out.iterdir()}
+    return None
+
+
+def check_release_folder(name: str, out: Path) -> None:
+    """Before anything is fetched: ``out`` is new, empty, or a folder a
+    fetch wrote (an archive's release replaces only what a fetch put
+    there), and a MATLAB release's file in it, where there is one, is
+    that release or a fetch's (never a user's file of the same name,
+    which would be taken for a finished download and removed)."""
+    source = SOURCES[name]
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FetchError(f'--out {out}: a file, not a folder')
+    if not out.is_dir():
+        return
+    if source.kind == 'mat':
+        path = out / source.filename
+        if path.exists():
+            try:
+                check_download(path, source)
+            except FetchError as error:
+                raise FetchError(
+                    f'{error}; it is not a release this tool fetched, so it '
+                    'is left as it is: move it away, or give another '
+                    '--out') from None
+        return
+    entries = {p.name for p in out.iterdir() if not p.name.startswith('.')}
+    fetched = _fetched_entries(out)
+    foreign = sorted(entries - (fetched or set()))
+    if foreign:
+        raise FetchError(
+            f'--out {out} holds {len(foreign)} entries no fetch put there '
+            f'({", ".join(foreign[:3])}{", ..." if len(foreign) > 3 else ""})'
+            '; the release would replace or mix with them: give a new or '
+            'empty folder')
+
+
 def _move_contents(staged: Path, out: Path) -> None:
-    """Move a fully staged release into ``out``, replacing what was there.
+    """Move a fully staged release into ``out``, replacing what an earlier
+    fetch put there (:func:`check_release_folder` refused anything else).
     The completion marker goes first and comes back last, so that a fetch
-    interrupted half-way is never taken for a complete release."""
+    interrupted half-way is never taken for a complete release; the
+    entries are listed before they are moved, so that its rerun may
+    replace them."""
     (out / COMPLETE_MARKER).unlink(missing_ok=True)
+    names = {entry.name for entry in staged.iterdir()}
+    write_text_atomic(out / FETCHED_ENTRIES, '\n'.join(sorted(
+        names | (_fetched_entries(out) or set()))) + '\n')
     for entry in sorted(staged.iterdir()):
         destination = out / entry.name
         if destination.is_dir():
@@ -294,6 +349,8 @@ def fetch_release(name: str, out: Path, from_path: Optional[Path] = None,
     """
     source = SOURCES[name]
     out = Path(out)
+    if from_path is None or Path(from_path).resolve() != out.resolve():
+        check_release_folder(name, out)
     out.mkdir(parents=True, exist_ok=True)
     if from_path is not None:
         from_path = Path(from_path)

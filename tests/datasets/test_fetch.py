@@ -102,7 +102,8 @@ def test_fetch_extracts_archive_to_release_layout(tmp_path, server):
     assert (out / 'label_list.mat').is_file()
     assert len(list((out / 'photos').glob('*.jpg'))) == 30
     # No temporary download left; the release is marked complete.
-    assert [p.name for p in out.glob('.*')] == ['.fetch-complete']
+    assert sorted(p.name for p in out.glob('.*')) == [
+        '.fetch-complete', '.fetched-entries']
     # The fetched release converts.
     from custom_datasets.convert import convert_release
     assert convert_release('ccp', out, tmp_path / 'ccp')['test'] == 6
@@ -152,7 +153,8 @@ def test_from_local_file_and_folder(tmp_path):
             '0030.mat').is_file()
     fetch_release('ccp', tmp_path / 'b', from_path=BUNDLED_CCP)
     assert sorted(p.name for p in (tmp_path / 'b').iterdir()) == sorted(
-        [p.name for p in BUNDLED_CCP.iterdir()] + ['.fetch-complete'])
+        [p.name for p in BUNDLED_CCP.iterdir()]
+        + ['.fetch-complete', '.fetched-entries'])
 
 
 def test_archive_member_outside_target_is_refused(tmp_path):
@@ -298,3 +300,55 @@ def test_an_interrupted_install_is_not_taken_for_a_release(tmp_path,
     assert fetch.release_present('ccp', out)
     assert (out / 'photos' / '0001.jpg').read_bytes() == \
         (BUNDLED_CCP / 'photos' / '0001.jpg').read_bytes()
+
+
+def test_a_users_files_in_out_are_never_replaced_or_removed(tmp_path,
+                                                           server):
+    """A release goes into a new or empty folder, or one a fetch wrote;
+    a user's folder of the same names as the release's, or a user's file
+    named as the MATLAB release, is left as it is, with one error line
+    before anything is fetched."""
+    import custom_datasets.fetch as fetch
+    archive = tmp_path / 'ccp.zip'
+    archive.write_bytes(_ccp_archive_bytes())
+    out = tmp_path / 'mine'
+    (out / 'photos').mkdir(parents=True)
+    (out / 'photos' / 'holiday.jpg').write_bytes(b'my photo')
+    (out / 'README.md').write_text('my notes')
+    result = _fetch_cli('ccp', '--out', str(out), '--from', str(archive))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f'error: --out {out} holds 2 entries no fetch put there (README.md, '
+        'photos); the release would replace or mix with them: give a new '
+        'or empty folder']
+    assert (out / 'photos' / 'holiday.jpg').read_bytes() == b'my photo'
+    assert sorted(p.name for p in out.rglob('*')) == [
+        'README.md', 'holiday.jpg', 'photos']
+    # A folder a fetch wrote is replaced by the next fetch, and a user's
+    # file added to it since stops that fetch.
+    ours = tmp_path / 'raw'
+    fetch_release('ccp', ours, from_path=archive)
+    fetch_release('ccp', ours, from_path=archive)
+    assert fetch.release_present('ccp', ours)
+    (ours / 'notes.txt').write_text('mine')
+    with pytest.raises(fetch.FetchError, match='holds 1 entries no fetch '
+                       r'put there \(notes.txt\)'):
+        fetch_release('ccp', ours, from_path=archive)
+    assert (ours / 'notes.txt').read_text() == 'mine'
+    # A user's file named as Fashionista's release: not a download to
+    # resume or remove, and no request is made.
+    _, base = server
+    requests = len(_RangeHandler.requests)
+    user = tmp_path / 'f'
+    user.mkdir()
+    (user / 'fashionista-v1.0.mat').write_text('my own file')
+    result = _fetch_cli('fashionista', '--out', str(user), '--url',
+                        f'{base}/f.mat')
+    assert result.returncode == 2
+    assert 'is left as it is' in result.stderr
+    assert (user / 'fashionista-v1.0.mat').read_text() == 'my own file'
+    assert len(_RangeHandler.requests) == requests
+    file_out = tmp_path / 'a_file'
+    file_out.write_text('x')
+    with pytest.raises(fetch.FetchError, match='a file, not a folder'):
+        fetch_release('ccp', file_out, from_path=archive)
