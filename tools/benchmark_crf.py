@@ -13,7 +13,11 @@ from pathlib import Path
 from fashionseg.benchmarks.crf import agreement, run_benchmark
 from fashionseg.crf.items import split_items
 from fashionseg.crf.search import sample_params
-from fashionseg.utils.cli import emit_json, run_tool, tool_description
+from fashionseg.utils.cli import (emit_json, positive_int, run_tool,
+                                  tool_description)
+from fashionseg.utils.device import select_device
+from fashionseg.utils.output_folder import (check_result_file,
+                                            is_crf_benchmark_file)
 
 
 def parse_args():
@@ -22,23 +26,24 @@ def parse_args():
     speed = commands.add_parser('speed')
     speed.add_argument('--photo', type=Path,
                        help='a photo to use (resized to 600 x 400)')
-    speed.add_argument('--images', type=int, default=8)
+    speed.add_argument('--images', type=positive_int, default=8)
     speed.add_argument('--backend', nargs='+', default=['pydensecrf',
                                                         'torch'],
                        choices=['pydensecrf', 'torch'])
     speed.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
-    speed.add_argument('--batch-sizes', type=int, nargs='+', default=[1])
+    speed.add_argument('--batch-sizes', type=positive_int, nargs='+',
+                       default=[1])
     match = commands.add_parser('agreement')
     match.add_argument('--scores', type=Path, required=True,
                        help='class scores from tools/test.py --out')
     match.add_argument('--data', type=Path, required=True)
     match.add_argument('--split', default='test')
-    match.add_argument('--images', type=int, default=50)
-    match.add_argument('--param-sets', type=int, default=10,
+    match.add_argument('--images', type=positive_int, default=50)
+    match.add_argument('--param-sets', type=positive_int, default=10,
                        help='drawn from the paper\'s ranges')
     match.add_argument('--seed', type=int, default=0)
     match.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
-    match.add_argument('--batch-size', type=int, default=8)
+    match.add_argument('--batch-size', type=positive_int, default=8)
     for sub in (speed, match):
         sub.add_argument('--out', type=Path, help='JSON file to write')
     return parser.parse_args()
@@ -46,6 +51,14 @@ def parse_args():
 
 def main():
     args = parse_args()
+    select_device(args.device)
+    if args.out is not None:
+        # Before the timing, not after.
+        check_result_file(args.out, 'tools/benchmark_crf.py', '--out',
+                          is_crf_benchmark_file,
+                          inputs=[getattr(args, 'scores', None),
+                                  getattr(args, 'data', None),
+                                  getattr(args, 'photo', None)])
     if args.command == 'speed':
         record = run_benchmark(args.photo, args.images, args.backend,
                                args.device, args.batch_sizes)

@@ -23,6 +23,8 @@ from fashionseg.inference.settings import InferenceSettings
 from fashionseg.utils.cli import (add_device_argument, emit_json, positive_int,
                                   run_tool, tool_description)
 from fashionseg.utils.device import select_device
+from fashionseg.utils.output_folder import (check_result_file,
+                                            is_inference_benchmark_file)
 
 
 def parse_args():
@@ -74,10 +76,12 @@ def main():
         raise UsageError(str(error)) from None
     check_config_path(args.config)
     check_checkpoint(args.checkpoint)
-    if args.out is not None and (args.out.is_dir() or (
-            args.out.parent.exists() and not args.out.parent.is_dir())):
+    if args.out is not None:
         # Before minutes of timing, not after.
-        raise UsageError(f'--out {args.out}: not a file\'s path')
+        check_result_file(args.out, 'tools/benchmark_inference.py', '--out',
+                          is_inference_benchmark_file,
+                          inputs=[args.config, args.checkpoint,
+                                  args.data_root, args.crf_params])
     if any(setting.decode == 'device' for setting in settings):
         # Before the paper's protocol runs: a missing torchvision ends
         # the tool at once.

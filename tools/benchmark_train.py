@@ -14,6 +14,8 @@ from fashionseg.runner.arguments import ConfigOptionsAction
 from fashionseg.runner.speedups import SPEEDUPS, parse_speedups
 from fashionseg.utils.cli import (emit_json, non_negative_int, positive_int,
                                   run_tool, tool_description)
+from fashionseg.utils.output_folder import (check_result_file,
+                                            is_training_benchmark_file)
 
 
 def parse_args():
@@ -41,6 +43,11 @@ def parse_args():
 
 def main():
     args = parse_args()
+    if args.out is not None:
+        # Before the runs, not after.
+        check_result_file(args.out, 'tools/benchmark_train.py', '--out',
+                          is_training_benchmark_file,
+                          inputs=[args.config, args.data_root])
     with tempfile.TemporaryDirectory() as work_dir:
         result = benchmark_training(
             args.config, work_dir, args.iters, args.warmup, args.amp,

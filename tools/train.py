@@ -64,7 +64,8 @@ def main():
         launcher=args.launcher, seed=args.seed,
         auto_resume=args.auto_resume, dvclive_dir=args.dvclive_dir,
         data_root=args.data_root, max_images=args.max_images,
-        speedups=parse_speedups(args.speedups))
+        speedups=parse_speedups(args.speedups),
+        export_best=args.export_best)
     train(cfg, args.config, export_best=args.export_best)
 
 

@@ -19,6 +19,7 @@ sys.path.insert(0, str(REPO))
 from fashionseg.utils.cli import run_tool, tool_description  # noqa: E402
 from fashionseg.utils.wheelhouse import (download, install,  # noqa: E402
                                          read_have)
+
 PLATFORMS = ['manylinux_2_28_x86_64', 'manylinux_2_27_x86_64',
              'manylinux_2_17_x86_64', 'manylinux2014_x86_64',
              'manylinux1_x86_64', 'any']

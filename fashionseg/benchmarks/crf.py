@@ -27,6 +27,7 @@ from fashionseg.crf.items import load_item
 from fashionseg.crf.pydensecrf_backend import dense_crf
 from fashionseg.crf.torch_backend import dense_crf_batch
 from fashionseg.dataset_folder import label_path, read_dataset_meta
+from fashionseg.errors import DataError
 from fashionseg.evaluation.score_files import save_scores
 from fashionseg.utils.device import device_name, processor_name
 
@@ -40,7 +41,10 @@ def benchmark_inputs(photo_path=None, seed: int = 0):
     log probabilities at the photo's size."""
     rng = np.random.default_rng(seed)
     if photo_path is not None:
-        image = cv2.cvtColor(cv2.imread(str(photo_path)), cv2.COLOR_BGR2RGB)
+        image = cv2.imread(str(photo_path))
+        if image is None:
+            raise DataError(f'{photo_path}: not a photo OpenCV can read')
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         image = cv2.resize(image, (WIDTH, HEIGHT),
                            interpolation=cv2.INTER_AREA)
     else:

@@ -78,7 +78,7 @@ def read_item(item: CRFItem, num_classes: int):
     each other."""
     record = load_scores(item.scores)
     scores = record['scores']
-    if scores.ndim != 3 or scores.shape[0] != num_classes:
+    if scores.shape[0] != num_classes:  # (3-D: load_scores)
         raise CRFInputError(
             f'{item.scores}: scores have {scores.shape[0]} classes but the '
             f'dataset has {num_classes} (shape {scores.shape})')
@@ -94,10 +94,6 @@ def read_item(item: CRFItem, num_classes: int):
             f'{item.scores}: scores are for a {size[0]} x {size[1]} image, '
             f'but {item.image.name} is {image.shape[0]} x {image.shape[1]} '
             f'and its label map {label.shape[0]} x {label.shape[1]}')
-    if record['input_height'] < size[0] or record['input_width'] < size[1]:
-        raise CRFInputError(
-            f'{item.scores}: score map {scores.shape[1:]} does not cover the '
-            f'{size[0]} x {size[1]} image')
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), label, record
 
 

@@ -3,6 +3,7 @@ configurations drawn uniformly, with a fixed seed, from theta_alpha in
 1..40, theta_beta in 1..100 and w1 in 1..15 (integers), each scored by pixel
 accuracy on the validation split; the best is used on the test split."""
 import json
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -13,6 +14,7 @@ from fashionseg.crf.backend import CRFBackend
 from fashionseg.crf.energy import PARAM_RANGES, CRFParams
 from fashionseg.crf.items import CRFInputError, split_items
 from fashionseg.crf.refine import refine_split, run_tasks, split_accuracy
+from fashionseg.errors import UsageError
 from fashionseg.evaluation.confusion import confusion_path, save_confusions
 from fashionseg.evaluation.metrics_file import (iou_metric_results,
                                                 metrics_record)
@@ -102,6 +104,11 @@ def apply(scores_dir: Path, data_root: Path, split: str, params: CRFParams,
     beside them."""
     out = Path(out)
     metrics_out = Path(metrics_out or out / 'metrics.json')
+    if metrics_out.suffix.lower() == '.png' and \
+            os.path.abspath(metrics_out.parent) == os.path.abspath(out):
+        raise UsageError(f'--metrics {metrics_out}: a label map\'s name in '
+                         f'--out {out}, where the image labels go; name a '
+                         '.json file')
     check_result_file(metrics_out, 'tools/crf.py apply', '--metrics',
                       is_crf_metrics_file, inputs=[data_root, scores_dir],
                       beside={confusion_path(metrics_out): is_confusion_file},
@@ -111,7 +118,8 @@ def apply(scores_dir: Path, data_root: Path, split: str, params: CRFParams,
     # is refused before any work; what an earlier run left there and this
     # one does not rewrite goes after; one run at a time writes there.
     with claimed_output_folder(out, 'tools/crf.py apply',
-                               inputs=[data_root, scores_dir]) as earlier:
+                               inputs=[data_root, scores_dir],
+                               kinds=('.png', '.json', '.npz')) as earlier:
         backend = backend or CRFBackend(workers=workers)
         stats, labels = refine_split(items, classes, params, workers,
                                      keep_labels=True, backend=backend)

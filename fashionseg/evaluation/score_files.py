@@ -41,17 +41,50 @@ def load_scores(path: Path) -> dict:
     names it."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            return dict(scores=data['scores'], stem=str(data['stem']),
-                        height=int(data['height']),
-                        width=int(data['width']),
-                        input_height=int(data['input_height']),
-                        input_width=int(data['input_width']))
+            record = dict(scores=data['scores'], stem=str(data['stem']),
+                          height=int(data['height']),
+                          width=int(data['width']),
+                          input_height=int(data['input_height']),
+                          input_width=int(data['input_width']))
     except FileNotFoundError:
         raise
     except NPZ_READ_ERRORS as error:
         raise DataError(
             f'{path}: not a whole score file of tools/test.py --out '
             f'({npz_error_reason(error)}); write the scores again') from None
+    problem = _scores_problem(record)
+    if problem:
+        raise DataError(f'{path}: not a score file of tools/test.py --out '
+                        f'({problem}); write the scores again')
+    return record
+
+
+# How much larger than its score map a network input may be: the decode
+# heads score at 1/4 (FPN) or 1/8 (PSPNet, FCN) of it.
+MAX_INPUT_TO_SCORES = 64
+
+
+def _scores_problem(record: dict) -> str:
+    """What makes a read score record other than :func:`save_scores`
+    writes one (empty: nothing)."""
+    scores = record['scores']
+    if scores.ndim != 3 or 0 in scores.shape:
+        return f'scores of shape {scores.shape}, not classes x h x w'
+    if scores.dtype.kind != 'f':
+        return f'{scores.dtype} scores, not floating point'
+    if not 0 < record['height'] <= record['input_height'] or \
+            not 0 < record['width'] <= record['input_width']:
+        return (f'an image of {record["height"]} x {record["width"]} in a '
+                f'network input of {record["input_height"]} x '
+                f'{record["input_width"]}')
+    if record['input_height'] > MAX_INPUT_TO_SCORES * scores.shape[1] or \
+            record['input_width'] > MAX_INPUT_TO_SCORES * scores.shape[2]:
+        return (f'a network input of {record["input_height"]} x '
+                f'{record["input_width"]} for a score map of '
+                f'{scores.shape[1]} x {scores.shape[2]}')
+    if not np.isfinite(scores).all():
+        return 'scores that are not finite (NaN or infinite)'
+    return ''
 
 
 # What reading a damaged ``.npz`` raises: cut short, not an archive, a

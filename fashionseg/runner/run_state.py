@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import os.path as osp
+import re
 import zipfile
 from pathlib import Path
 from typing import Optional
@@ -34,8 +35,11 @@ from mmseg.registry import HOOKS
 
 from fashionseg.checkpoints.loading import check_archive, load_local_checkpoint
 from fashionseg.checkpoints.saving import PARTIAL_SUFFIX
-from fashionseg.errors import DataError
+from fashionseg.errors import DataError, UsageError
 from fashionseg.utils.atomic_write import atomic_write
+from fashionseg.utils.output_folder import (json_with_keys, refuse_foreign,
+                                            refuse_under_a_file,
+                                            refuse_within_inputs)
 
 FINGERPRINT_FILE = 'run_fingerprint.txt'
 LAST_CHECKPOINT = 'last_checkpoint'
@@ -101,7 +105,8 @@ def run_fingerprint(cfg: Config) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def move_aside(work_dir: Path) -> None:
+def move_aside(work_dir: Path, whose: str = 'another run (another config, '
+               'seed or parameters)') -> None:
     """Move the checkpoints (``*.pth``, ``last_checkpoint``) of a run
     that is not this one, and its ``run_record.json``, into a new
     ``WORK_DIR/stale-N/``, and say so; they are the user's to keep or
@@ -119,9 +124,9 @@ def move_aside(work_dir: Path) -> None:
     aside.mkdir()
     for path in stale:
         os.replace(path, aside / path.name)
-    print_log(f'{work_dir} held checkpoints of another run (another config, '
-              f'seed or parameters); moved {len(stale)} file(s) to {aside} '
-              'and starting afresh', logger='current', level=logging.WARNING)
+    print_log(f'{work_dir} held checkpoints of {whose}; moved '
+              f'{len(stale)} file(s) to {aside} and starting afresh',
+              logger='current', level=logging.WARNING)
 
 
 def _step_of(path: Path) -> int:
@@ -201,6 +206,77 @@ def prepare_auto_resume(cfg: Config, is_main_process: bool = True,
         work_dir.mkdir(parents=True, exist_ok=True)
         stored.write_text(fingerprint + '\n')
     return cfg.resume
+
+
+# What DVCLive writes in its folder (and removes there when a run starts
+# afresh: dvclive.Live._init_cleanup), besides hidden files.
+DVCLIVE_ENTRIES = ('metrics.json', 'params.yaml', 'plots', 'report.html',
+                   'report.md', 'dvc.yaml', 'artifacts', 'static')
+# A folder mmengine's runner makes per run, named by its start time.
+_RUN_LOG_FOLDER = re.compile(r'^\d{8}_\d{6}$')
+
+
+def is_run_folder(work_dir: Path) -> bool:
+    """Whether ``work_dir`` holds a training run's files: the harness's
+    fingerprint or run record, mmengine's ``last_checkpoint``, a
+    checkpoint or a timestamped log folder."""
+    work_dir = Path(work_dir)
+    if (work_dir / FINGERPRINT_FILE).is_file() or \
+            (work_dir / LAST_CHECKPOINT).is_file() or \
+            json_with_keys(work_dir / 'run_record.json',
+                           ('config', 'seed', 'resolved_config')):
+        return True
+    return any(p.suffix == '.pth' or (p.is_dir() and _RUN_LOG_FOLDER.match(
+        p.name)) for p in work_dir.iterdir())
+
+
+def check_work_dir(work_dir: str, config: str, inputs,
+                   dvclive_dir: Optional[str] = None) -> None:
+    """Before a training run writes anything: ``work_dir`` is new, empty
+    or a run's (:func:`is_run_folder`), never a folder of other files (a
+    user's, the dataset's: ``inputs``), nor the config's own folder when
+    the run's resolved copy of the config would replace it; and the
+    DVCLive folder is new, empty or holds only what DVCLive writes, which
+    it removes when a run starts afresh."""
+    work = Path(work_dir)
+    refuse_within_inputs(work, inputs, '--work-dir')
+    if osp.abspath(work / Path(config).name) == osp.abspath(config):
+        raise UsageError(
+            f'--work-dir {work_dir} holds the config {config}, which the '
+            'run would replace with its resolved copy of the same name; '
+            'choose another work dir')
+    if work.is_dir():
+        entries = sorted(p for p in work.iterdir()
+                         if not p.name.startswith('.'))
+        if entries and not is_run_folder(work):
+            refuse_foreign(work, entries, 'a training run', '--work-dir')
+    live = Path(dvclive_dir) if dvclive_dir else work / 'dvclive'
+    refuse_under_a_file(live, '--dvclive-dir')
+    refuse_within_inputs(live, inputs, '--dvclive-dir')
+    if live.is_dir():
+        foreign = sorted(p for p in live.iterdir()
+                         if not p.name.startswith('.')
+                         and p.name not in DVCLIVE_ENTRIES)
+        if foreign:
+            refuse_foreign(live, foreign, 'DVCLive', '--dvclive-dir')
+
+
+def start_afresh(cfg: Config, fingerprint: str,
+                 is_main_process: bool = True) -> None:
+    """A run that does not resume: the checkpoints of any earlier run in
+    its work dir (this very run's too, started again) are moved aside
+    (:func:`move_aside`) rather than overwritten one by one, and the
+    run's fingerprint is stored for a later ``--auto-resume``."""
+    if not is_main_process:
+        return
+    work_dir = Path(cfg.work_dir)
+    if work_dir.is_dir():
+        for partial in work_dir.glob(f'.*{PARTIAL_SUFFIX}'):
+            partial.unlink()
+        move_aside(work_dir, 'an earlier run (this one starts afresh: '
+                   'neither --resume nor --auto-resume)')
+    work_dir.mkdir(parents=True, exist_ok=True)
+    (work_dir / FINGERPRINT_FILE).write_text(fingerprint + '\n')
 
 
 def export_model(checkpoint: str, out: str) -> None:

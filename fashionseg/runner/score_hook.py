@@ -68,7 +68,7 @@ class SaveDecodeScoresHook(Hook):
         self._lock = contextlib.ExitStack()
         self._earlier = self._lock.enter_context(claimed_output_folder(
             self.out_dir, 'tools/test.py', inputs=data_roots,
-            main_process=runner.rank == 0))
+            main_process=runner.rank == 0, kinds=('.npz', '.json')))
         self._written = list(self.keep)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._executor = ThreadPoolExecutor(self.writers)

@@ -23,12 +23,15 @@ from fashionseg.runner.run_config import (add_custom_hooks, build_runner,
                                           configure_cpu_ddp,
                                           init_cpu_distributed,
                                           load_run_config)
-from fashionseg.runner.run_state import (best_checkpoint, export_model,
-                                         prepare_auto_resume,
-                                         resumes_finished_run, run_fingerprint)
+from fashionseg.runner.run_state import (best_checkpoint, check_work_dir,
+                                         export_model, prepare_auto_resume,
+                                         resumes_finished_run, run_fingerprint,
+                                         start_afresh)
 from fashionseg.runner.speedups import apply_speedups
 from fashionseg.utils.atomic_write import write_text_atomic
 from fashionseg.utils.environment import collect_environment
+from fashionseg.utils.output_folder import (check_result_file,
+                                            is_exported_weights)
 
 RUN_RECORD = 'run_record.json'
 # Images per optimiser step in the paper (section 4).
@@ -86,19 +89,30 @@ def configure_training(config: str, work_dir: Optional[str] = None,
                        dvclive_dir: Optional[str] = None,
                        data_root: Optional[str] = None,
                        max_images: Optional[int] = None,
-                       speedups: Sequence[str] = ()) -> Config:
+                       speedups: Sequence[str] = (),
+                       export_best: Optional[str] = None) -> Config:
     """The config of a training run, as ``tools/train.py`` builds it.
 
     ``auto_resume`` resumes only an unfinished run of the same config
     (:mod:`fashionseg.runner.run_state`); ``dvclive_dir`` is where the training
     curves go (default ``WORK_DIR/dvclive``); ``max_images`` trains and
     validates on the first images of each split; ``speedups`` are
-    :mod:`fashionseg.runner.speedups`' names.
+    :mod:`fashionseg.runner.speedups`' names; ``export_best``, where
+    :func:`train` will export the best weights, is checked here, before
+    anything runs. A run that does not resume starts afresh
+    (:func:`start_afresh`: an earlier run's checkpoints are moved aside).
     """
     cfg = load_run_config(config, work_dir, cfg_options, launcher,
                           data_root, max_images,
                           ('train_dataloader', 'val_dataloader'))
     check_dataset_folders(cfg, ('train_dataloader', 'val_dataloader'))
+    check_work_dir(cfg.work_dir, config, data_roots(cfg), dvclive_dir)
+    check_training_length(cfg)
+    if export_best:
+        # Before the training, not after it.
+        check_result_file(export_best, 'tools/train.py', '--export-best',
+                          is_exported_weights,
+                          inputs=[config, *filter(None, data_roots(cfg))])
     batch_size = cfg.train_dataloader.get('batch_size')
     if not isinstance(batch_size, int) or batch_size < 1:
         raise UsageError('train_dataloader.batch_size must be a whole number '
@@ -131,11 +145,14 @@ def configure_training(config: str, work_dir: Optional[str] = None,
     # After the DDP settings, whose wrapper channels-last changes.
     apply_speedups(cfg, speedups, cfg_options)
 
+    main_process = int(os.environ.get('RANK', '0')) == 0
     if auto_resume:
         # The whole config's fingerprint is what runs before this revision
         # stored: a work dir of theirs is the same run, not a stale one.
-        prepare_auto_resume(cfg, int(os.environ.get('RANK', '0')) == 0,
-                            fingerprint, also=run_fingerprint(cfg))
+        prepare_auto_resume(cfg, main_process, fingerprint,
+                            also=run_fingerprint(cfg))
+    elif not resume:
+        start_afresh(cfg, fingerprint, main_process)
     # In every run (after the fingerprints, which earlier revisions took
     # without it): a run may resume with foreach-adam or channels-last
     # turned on or off since its checkpoint.
@@ -151,6 +168,24 @@ def configure_training(config: str, work_dir: Optional[str] = None,
                 dir=dvclive_dir or osp.join(cfg.work_dir, 'dvclive'),
                 resume=bool(cfg.resume))
     return cfg
+
+
+def data_roots(cfg: Config) -> List[str]:
+    """The dataset folders a training run reads (its inputs)."""
+    return [cfg.get(loader, {}).get('dataset', {}).get('data_root')
+            for loader in ('train_dataloader', 'val_dataloader')]
+
+
+def check_training_length(cfg: Config) -> None:
+    """A run that trains: at least one epoch (or iteration)."""
+    train_cfg = cfg.get('train_cfg') or {}
+    for key in ('max_epochs', 'max_iters'):
+        value = train_cfg.get(key)
+        if key in train_cfg and (not isinstance(value, int) or
+                                 isinstance(value, bool) or value < 1):
+            raise UsageError(f'train_cfg.{key} must be a whole number of at '
+                             f'least 1, not {value!r}: the run would train '
+                             'nothing')
 
 
 def global_batch_size(cfg: Config, world_size: int) -> int:

@@ -130,18 +130,21 @@ def check_output_folder(folder, tool: str, option: str = '--out',
 
 def claim_output_folder(folder, tool: str, option: str = '--out',
                         inputs: Sequence = (),
-                        main_process: bool = True) -> List[Path]:
+                        main_process: bool = True,
+                        kinds: Sequence[str] = ()) -> List[Path]:
     """Take ``folder`` for ``tool``: refused when it is a file, when it is
     or lies within one of ``inputs`` (e.g. the dataset a tool reads), or
     when it holds anything and is not marked as ``tool``'s. Marks it, and
-    removes temporaries of an interrupted write. Returns the files an
-    earlier run of ``tool`` left there, which :func:`remove_unwritten`
-    clears once this run has written its own. Only the main process of a
-    distributed run changes anything."""
+    removes temporaries of an interrupted write. Returns the files of the
+    ``kinds`` ``tool`` writes (name endings, e.g. ``.npz``) that an
+    earlier run left there, which :func:`remove_unwritten` clears once
+    this run has written its own; other files (a user's notes) stay. Only
+    the main process of a distributed run changes anything."""
     folder = Path(folder)
     entries = check_output_folder(folder, tool, option, inputs)
     earlier = [p for p in entries if p.is_file() and p.name != MARKER
-               and not is_temporary(p)]
+               and not is_temporary(p)
+               and p.name.lower().endswith(tuple(kinds))]
     if main_process:
         for path in entries:
             if is_temporary(path) and path.is_file():
@@ -153,7 +156,9 @@ def claim_output_folder(folder, tool: str, option: str = '--out',
 @contextlib.contextmanager
 def claimed_output_folder(folder, tool: str, option: str = '--out',
                           inputs: Sequence = (),
-                          main_process: bool = True) -> Iterator[List[Path]]:
+                          main_process: bool = True,
+                          kinds: Sequence[str] = ()
+                          ) -> Iterator[List[Path]]:
     """:func:`claim_output_folder` for the run inside the block, which
     alone writes there (:func:`locked_output_folder`, taken by the main
     process of a distributed run): a second run would take this run's
@@ -164,7 +169,7 @@ def claimed_output_folder(folder, tool: str, option: str = '--out',
     with locked_output_folder(folder, tool, option) if main_process \
             else contextlib.nullcontext():
         yield claim_output_folder(folder, tool, option,
-                                  main_process=main_process)
+                                  main_process=main_process, kinds=kinds)
 
 
 def remove_unwritten(earlier: Iterable[Path], written: Iterable,
@@ -213,6 +218,41 @@ def is_confusion_file(path) -> bool:
 def is_search_file(path) -> bool:
     """A CRF search result of ``tools/crf.py search``."""
     return json_with_keys(path, ('best', 'best_accuracy', 'trials'))
+
+
+def is_inference_benchmark_file(path) -> bool:
+    """A record of ``tools/benchmark_inference.py``."""
+    return json_with_keys(path, ('images_per_s', 'device_name',
+                                 'parameters'))
+
+
+def is_training_benchmark_file(path) -> bool:
+    """A record of ``tools/benchmark_train.py``."""
+    return json_with_keys(path, ('images_per_second_full_loop',
+                                 'images_per_second_model_only'))
+
+
+def is_crf_benchmark_file(path) -> bool:
+    """A record of ``tools/benchmark_crf.py`` (speed or agreement)."""
+    return json_with_keys(path, ('image', 'classes', 'params')) or \
+        json_with_keys(path, ('images', 'param_sets', 'min_agreement'))
+
+
+def is_exported_weights(path) -> bool:
+    """Weights ``tools/train.py --export-best`` wrote: a torch archive
+    with a state dict and no optimiser state (never a training
+    checkpoint, whose run may resume from it)."""
+    import zipfile
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist()
+                     if n.endswith('/data.pkl')]
+            if len(names) != 1:
+                return False
+            pickled = archive.read(names[0])
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return b'state_dict' in pickled and b'optimizer' not in pickled
 
 
 def check_result_file(path, tool: str, option: str,

@@ -1,5 +1,6 @@
 """Dense CRF post-processing (paper section 3.3) and its random search."""
 import json
+import re
 import shutil
 
 import cv2
@@ -17,6 +18,7 @@ from fashionseg.crf.items import CRFInputError, load_item, split_items
 from fashionseg.crf.pydensecrf_backend import dense_crf
 from fashionseg.crf.search import (apply, read_best_params, sample_params,
                                    search)
+from fashionseg.errors import DataError
 from fashionseg.evaluation.confusion import confusion_matrix, load_confusions
 from fashionseg.evaluation.metrics import summary
 from fashionseg.evaluation.score_files import save_scores
@@ -245,7 +247,17 @@ def test_result_files_replace_only_their_own_and_never_an_input(
     assert 'new.confusion.npz, which tools/crf.py apply writes beside it' \
         in result.stderr
     assert apply_with(tmp_path / 'crf.json').returncode == 0
+    # A user's note in the tool's own folder is none of its results: a
+    # rerun leaves it; metrics named as one of the label maps are refused.
+    (tmp_path / 'out' / 'notes.txt').write_text('mine')
     assert apply_with(tmp_path / 'crf.json').returncode == 0
+    assert (tmp_path / 'out' / 'notes.txt').read_text() == 'mine'
+    label_map = tmp_path / 'out' / f'{score_file.stem}.png'
+    kept = label_map.read_bytes()
+    result = apply_with(label_map)
+    assert result.returncode == 2
+    assert "a label map's name in --out" in result.stderr
+    assert label_map.read_bytes() == kept
     after = {p: p.read_bytes() for p in before}
     assert after == before
 
@@ -257,6 +269,32 @@ def _copy_scores(src, dst):
     for path in src.glob('*.npz'):
         (dst / path.name).write_bytes(path.read_bytes())
     return dst
+
+
+@pytest.mark.parametrize('change, problem', [
+    (dict(scores=np.full((4, 5, 6), np.nan, np.float16)), 'not finite'),
+    (dict(scores=np.full((4, 5, 6), np.inf, np.float32)), 'not finite'),
+    (dict(scores=np.zeros(3, np.float16)), 'not classes x h x w'),
+    (dict(scores=np.zeros((4, 0, 6), np.float16)), 'not classes x h x w'),
+    (dict(scores=np.zeros((4, 5, 6), np.int64)), 'not floating point'),
+    (dict(input_height=np.int32(60000)), 'a network input of 60000'),
+    (dict(height=np.int32(0)), 'an image of 0 x'),
+])
+def test_a_score_file_of_impossible_values_is_named(small_dataset, tmp_path,
+                                                    change, problem):
+    """Scores that no model writes (NaN, of no size, a network input far
+    larger than its score map) are refused with the file named, not
+    refined into labels or a crash."""
+    scores = _copy_scores(small_dataset / 'noisy_test', tmp_path / 's')
+    bad = sorted(scores.glob('*.npz'))[1]
+    record = dict(np.load(bad))
+    record.update(change)
+    np.savez(bad, **record)
+    with pytest.raises(DataError, match=f'{re.escape(str(bad))}: not a '
+                       f'score file .*{problem}'):
+        apply(scores, small_dataset / 'data', 'test', CRFParams(5, 5, 5),
+              tmp_path / 'out', workers=1)
+    assert not (tmp_path / 'out' / 'metrics.json').exists()
 
 
 def test_class_count_mismatch(small_dataset, tmp_path):

@@ -251,11 +251,14 @@ def test_a_reused_score_folder_keeps_only_this_runs_files(trained,
     assert len(stems) > 1
     assert run('--out', str(scores)).returncode == 0
     assert len(list(scores.glob('*.npz'))) == len(stems) + 1  # confusions
+    # A user's note in the folder is none of the tool's results: it stays.
+    (scores / 'notes.txt').write_text('mine')
     result = run('--out', str(scores), '--max-images', '1')
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in scores.iterdir()) == sorted(
         [f'{stems[0]}.npz', 'metrics.json', 'metrics.confusion.npz',
-         '.written-by'])
+         '.written-by', 'notes.txt'])
+    (scores / 'notes.txt').unlink()
     assert json.loads((scores / 'metrics.json').read_text())[
         'max_images'] == 1
     assert all(p.stat().st_mode & 0o777 == file_mode()

@@ -133,3 +133,33 @@ def test_a_work_dir_under_a_file(setup, tmp_path):
                              tmp_path / 'afile' / 'run'),
                         f'{tmp_path / "afile"} is a file, not a folder')
     assert (tmp_path / 'afile').read_text() == 'mine'
+
+
+def test_benchmark_records_never_replace_a_users_file_or_an_input(
+        setup, tmp_path):
+    """Each benchmark's --out replaces only an earlier record of its own,
+    refused before any timing: never the checkpoint being timed, a
+    dataset file or a user's file."""
+    _, data, checkpoint = setup
+    notes = tmp_path / 'notes.json'
+    notes.write_text('{"mine": 1}')
+    before = {p: p.read_bytes() for p in (checkpoint, notes,
+                                          data / 'dataset.json')}
+    for out, why in ((checkpoint, 'lies within the input'),
+                     (notes, 'exists and is not a result '
+                      'tools/benchmark_inference.py wrote')):
+        _one_error_line(_run('benchmark_inference.py', FPN, checkpoint,
+                             '--data-root', data, '--images', 1, '--out',
+                             out), f'--out {out}', why)
+    _one_error_line(_run('benchmark_train.py', FPN, '--data-root', data,
+                         '--out', data / 'splits' / 'train.txt'),
+                    'lies within the input')
+    _one_error_line(_run('benchmark_crf.py', 'speed', '--out', notes),
+                    'is not a result tools/benchmark_crf.py wrote')
+    result = _run('benchmark_crf.py', 'speed', '--images', 0)
+    assert result.returncode == 2
+    assert '--images: must be at least 1, not 0' in result.stderr
+    _one_error_line(_run('benchmark_crf.py', 'speed', '--photo',
+                         tmp_path / 'none.jpg', '--backend', 'torch'),
+                    f'{tmp_path / "none.jpg"}: not a photo')
+    assert {p: p.read_bytes() for p in before} == before

@@ -1,0 +1,111 @@
+"""What a training run writes lands only where nothing is lost: its work
+dir is new, empty or a run's; a run that does not resume moves an earlier
+run's checkpoints aside; the DVCLive folder and the exported weights never
+replace a user's files; and a run that would train nothing is refused."""
+import json
+
+import pytest
+import torch
+from conftest import REPO
+from raw_formats import BUNDLED_CCP
+
+from custom_datasets.convert import convert_release
+from fashionseg.errors import UsageError
+from fashionseg.runner.run_state import FINGERPRINT_FILE
+from fashionseg.runner.training import configure_training
+
+CONFIG = str(REPO / 'mmseg_configs' / 'demo' / 'fpn_x101_ccp.py')
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp('work_dirs') / 'ccp'
+    convert_release('ccp', BUNDLED_CCP, root, 64)
+    return root
+
+
+def _configure(data, work_dir, config=CONFIG, **kwargs):
+    return configure_training(config, str(work_dir), {}, pretrained=False,
+                              data_root=str(data), **kwargs)
+
+
+def test_a_folder_of_other_files_is_refused_as_a_work_dir(data, tmp_path):
+    mine = tmp_path / 'mine'
+    mine.mkdir()
+    (mine / 'notes.txt').write_text('mine')
+    (mine / 'run_record.json').write_text('{"my": "record"}')
+    with pytest.raises(UsageError, match=f'--work-dir {mine} holds files a '
+                       'training run did not write'):
+        _configure(data, mine)
+    with pytest.raises(UsageError, match='lies within the input'):
+        _configure(data, data / 'work')
+    # The config's own folder, where the resolved copy would replace it.
+    config = tmp_path / 'cfgs' / 'fpn_x101_ccp.py'
+    config.parent.mkdir()
+    config.write_text(f"_base_ = ['{CONFIG}']\n")
+    with pytest.raises(UsageError, match='holds the config .* which the run '
+                       'would replace'):
+        _configure(data, config.parent, str(config))
+    assert config.read_text() == f"_base_ = ['{CONFIG}']\n"
+    assert sorted(p.name for p in mine.iterdir()) == ['notes.txt',
+                                                      'run_record.json']
+
+
+def test_a_dvclive_folder_of_other_files_is_refused(data, tmp_path):
+    live = tmp_path / 'live'
+    (live / 'plots' / 'metrics').mkdir(parents=True)
+    (live / 'metrics.json').write_text('{}')
+    _configure(data, tmp_path / 'a', dvclive_dir=str(live))  # DVCLive's
+    (live / 'report-of-mine.md').write_text('mine')
+    with pytest.raises(UsageError, match=f'--dvclive-dir {live} holds files '
+                       'DVCLive did not write'):
+        _configure(data, tmp_path / 'b', dvclive_dir=str(live))
+
+
+def test_a_fresh_run_moves_an_earlier_runs_checkpoints_aside(data,
+                                                             tmp_path):
+    work = tmp_path / 'work'
+    work.mkdir()
+    (work / 'epoch_1.pth').write_bytes(b'an earlier run')
+    (work / 'last_checkpoint').write_text(str(work / 'epoch_1.pth'))
+    (work / 'notes.txt').write_text('mine')
+    cfg = _configure(data, work)
+    assert not cfg.resume
+    assert (work / 'stale-1' / 'epoch_1.pth').read_bytes() == \
+        b'an earlier run'
+    assert (work / 'notes.txt').read_text() == 'mine'
+    assert (work / FINGERPRINT_FILE).is_file()
+    # --resume leaves them where they are.
+    (work / 'epoch_2.pth').write_bytes(b'this run')
+    _configure(data, work, resume=True)
+    assert (work / 'epoch_2.pth').is_file()
+
+
+def test_exported_weights_replace_only_earlier_exports(data, tmp_path):
+    notes = tmp_path / 'notes.pth'
+    notes.write_text('mine')
+    checkpoint = tmp_path / 'epoch_3.pth'
+    torch.save(dict(state_dict={}, meta={}, optimizer={}), checkpoint)
+    for path, why in ((notes, 'exists and is not a result tools/train.py '
+                       'wrote'),
+                      (checkpoint, 'exists and is not a result'),
+                      (data / 'dataset.json', 'lies within the input'),
+                      (tmp_path, 'is a folder')):
+        with pytest.raises(UsageError, match=f'--export-best {path}.*{why}'):
+            _configure(data, tmp_path / 'w', export_best=str(path))
+    assert notes.read_text() == 'mine'
+    assert json.loads((data / 'dataset.json').read_text())['classes']
+    export = tmp_path / 'model.pth'
+    torch.save(dict(state_dict={}, meta={}), export)
+    _configure(data, tmp_path / 'w', export_best=str(export))
+
+
+@pytest.mark.parametrize('option', [dict(max_epochs=0), dict(max_epochs=-1),
+                                    dict(max_epochs='abc')])
+def test_a_run_that_would_train_nothing_is_refused(data, tmp_path, option):
+    key, value = next(iter(option.items()))
+    with pytest.raises(UsageError, match=f'train_cfg.{key} must be a whole '
+                       f'number of at least 1, not {value!r}'):
+        configure_training(CONFIG, str(tmp_path / 'w'),
+                           {f'train_cfg.{key}': value}, pretrained=False,
+                           data_root=str(data))
