@@ -11,15 +11,19 @@ from fashionseg.utils.output_folder import (MARKER, OutputFolderError,
 def test_an_output_folder_is_the_tools_or_refused(tmp_path):
     folder = tmp_path / 'crf_test'
     assert claim_output_folder(folder, 'tools/crf.py apply') == []
-    for name in ('a.png', 'b.png', 'metrics.json', '.a.tmp-x1.png'):
+    for name in ('a.png', 'b.png', 'metrics.json', '.a.tmp-x1.png',
+                 'notes.txt'):
         (folder / name).write_bytes(b'x')
-    earlier = claim_output_folder(folder, 'tools/crf.py apply')
+    # An earlier run's files of the kinds the tool writes, not a user's
+    # note put there since.
+    earlier = claim_output_folder(folder, 'tools/crf.py apply',
+                                  kinds=('.png', '.json'))
     assert [p.name for p in earlier] == ['a.png', 'b.png', 'metrics.json']
     assert not (folder / '.a.tmp-x1.png').exists()
     assert remove_unwritten(earlier, [folder / 'a.png',
                                       folder / 'metrics.json']) == 1
     assert sorted(p.name for p in folder.iterdir()) == [
-        MARKER, 'a.png', 'metrics.json']
+        MARKER, 'a.png', 'metrics.json', 'notes.txt']
     # Another tool's folder, a folder of the user's files, an input.
     with pytest.raises(OutputFolderError, match="tools/test.py did not "
                        "write .*the folder of tools/crf.py apply"):
