@@ -161,6 +161,42 @@ def check_dataset_folders(cfg: Config, loaders: Iterable[str] = LOADERS
                     f'{release} dataset (tools/convert_data.py writes '
                     f'dataset.json, img_dir/, ann_dir/ and splits/: '
                     f'{convert})')
+            if not any(True for _ in os.scandir(path)):
+                raise UsageError(f'{path} is empty: {root} holds no images '
+                                 f'of that split; convert it again '
+                                 f'({convert})')
+        _check_classes(cfg, name, dataset, root, release)
+
+
+def _check_classes(cfg: Config, loader: str, dataset: dict, root: str,
+                   release: str) -> None:
+    """The converted dataset's classes (its ``dataset.json``) are those of
+    the config's dataset class, and its model scores that many: another
+    dataset's folder, or a ``num_classes`` changed on the command line,
+    would train or score against the wrong labels."""
+    from mmseg.registry import DATASETS
+
+    from fashionseg.dataset_folder import META_FILE, read_dataset_meta
+    dataset_class = DATASETS.get(str(dataset.get('type', '')))
+    expected = list((getattr(dataset_class, 'METAINFO', None) or {}).get(
+        'classes') or [])
+    if expected and osp.isfile(osp.join(root, META_FILE)):
+        meta = read_dataset_meta(root)
+        if [str(c) for c in meta['classes']] != [str(c) for c in expected]:
+            raise UsageError(
+                f'{loader} reads {root}, a converted '
+                f'{meta.get("name", "other")} dataset of '
+                f'{len(meta["classes"])} classes, not the {release} '
+                f'dataset of {len(expected)} the config is for')
+    model = cfg.get('model') or {}
+    for head in ('decode_head', 'auxiliary_head'):
+        heads = model.get(head) or []
+        for part in heads if isinstance(heads, list) else [heads]:
+            count = part.get('num_classes')
+            if expected and count is not None and count != len(expected):
+                raise UsageError(
+                    f'model.{head}.num_classes is {count!r}, but the '
+                    f'{release} dataset has {len(expected)} classes')
 
 
 def check_checkpoint(checkpoint: Optional[str]) -> None:

@@ -279,6 +279,51 @@ def start_afresh(cfg: Config, fingerprint: str,
     (work_dir / FINGERPRINT_FILE).write_text(fingerprint + '\n')
 
 
+# What a checkpoint a run resumes from holds besides the weights (a
+# weights-only export has none of them).
+_RESUME_RECORDS = ('message_hub', 'optimizer', 'meta')
+
+
+def resume_checkpoint(cfg: Config) -> Optional[str]:
+    """The checkpoint a resuming run (``cfg.resume``) will resume from, as
+    mmengine finds it (``load_from``, else the file ``last_checkpoint``
+    names; None where there is none and the run starts afresh), checked
+    before anything is written: a file, whole, and a training checkpoint
+    with the optimiser's state and the run's progress."""
+    path = cfg.get('load_from')
+    pointer = Path(cfg.work_dir) / LAST_CHECKPOINT
+    named_by = 'load_from'
+    if not path:
+        if not pointer.is_file():
+            return None
+        try:
+            path = pointer.read_text().strip()
+        except (OSError, UnicodeDecodeError) as error:
+            raise DataError(f'{pointer}: not the name of a checkpoint '
+                            f'({error}); remove it, or resume from a '
+                            'checkpoint named with load_from') from None
+        named_by = str(pointer)
+    if not osp.isfile(path):
+        raise DataError(f'{named_by} names {path}, which is not a file; '
+                        'resume from another checkpoint (load_from) or '
+                        'start afresh without --resume')
+    check_archive(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            pickled = [archive.read(name) for name in archive.namelist()
+                       if name.endswith('/data.pkl')]
+    except zipfile.BadZipFile:
+        pickled = []
+    missing = [key for key in _RESUME_RECORDS
+               if not any(key.encode() in data for data in pickled)]
+    if missing or len(pickled) != 1:
+        raise DataError(
+            f'{path}: not a training checkpoint to resume from (it has no '
+            f'{", ".join(missing) or "torch archive"}: weights exported '
+            'for testing, or another kind of file)')
+    return path
+
+
 def export_model(checkpoint: str, out: str) -> None:
     """Write the weights (and meta) of ``checkpoint`` to ``out``, without
     the optimizer state, atomically: the stable file the test stage reads."""

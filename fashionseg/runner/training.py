@@ -18,13 +18,14 @@ from fashionseg.checkpoints.pretrained import (disable_pretrained,
                                                ensure_pretrained_weights,
                                                pretrained_sources)
 from fashionseg.config_checks import check_dataset_folders
-from fashionseg.errors import UsageError
+from fashionseg.errors import DataError, UsageError
 from fashionseg.runner.run_config import (add_custom_hooks, build_runner,
                                           configure_cpu_ddp,
                                           init_cpu_distributed,
                                           load_run_config)
 from fashionseg.runner.run_state import (best_checkpoint, check_work_dir,
                                          export_model, prepare_auto_resume,
+                                         resume_checkpoint,
                                          resumes_finished_run, run_fingerprint,
                                          start_afresh)
 from fashionseg.runner.speedups import apply_speedups
@@ -170,6 +171,26 @@ def configure_training(config: str, work_dir: Optional[str] = None,
     return cfg
 
 
+def _name_resume_failures(runner: Runner, checkpoint: str) -> None:
+    """The runner's resume (inside ``runner.train()``, once the optimiser
+    is built) raising one error that names ``checkpoint``: a checkpoint of
+    another model or optimiser fails there, deep in mmengine."""
+    load_or_resume = runner.load_or_resume
+
+    def named() -> None:
+        try:
+            load_or_resume()
+        except torch.OutOfMemoryError:
+            raise
+        except (KeyError, ValueError, RuntimeError, TypeError) as error:
+            raise DataError(
+                f'{checkpoint}: the run cannot resume from it '
+                f'({type(error).__name__}: {str(error).splitlines()[0]}); '
+                'it is a checkpoint of another model, optimiser or '
+                'config') from None
+    runner.load_or_resume = named
+
+
 def data_roots(cfg: Config) -> List[str]:
     """The dataset folders a training run reads (its inputs)."""
     return [cfg.get(loader, {}).get('dataset', {}).get('data_root')
@@ -271,9 +292,12 @@ def train(cfg: Config, config: str,
     weight_files = []
     if cfg.pretrained_weights:
         weight_files = ensure_pretrained_weights(cfg)
+    resumed_from = resume_checkpoint(cfg) if cfg.resume else None
     init_cpu_distributed(cfg)
     runner = build_runner(cfg)
     check_batches(runner, config)
+    if resumed_from:
+        _name_resume_failures(runner, resumed_from)
     if get_rank() == 0:
         record = run_record(runner, cfg, config, weight_files)
         if record['global_batch_size'] != PAPER_BATCH_SIZE:

@@ -109,3 +109,75 @@ def test_a_run_that_would_train_nothing_is_refused(data, tmp_path, option):
         configure_training(CONFIG, str(tmp_path / 'w'),
                            {f'train_cfg.{key}': value}, pretrained=False,
                            data_root=str(data))
+
+
+def test_a_checkpoint_that_cannot_be_resumed_is_named_first(data, tmp_path):
+    """--resume from what mmengine would resume from: named, with why,
+    before the run writes its record or trains (mmengine failed with a
+    KeyError or started afresh)."""
+    from fashionseg.errors import DataError
+    from fashionseg.runner.run_state import resume_checkpoint
+    work = tmp_path / 'work'
+    cfg = _configure(data, work, resume=True)
+    assert resume_checkpoint(cfg) is None  # nothing to resume: afresh
+    pointer = work / 'last_checkpoint'
+    work.mkdir(exist_ok=True)
+    pointer.write_bytes(b'\xff\xfe\x00')
+    with pytest.raises(DataError, match=f'{pointer}: not the name of a '
+                       'checkpoint'):
+        resume_checkpoint(cfg)
+    pointer.write_text(str(work / 'epoch_9.pth'))
+    with pytest.raises(DataError, match=f'{pointer} names .*epoch_9.pth, '
+                       'which is not a file'):
+        resume_checkpoint(cfg)
+    exported = work / 'epoch_9.pth'
+    torch.save(dict(state_dict={'w': torch.ones(2)}, meta={}), exported)
+    with pytest.raises(DataError, match='not a training checkpoint to '
+                       'resume from .*no message_hub, optimizer'):
+        resume_checkpoint(cfg)
+    exported.write_text('not a checkpoint')
+    with pytest.raises(DataError, match='not a training checkpoint'):
+        resume_checkpoint(cfg)
+    torch.save(dict(state_dict={'w': torch.ones(2)}, meta=dict(epoch=9),
+                    message_hub={}, optimizer={}), exported)
+    assert resume_checkpoint(cfg) == str(exported)
+
+
+def test_a_resume_that_fails_in_mmengine_names_the_checkpoint():
+    from types import SimpleNamespace
+
+    from fashionseg.errors import DataError
+    from fashionseg.runner.training import _name_resume_failures
+
+    def load_or_resume():
+        raise ValueError("loaded state dict contains a parameter group that "
+                         "doesn't match the size of optimizer's group\nmore")
+    runner = SimpleNamespace(load_or_resume=load_or_resume)
+    _name_resume_failures(runner, 'work/epoch_3.pth')
+    with pytest.raises(DataError, match=r"work/epoch_3.pth: the run cannot "
+                       r"resume from it \(ValueError: loaded state dict .*"
+                       r"group\); it is a checkpoint of another model"):
+        runner.load_or_resume()
+
+
+def test_another_datasets_folder_or_class_count_is_refused(data, tmp_path):
+    """A CFPD config given the CCP folder, a num_classes that is not the
+    dataset's, or a split with no images: one error before training (they
+    trained against the wrong labels, or failed deep in a batch)."""
+    cfpd = str(REPO / 'mmseg_configs' / 'fpn_x101_cfpd.py')
+    with pytest.raises(UsageError, match=f'reads {data}, a converted ccp '
+                       'dataset of 59 classes, not the cfpd dataset of 23'):
+        _configure(data, tmp_path / 'a', cfpd)
+    with pytest.raises(UsageError, match='model.decode_head.num_classes is '
+                       '5, but the ccp dataset has 59 classes'):
+        configure_training(CONFIG, str(tmp_path / 'b'),
+                           {'model.decode_head.num_classes': 5},
+                           pretrained=False, data_root=str(data))
+    import shutil
+    empty = tmp_path / 'ccp'
+    shutil.copytree(data, empty)
+    for image in (empty / 'img_dir' / 'train').iterdir():
+        image.unlink()
+    with pytest.raises(UsageError, match=f'{empty / "img_dir" / "train"} '
+                       'is empty'):
+        _configure(empty, tmp_path / 'c')
