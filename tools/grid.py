@@ -14,10 +14,9 @@ Defaults come from `grid:` in params.yaml.
 import argparse
 from pathlib import Path
 
-import yaml
-
 from fashionseg.errors import UsageError
-from fashionseg.pipeline.grid import EXECUTORS, Grid, GridSettings, Pipeline
+from fashionseg.pipeline.grid import (EXECUTORS, Grid, GridSettings, Pipeline,
+                                      read_grid_section)
 from fashionseg.utils.cli import run_tool, tool_description
 
 
@@ -46,9 +45,8 @@ def parse_args():
 
 def main():
     args = parse_args()
-    params = yaml.safe_load(args.params.read_text()) or {}
-    grid = dict(params.get('grid') or {})
-    slurm = dict(grid.pop('slurm', None) or {})
+    grid = read_grid_section(args.params)
+    slurm = grid.pop('slurm', None) or {}
     for key in ('partition', 'account', 'time_min'):
         if getattr(args, key) is not None:
             slurm[key] = getattr(args, key)

@@ -38,6 +38,10 @@ from fashionseg.errors import UsageError
 from fashionseg.utils.cli import Terminated
 
 EXECUTORS = ('local', 'slurm')
+# The settings of grid.slurm in params.yaml (slurm_parameters).
+SLURM_SETTINGS = {'partition', 'account', 'time_min', 'gpus_per_job',
+                  'cpus_per_job', 'mem_gb', 'qos', 'constraint',
+                  'cpu_stages'}
 # A week: the local executor's own default stops a job after 2 minutes.
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60
 # How often the scheduler looks at its jobs: a finished stage's
@@ -68,6 +72,19 @@ class GridSettings:
     slurm: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        if not isinstance(self.slurm, dict):
+            raise UsageError(f'grid.slurm must be a mapping of settings, not '
+                             f'{self.slurm!r}')
+        # Checked whatever the executor: a misspelt setting is said at
+        # once, not when the grid first runs on SLURM.
+        unknown = sorted(set(self.slurm) - SLURM_SETTINGS)
+        if unknown:
+            raise UsageError(f'grid.slurm has no setting {unknown[0]!r}; '
+                             f'known: {", ".join(sorted(SLURM_SETTINGS))}')
+        if isinstance(self.alone, str) or not all(
+                isinstance(name, str) for name in self.alone or ()):
+            raise UsageError(f'grid.alone must be a list of stage names, '
+                             f'not {self.alone!r}')
         self.alone = tuple(self.alone or ())
         if self.executor not in EXECUTORS:
             raise UsageError(f'executor must be one of {EXECUTORS}, not '
@@ -79,6 +96,38 @@ class GridSettings:
                                  f' least 0, not {value!r}')
 
 
+def read_grid_section(params: Path) -> dict:
+    """The ``grid:`` section of ``params`` (a params.yaml), empty where it
+    has none; a file that is missing, not YAML or not a mapping is one
+    :class:`UsageError` that names it."""
+    import yaml
+    try:
+        text = Path(params).read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f'--params {params}: cannot be read '
+                         f'({getattr(error, "strerror", None) or error})'
+                         ) from None
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise UsageError(f'--params {params}: not YAML '
+                         f'({str(error).splitlines()[0]})') from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise UsageError(f'--params {params}: not the pipeline\'s parameters '
+                         '(no keys at its top level)')
+    grid = loaded.get('grid') or {}
+    if not isinstance(grid, dict):
+        raise UsageError(f'--params {params}: grid must be a mapping of '
+                         f'settings, not {grid!r}')
+    slurm = grid.get('slurm') or {}
+    if not isinstance(slurm, dict):
+        raise UsageError(f'--params {params}: grid.slurm must be a mapping '
+                         f'of settings, not {slurm!r}')
+    return dict(grid, slurm=dict(slurm))
+
+
 def slurm_parameters(slurm: dict) -> dict:
     """submitit's ``SlurmExecutor`` parameters for one stage's job: one
     task with ``gpus_per_job`` GPUs, ``cpus_per_job`` cores and
@@ -86,12 +135,10 @@ def slurm_parameters(slurm: dict) -> dict:
     with ``account`` and ``qos`` (each but the time left to the cluster's
     default when null). ``cpu_stages`` (names before ``@``) ask for no
     GPU."""
-    known = {'partition', 'account', 'time_min', 'gpus_per_job',
-             'cpus_per_job', 'mem_gb', 'qos', 'constraint', 'cpu_stages'}
-    unknown = sorted(set(slurm) - known)
+    unknown = sorted(set(slurm) - SLURM_SETTINGS)
     if unknown:
         raise UsageError(f'grid.slurm has no setting {unknown[0]!r}; known: '
-                         f'{", ".join(sorted(known))}')
+                         f'{", ".join(sorted(SLURM_SETTINGS))}')
     if not slurm.get('time_min'):
         # submitit's own default is 5 minutes.
         raise UsageError('grid.slurm.time_min (minutes per job) must be set'
@@ -401,8 +448,9 @@ class Grid:
                     except Exception as error:  # the job's own failure
                         outcome.failed[name] = str(job.paths.stderr)
                         self.say(f'{self._clock()} FAILED {name} after '
-                                 f'{minutes:.1f} min: {_last_line(error)}; '
-                                 f'log: {job.paths.stderr}')
+                                 f'{minutes:.1f} min: '
+                                 f'{failure_reason(job.paths.stderr, error)}'
+                                 f'; log: {job.paths.stderr}')
                         continue
                     done.add(name)
                     outcome.ran.append(name)
@@ -434,6 +482,28 @@ def grid_hours(run_hours: Sequence[float], gpus: int) -> float:
     for hours in sorted(run_hours, reverse=True):
         loads[loads.index(min(loads))] += hours
     return max(loads)
+
+
+def failure_reason(log: Path, error: BaseException) -> str:
+    """Why a stage's job failed, from its error log: the stage's tool's
+    own ``error:`` line, else the last line the stage's command wrote
+    before DVC reported the failure (a traceback's last line), else
+    DVC's report, else the job's error."""
+    try:
+        lines = [line.strip() for line in Path(log).read_text(
+            errors='replace').splitlines()[-400:] if line.strip()]
+    except OSError:
+        lines = []
+    for line in reversed(lines):
+        if line.startswith('error: '):
+            return line[len('error: '):]
+    for index, line in enumerate(lines):
+        if line.startswith('ERROR: ') and 'failed to reproduce' in line:
+            before = lines[index - 1] if index else ''
+            if before and not before.startswith(('$ ', 'Running stage')):
+                return before
+            return line[len('ERROR: '):]
+    return _last_line(error)
 
 
 def _last_line(error: BaseException) -> str:

@@ -123,6 +123,9 @@ def test_grid_runs_side_by_side_and_leaves_dvc_s_record(tmp_path):
     log = Path(failed[0].split('log: ')[1])
     assert log.is_relative_to(project / 'logs' / 'train@2')
     assert 'seed 2 told to fail' in log.read_text()
+    # The progress line says why, in the stage's own words.
+    assert any(' FAILED train@2 ' in line and 'seed 2 told to fail' in line
+               for line in first.stdout.splitlines()), first.stdout
     assert 'not run (something upstream failed): report' in first.stdout
     for seed in (0, 1, 3):
         assert (project / 'out' / f'seed{seed}.txt').exists()
@@ -213,3 +216,51 @@ def test_grid_hours_share_the_runs_out_longest_first():
     assert grid_hours([2.0] * 24, 8) == 6
     assert grid_hours([5, 1, 1], 3) == 5  # never below the longest run
     assert grid_hours([3, 3, 2, 2, 2], 2) == 7  # greedy: 3+2+2, 3+2
+
+
+def test_a_params_file_the_grid_cannot_use_is_one_error_line(tmp_path):
+    """Before anything runs: a missing or malformed params file, a grid
+    section of the wrong kind, and a misspelt SLURM setting under the
+    local executor (it was ignored, and the whole grid started)."""
+    params = tmp_path / 'params.yaml'
+    for text, why in ((None, 'cannot be read'),
+                      ('grid: [1, 2]\n', 'grid must be a mapping'),
+                      ('- a list\n', 'no keys at its top level'),
+                      ('grid: {jobs: \n', 'not YAML'),
+                      ('grid: {slurm: 5}\n', 'grid.slurm must be a mapping'),
+                      ('grid: {slurm: {partitionn: gpu}}\n',
+                       "grid.slurm has no setting 'partitionn'"),
+                      ('grid: {alone: bench}\n', 'grid.alone must be a list')):
+        if text is not None:
+            params.write_text(text)
+        result = subprocess.run(
+            [sys.executable, str(REPO / 'tools' / 'grid.py'), 'report',
+             '--params', str(params)], cwd=tmp_path, capture_output=True,
+            text=True, timeout=120)
+        assert result.returncode == 2, (text, result.stderr[-2000:])
+        assert 'Traceback' not in result.stderr
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith('error: ') and why in last, (text, last)
+
+
+def test_a_failed_stage_is_reported_with_its_tools_own_words(tmp_path):
+    from fashionseg.pipeline.grid import failure_reason
+    log = tmp_path / 'job_log.err'
+    job_error = RuntimeError('submitit traceback\n  /x/y_log.out')
+    log.write_text('$ python -m dvc repro --single-item train@0\n'
+                   'Running stage train@0:\n'
+                   'error: config mmseg_configs/nosuch.py does not exist\n'
+                   "ERROR: failed to reproduce 'train@0': failed to run: "
+                   'python tools/train.py, exited with 2\n'
+                   'Traceback (most recent call last):\n  ...\n'
+                   'RuntimeError: stage train@0 failed\n')
+    assert failure_reason(log, job_error) == \
+        'config mmseg_configs/nosuch.py does not exist'
+    log.write_text('Running stage train@0:\nTraceback (most recent call '
+                   'last):\n  File "x.py", line 1\nValueError: Seed must be '
+                   "between 0 and 2**32 - 1\nERROR: failed to reproduce "
+                   "'train@0': failed to run: python x.py, exited with 1\n")
+    assert failure_reason(log, job_error) == \
+        'ValueError: Seed must be between 0 and 2**32 - 1'
+    assert failure_reason(tmp_path / 'none.err', job_error).strip() == \
+        '/x/y_log.out'
