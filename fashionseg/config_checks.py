@@ -202,4 +202,6 @@ def _check_classes(cfg: Config, loader: str, dataset: dict, root: str,
 def check_checkpoint(checkpoint: Optional[str]) -> None:
     if checkpoint and '://' not in str(checkpoint) and \
             not osp.isfile(checkpoint):
-        raise UsageError(f'checkpoint {checkpoint} does not exist')
+        raise UsageError(f'checkpoint {checkpoint} is a folder, not a '
+                         'checkpoint file' if osp.isdir(checkpoint) else
+                         f'checkpoint {checkpoint} does not exist')

@@ -39,6 +39,9 @@ def split_items(scores_dir: Path, data_root: Path, split: str,
     image used must have scores and every score file an image of the
     split: nothing is silently skipped."""
     scores_dir, data_root = Path(scores_dir), Path(data_root)
+    if not scores_dir.is_dir():
+        raise CRFInputError(f'--scores {scores_dir}: no such folder (the '
+                            'class scores tools/test.py --out writes)')
     classes = tuple(read_dataset_meta(data_root)['classes'])
     if len(classes) > MAX_CLASSES:
         raise CRFInputError(

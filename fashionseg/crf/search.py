@@ -23,7 +23,9 @@ from fashionseg.utils.output_folder import (check_result_file,
                                             claimed_output_folder,
                                             is_confusion_file,
                                             is_crf_metrics_file,
-                                            is_search_file, remove_unwritten)
+                                            is_search_file,
+                                            refuse_under_a_file,
+                                            remove_unwritten)
 
 
 def sample_params(trials: int, seed: int) -> List[CRFParams]:
@@ -103,6 +105,7 @@ def apply(scores_dir: Path, data_root: Path, split: str, params: CRFParams,
     default ``out/metrics.json``) and the per-image confusion matrices
     beside them."""
     out = Path(out)
+    refuse_under_a_file(out, '--out')
     metrics_out = Path(metrics_out or out / 'metrics.json')
     if metrics_out.suffix.lower() == '.png' and \
             os.path.abspath(metrics_out.parent) == os.path.abspath(out):

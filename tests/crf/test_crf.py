@@ -467,3 +467,17 @@ def test_the_crf_refuses_more_classes_than_a_label_png_holds(
     assert '300 classes' in result.stderr and 'at most 255' in \
         result.stderr
     assert not (tmp_path / 'crf').exists()
+
+
+def test_an_out_that_is_a_file_or_missing_scores_name_the_option(
+        small_dataset, tmp_path):
+    from fashionseg.utils.output_folder import OutputFolderError
+    afile = tmp_path / 'afile'
+    afile.write_text('mine')
+    with pytest.raises(OutputFolderError, match=f'--out {afile} is a file'):
+        apply(small_dataset / 'noisy_test', small_dataset / 'data', 'test',
+              CRFParams(5, 5, 5), afile, workers=1)
+    with pytest.raises(CRFInputError, match=f'--scores {tmp_path / "none"}: '
+                       'no such folder'):
+        split_items(tmp_path / 'none', small_dataset / 'data', 'test')
+    assert afile.read_text() == 'mine'
