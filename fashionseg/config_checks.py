@@ -27,10 +27,65 @@ def load_config(config: str) -> Config:
     error in it (or in a base it inherits) said in one line."""
     check_config_path(config)
     try:
-        return Config.fromfile(config)
+        cfg = Config.fromfile(config)
     except SyntaxError as error:
-        raise UsageError(f'config {error.filename or config}, line '
-                         f'{error.lineno}: {error.msg}') from None
+        where = error.filename if error.filename and not \
+            error.filename.startswith('<') else config
+        raise UsageError(f'config {where}, line {error.lineno}: '
+                         f'{error.msg}') from None
+    except Exception as error:  # noqa: BLE001 (a config is the user's code)
+        # A missing base, an import that fails, a file that is not UTF-8
+        # or not a config: mmengine's own words, in one line.
+        lines = [line for line in str(error).splitlines() if line.strip()]
+        raise UsageError(f'config {config} cannot be read '
+                         f'({type(error).__name__}: '
+                         f'{lines[0] if lines else ""})') from None
+    check_config_keys(cfg, config)
+    return cfg
+
+
+# The parts of a config whose settings are checked against the classes
+# they build (model, loops, optimiser), and the keys below which the
+# settings are another builder's (mmcv's layer builders take settings,
+# such as norm_cfg's requires_grad, that the layer class itself does not).
+CHECKED_PARTS = ('model', 'train_cfg', 'val_cfg', 'test_cfg', 'optim_wrapper')
+_OTHER_BUILDERS = ('norm_cfg', 'act_cfg', 'conv_cfg', 'init_cfg', 'dcn',
+                   'plugins', 'paramwise_cfg', 'train_cfg', 'test_cfg')
+
+
+def check_config_keys(cfg: Config, config: str) -> None:
+    """Every setting of a typed part of the config (a ``type=`` dict) under
+    :data:`CHECKED_PARTS` is an argument its class takes: a misspelt
+    ``num_clases`` or ``max_epoch`` failed deep in the runner, or not at
+    all."""
+    settings = cfg.to_dict()
+    for part in CHECKED_PARTS:
+        if part in settings:
+            _check_node(settings[part], part, config)
+
+
+def _check_node(node, where: str, config: str) -> None:
+    if isinstance(node, (list, tuple)):
+        for index, item in enumerate(node):
+            _check_node(item, f'{where}.{index}', config)
+        return
+    if not isinstance(node, dict):
+        return
+    if 'type' in node:
+        names, still_open = _arguments(node)
+        if not still_open and names is not None:
+            for key in node:
+                if key not in names and key not in ('type', '_scope_'):
+                    hint = _closest(key, names)
+                    raise UsageError(
+                        f'config {config}: {where} has no setting {key!r} '
+                        f'({node["type"]} takes no such argument)'
+                        + (f'; did you mean {where}.{hint}?' if hint
+                           else ''))
+    for key, value in node.items():
+        if where.count('.') and key in _OTHER_BUILDERS:
+            continue
+        _check_node(value, f'{where}.{key}', config)
 
 
 def _configs_beside(config: str) -> List[str]:

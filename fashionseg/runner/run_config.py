@@ -11,6 +11,7 @@ from mmengine.runner import Runner
 
 from fashionseg.config_checks import (LOADERS, check_cfg_options,
                                       check_config_path, load_config)
+from fashionseg.errors import UsageError
 from fashionseg.utils.output_folder import refuse_under_a_file
 
 
@@ -27,6 +28,11 @@ def load_run_config(config: str, work_dir: Optional[str] = None,
     :class:`fashionseg.errors.UsageError` (:mod:`fashionseg.config_checks`)."""
     check_config_path(config)
     cfg = load_config(config)
+    for needed in ('model', *loaders):
+        if not cfg.get(needed):
+            raise UsageError(f'config {config} has no {needed}: not a '
+                             'config of this harness\'s models and datasets '
+                             '(mmseg_configs/)')
     cfg.launcher = launcher
     if cfg_options:
         check_cfg_options(cfg, cfg_options)
@@ -50,7 +56,16 @@ def build_runner(cfg: Config) -> Runner:
     would otherwise autotune after an earlier one did."""
     torch.backends.cudnn.benchmark = bool(
         cfg.get('env_cfg', {}).get('cudnn_benchmark', False))
-    return Runner.from_cfg(cfg)
+    try:
+        return Runner.from_cfg(cfg)
+    except KeyError as error:
+        # A type no registry holds (a misspelt or unimported class): the
+        # registry's own first sentence, as one line.
+        text = str(error.args[0]) if error.args else ''
+        if 'is not in the' in text and 'registry' in text:
+            raise UsageError(f'config {cfg.filename}: '
+                             f'{text.split(". ")[0]}') from None
+        raise
 
 
 def add_custom_hooks(cfg: Config, *hooks: dict) -> None:

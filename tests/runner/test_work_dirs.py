@@ -181,3 +181,38 @@ def test_another_datasets_folder_or_class_count_is_refused(data, tmp_path):
     with pytest.raises(UsageError, match=f'{empty / "img_dir" / "train"} '
                        'is empty'):
         _configure(empty, tmp_path / 'c')
+
+
+@pytest.mark.parametrize('text, why', [
+    ("model = dict(decode_head=dict(num_clases=59))\n",
+     "model.decode_head has no setting 'num_clases' .*did you mean "
+     "model.decode_head.num_classes"),
+    ("train_cfg = dict(max_epoch=1)\n",
+     "train_cfg has no setting 'max_epoch' .*did you mean "
+     "train_cfg.max_epochs"),
+    ("x = 1/0\n", r'cannot be read \(ZeroDivisionError'),
+    ("_base_ = ['./missing.py']\n", r'cannot be read \(FileNotFoundError'),
+])
+def test_a_config_with_a_mistake_is_named_before_any_run(
+        data, tmp_path, text, why):
+    config = tmp_path / 'mine.py'
+    base = '' if '_base_' in text else f"_base_ = ['{CONFIG}']\n"
+    config.write_text(base + text)
+    with pytest.raises(UsageError, match=f'config {config}.*{why}'):
+        _configure(data, tmp_path / 'w', str(config))
+    assert not (tmp_path / 'w').exists()
+
+
+def test_a_config_of_no_registered_class_or_no_model_is_named(data,
+                                                              tmp_path):
+    from fashionseg.runner.run_config import build_runner
+    config = tmp_path / 'mine.py'
+    config.write_text(f"_base_ = ['{CONFIG}']\n"
+                      "model = dict(decode_head=dict(type='NoSuchHead'))\n")
+    cfg = _configure(data, tmp_path / 'w', str(config))
+    with pytest.raises(UsageError, match=f'config {config}: NoSuchHead is '
+                       'not in the mmseg::model registry$'):
+        build_runner(cfg)
+    config.write_text('x = 1\n')
+    with pytest.raises(UsageError, match=f'config {config} has no model'):
+        _configure(data, tmp_path / 'w2', str(config))
