@@ -13,7 +13,7 @@ from pathlib import Path
 from fashionseg.benchmarks.crf import agreement, run_benchmark
 from fashionseg.crf.items import split_items
 from fashionseg.crf.search import sample_params
-from fashionseg.utils.cli import (emit_json, positive_int, run_tool,
+from fashionseg.utils.cli import (emit_json, positive_int, run_tool, seed_int,
                                   tool_description)
 from fashionseg.utils.device import select_device
 from fashionseg.utils.output_folder import (check_result_file,
@@ -41,7 +41,7 @@ def parse_args():
     match.add_argument('--images', type=positive_int, default=50)
     match.add_argument('--param-sets', type=positive_int, default=10,
                        help='drawn from the paper\'s ranges')
-    match.add_argument('--seed', type=int, default=0)
+    match.add_argument('--seed', type=seed_int, default=0)
     match.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
     match.add_argument('--batch-size', type=positive_int, default=8)
     for sub in (speed, match):

@@ -13,7 +13,7 @@ from fashionseg.crf.backend import CRFBackend
 from fashionseg.crf.search import (apply, check_search_out,  # noqa
                                    read_best_params, search, write_search)
 from fashionseg.utils.cli import (add_max_images_argument, positive_int,
-                                  run_tool, tool_description)
+                                  run_tool, seed_int, tool_description)
 
 
 def parse_args():
@@ -44,7 +44,7 @@ def parse_args():
         add_max_images_argument(sub)
         if name == 'search':
             sub.add_argument('--trials', type=positive_int, default=50)
-            sub.add_argument('--seed', type=int, default=0)
+            sub.add_argument('--seed', type=seed_int, default=0)
         else:
             sub.add_argument('--params', type=Path, required=True,
                              help='JSON with the parameters under "best"')

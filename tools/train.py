@@ -9,7 +9,7 @@ from fashionseg.runner.arguments import add_runner_arguments
 from fashionseg.runner.run_config import set_local_rank_env
 from fashionseg.runner.speedups import SPEEDUPS, parse_speedups
 from fashionseg.runner.training import configure_training, train
-from fashionseg.utils.cli import (add_max_images_argument, run_tool,
+from fashionseg.utils.cli import (add_max_images_argument, run_tool, seed_int,
                                   tool_description)
 from fashionseg.utils.device import parse_bool, select_device
 
@@ -43,7 +43,7 @@ def parse_args():
                         'weights (without optimizer state) to PATH')
     parser.add_argument('--dvclive-dir', help='folder for the DVCLive '
                         'training curves (default WORK_DIR/dvclive)')
-    parser.add_argument('--seed', type=int, help='random seed')
+    parser.add_argument('--seed', type=seed_int, help='random seed')
     parser.add_argument(
         '--speedups', default='none', metavar='NAME[,NAME]',
         help=f'training speed-ups: {", ".join(SPEEDUPS)} (or none, the '

@@ -114,6 +114,16 @@ def non_negative_int(text: str) -> int:
     return _int_from(text, 0)
 
 
+def seed_int(text: str) -> int:
+    """An argparse type: a random seed, 0 to 2**32 - 1 (what NumPy's and
+    mmengine's seeding take)."""
+    value = _int_from(text, 0)
+    if value > 2**32 - 1:
+        raise argparse.ArgumentTypeError(
+            f'must be at most {2**32 - 1}, not {value}')
+    return value
+
+
 def _int_from(text: str, least: int) -> int:
     try:
         value = int(text)
