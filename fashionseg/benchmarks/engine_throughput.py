@@ -31,6 +31,7 @@ peak arithmetic at its precision its rates use (the network's operations
 per image counted once, at the size the model-only rows time).
 """
 import io
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -58,7 +59,17 @@ from fashionseg.inference.settings import AGREEMENT_BAR, InferenceSettings
 from fashionseg.utils.device import (device_name, release_memory,
                                      torch_device_of)
 
-DECODE_THREADS = 8
+
+def decode_threads() -> int:
+    """Threads that decode JPEGs for the end-to-end rows: the cores this
+    process may use, less two for the thread that drives the device and
+    the rest of the process, between 2 and 16 (recorded); OpenCV releases
+    the interpreter lock while it decodes."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 2
+    return max(2, min(16, cores - 2))
 
 
 def _labels(segmenter: Segmenter, images: Sequence, jpegs: Sequence[bytes],
@@ -121,7 +132,8 @@ def benchmark_engine(config: str, checkpoint: str, data_root: Path,
         return None if fraction is None else round(fraction, 4)
 
     rows = []
-    pool = ThreadPoolExecutor(DECODE_THREADS)
+    threads = decode_threads()
+    pool = ThreadPoolExecutor(threads)
     for setting in settings:
         # Each row's peak from what is resident before it (the reference
         # and its labels), not the previous row's model and buffers.
@@ -167,6 +179,7 @@ def benchmark_engine(config: str, checkpoint: str, data_root: Path,
                   reference_outside_most_common_label=float(
                       1 - counts.max() / counts.sum()),
                   batches=batches, warmup_batches=warmup,
+                  decode_threads=threads,
                   # The process's cuDNN policy, the same for every row.
                   cudnn_benchmark=torch.backends.cudnn.benchmark,
                   agreement_bar=AGREEMENT_BAR, settings=rows, best=None)
@@ -195,7 +208,7 @@ def benchmark_engine_with_crf(config: str, checkpoint: str,
     :func:`benchmark_engine` adds for its best setting, alone, for a
     setting whose other rows were measured already (the gpu-check)."""
     jpegs = _split_jpegs(data_root, split)
-    with ThreadPoolExecutor(DECODE_THREADS) as pool:
+    with ThreadPoolExecutor(decode_threads()) as pool:
         return _with_crf(Config.fromfile(config), checkpoint, setting,
                          jpegs, pool, batches, warmup,
                          torch_device_of(device), crf_params)
