@@ -1201,16 +1201,19 @@ def test_an_earlier_output_that_is_this_runs_under_another_case(tmp_path):
         == {'B.png'}
 
 
-def test_compiled_engines_keep_their_variants_past_torchs_default_limit(
-        monkeypatch):
+def test_compiled_engines_keep_their_variants_past_torchs_default_limit():
     """Past torch's recompile limit (8 by default, for the whole process)
     a compiled engine would run each new padded shape eagerly, unsaid;
-    an engine raises it, never lowers it."""
+    an engine raises it, never lowers it. (torch's own patch restores the
+    process's settings: pytest's monkeypatch leaves the setting hidden.)"""
     from fashionseg.inference.segmenter import allow_compiled_variants
     config = torch._dynamo.config
-    monkeypatch.setattr(config, 'recompile_limit', 8)
-    allow_compiled_variants(64)
-    assert config.recompile_limit == 64
-    monkeypatch.setattr(config, 'recompile_limit', 100)
-    allow_compiled_variants(64)
-    assert config.recompile_limit == 100
+    before = config.recompile_limit
+    with config.patch(recompile_limit=8,
+                      accumulated_recompile_limit=256):
+        allow_compiled_variants(64)
+        assert config.recompile_limit == 64
+    with config.patch(recompile_limit=100):
+        allow_compiled_variants(64)
+        assert config.recompile_limit == 100
+    assert config.recompile_limit == before
