@@ -227,7 +227,8 @@ def check_release_folder(name: str, out: Path) -> None:
             f'--out {out} holds {len(foreign)} entries no fetch put there '
             f'({", ".join(foreign[:3])}{", ..." if len(foreign) > 3 else ""})'
             '; the release would replace or mix with them: give a new or '
-            'empty folder')
+            'empty folder (or, for a release an interrupted fetch of an '
+            'earlier version left, remove the folder and fetch again)')
 
 
 def _move_contents(staged: Path, out: Path) -> None:

@@ -8,6 +8,7 @@ import difflib
 import inspect
 import os
 import os.path as osp
+import re
 from typing import Iterable, List, Optional
 
 from mmengine.config import Config
@@ -49,6 +50,8 @@ def load_config(config: str) -> Config:
 # settings are another builder's (mmcv's layer builders take settings,
 # such as norm_cfg's requires_grad, that the layer class itself does not).
 CHECKED_PARTS = ('model', 'train_cfg', 'val_cfg', 'test_cfg', 'optim_wrapper')
+# Settings a builder takes off a part before its class sees them.
+_BUILDERS_OWN = {'optim_wrapper': ('paramwise_cfg', 'constructor')}
 _OTHER_BUILDERS = ('norm_cfg', 'act_cfg', 'conv_cfg', 'init_cfg', 'dcn',
                    'plugins', 'paramwise_cfg', 'train_cfg', 'test_cfg')
 
@@ -74,8 +77,9 @@ def _check_node(node, where: str, config: str) -> None:
     if 'type' in node:
         names, still_open = _arguments(node)
         if not still_open and names is not None:
+            own = ('type', '_scope_') + _BUILDERS_OWN.get(where, ())
             for key in node:
-                if key not in names and key not in ('type', '_scope_'):
+                if key not in names and key not in own:
                     hint = _closest(key, names)
                     raise UsageError(
                         f'config {config}: {where} has no setting {key!r} '
@@ -83,7 +87,8 @@ def _check_node(node, where: str, config: str) -> None:
                         + (f'; did you mean {where}.{hint}?' if hint
                            else ''))
     for key, value in node.items():
-        if where.count('.') and key in _OTHER_BUILDERS:
+        if key in _BUILDERS_OWN.get(where, ()) or (
+                where.count('.') and key in _OTHER_BUILDERS):
             continue
         _check_node(value, f'{where}.{key}', config)
 
@@ -179,7 +184,22 @@ def _arguments(node):
             p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != 'self']
         if not any(p.kind == p.VAR_KEYWORD for p in params):
             return names, False
+        if not _passes_kwargs_up(init):
+            # ``**kwargs`` that go elsewhere (TIMMBackbone's, to timm):
+            # any name may be right.
+            return names, True
     return names, True
+
+
+def _passes_kwargs_up(init) -> bool:
+    """Whether an ``__init__`` hands its ``**kwargs`` to its base class's
+    (``super().__init__(..., **kwargs)``), as read from its source."""
+    try:
+        source = inspect.getsource(init)
+    except (OSError, TypeError):
+        return False
+    return re.search(r'super\([^)]*\)\.__init__\([^)]*\*\*\w+', source,
+                     re.S) is not None
 
 
 def _accepts(node, name: str) -> bool:
@@ -233,8 +253,9 @@ def _check_classes(cfg: Config, loader: str, dataset: dict, root: str,
 
     from fashionseg.dataset_folder import META_FILE, read_dataset_meta
     dataset_class = DATASETS.get(str(dataset.get('type', '')))
-    expected = list((getattr(dataset_class, 'METAINFO', None) or {}).get(
-        'classes') or [])
+    # The config's own metainfo wins, as it does for mmengine's datasets.
+    expected = list((dataset.get('metainfo') or {}).get('classes') or (
+        getattr(dataset_class, 'METAINFO', None) or {}).get('classes') or [])
     if expected and osp.isfile(osp.join(root, META_FILE)):
         meta = read_dataset_meta(root)
         if [str(c) for c in meta['classes']] != [str(c) for c in expected]:

@@ -24,7 +24,7 @@ import pickle
 import zipfile
 import zlib
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -180,6 +180,30 @@ def load_local_checkpoint(filename: str, map_location=None) -> Any:
         raise DamagedCheckpointError(
             f'{filename}: the checkpoint is damaged and cannot be loaded '
             f'({_first_line(error)})') from None
+
+
+def pickled_records(filename) -> Optional[bytes]:
+    """The pickled top level of a checkpoint in torch's zip archive (its
+    ``data.pkl``: the record's keys and small values, not the tensors'
+    data), read without unpickling; None for a file that is no such
+    archive."""
+    try:
+        with zipfile.ZipFile(filename) as archive:
+            names = [n for n in archive.namelist()
+                     if n.endswith('/data.pkl')]
+            return archive.read(names[0]) if len(names) == 1 else None
+    except (OSError, zipfile.BadZipFile, EOFError, zlib.error):
+        return None
+
+
+def is_exported_weights(path) -> bool:
+    """Weights ``tools/train.py --export-best`` wrote: a torch archive
+    with a state dict and no run progress (never a training checkpoint,
+    which holds mmengine's ``message_hub``; its ``meta`` may quote the
+    config, optimiser and all)."""
+    pickled = pickled_records(path)
+    return pickled is not None and b'state_dict' in pickled and \
+        b'message_hub' not in pickled
 
 
 def check_archive(filename: str) -> None:

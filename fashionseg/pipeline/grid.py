@@ -77,10 +77,7 @@ class GridSettings:
                              f'{self.slurm!r}')
         # Checked whatever the executor: a misspelt setting is said at
         # once, not when the grid first runs on SLURM.
-        unknown = sorted(set(self.slurm) - SLURM_SETTINGS)
-        if unknown:
-            raise UsageError(f'grid.slurm has no setting {unknown[0]!r}; '
-                             f'known: {", ".join(sorted(SLURM_SETTINGS))}')
+        check_slurm_settings(self.slurm)
         if isinstance(self.alone, str) or not all(
                 isinstance(name, str) for name in self.alone or ()):
             raise UsageError(f'grid.alone must be a list of stage names, '
@@ -94,6 +91,14 @@ class GridSettings:
                                       or value < 0):
                 raise UsageError(f'grid {name} must be a whole number of at'
                                  f' least 0, not {value!r}')
+
+
+def check_slurm_settings(slurm: dict) -> None:
+    """Every key of ``grid.slurm`` is one of :data:`SLURM_SETTINGS`."""
+    unknown = sorted(set(slurm) - SLURM_SETTINGS)
+    if unknown:
+        raise UsageError(f'grid.slurm has no setting {unknown[0]!r}; known: '
+                         f'{", ".join(sorted(SLURM_SETTINGS))}')
 
 
 def read_grid_section(params: Path) -> dict:
@@ -135,10 +140,7 @@ def slurm_parameters(slurm: dict) -> dict:
     with ``account`` and ``qos`` (each but the time left to the cluster's
     default when null). ``cpu_stages`` (names before ``@``) ask for no
     GPU."""
-    unknown = sorted(set(slurm) - SLURM_SETTINGS)
-    if unknown:
-        raise UsageError(f'grid.slurm has no setting {unknown[0]!r}; known: '
-                         f'{", ".join(sorted(SLURM_SETTINGS))}')
+    check_slurm_settings(slurm)
     if not slurm.get('time_min'):
         # submitit's own default is 5 minutes.
         raise UsageError('grid.slurm.time_min (minutes per job) must be set'

@@ -119,6 +119,21 @@ def configure_cpu_ddp(cfg: Config) -> None:
         broadcast_buffers=False)
 
 
+def launcher_rank(launcher: str) -> int:
+    """This process's rank before mmengine sets up the process group:
+    torchrun sets ``RANK``; under SLURM's ``srun`` and MPI's ``mpirun``
+    mmengine sets it only later, from their own variables, read here."""
+    names = ['RANK']
+    if launcher == 'slurm':
+        names.append('SLURM_PROCID')
+    elif launcher == 'mpi':
+        names += ['OMPI_COMM_WORLD_RANK', 'PMI_RANK']
+    for name in names:
+        if os.environ.get(name, '').isdigit():
+            return int(os.environ[name])
+    return 0
+
+
 def init_cpu_distributed(cfg: Config) -> None:
     """Join the process group of a CPU (gloo) DDP run.
 

@@ -23,7 +23,7 @@ import os.path as osp
 import re
 import zipfile
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -33,7 +33,9 @@ from mmengine.logging import print_log
 from mmengine.runner import EpochBasedTrainLoop, set_random_seed
 from mmseg.registry import HOOKS
 
-from fashionseg.checkpoints.loading import check_archive, load_local_checkpoint
+from fashionseg.checkpoints.loading import (check_archive,
+                                            load_local_checkpoint,
+                                            pickled_records)
 from fashionseg.checkpoints.saving import PARTIAL_SUFFIX
 from fashionseg.errors import DataError, UsageError
 from fashionseg.utils.atomic_write import atomic_write
@@ -106,12 +108,14 @@ def run_fingerprint(cfg: Config) -> str:
 
 
 def move_aside(work_dir: Path, whose: str = 'another run (another config, '
-               'seed or parameters)') -> None:
+               'seed or parameters)', keep: Sequence[Path] = ()) -> None:
     """Move the checkpoints (``*.pth``, ``last_checkpoint``) of a run
     that is not this one, and its ``run_record.json``, into a new
     ``WORK_DIR/stale-N/``, and say so; they are the user's to keep or
-    delete."""
-    stale = sorted(work_dir.glob('*.pth')) + [
+    delete. The checkpoints in ``keep`` stay (one the run loads)."""
+    kept = {osp.abspath(p) for p in keep}
+    stale = sorted(p for p in work_dir.glob('*.pth')
+                   if osp.abspath(p) not in kept) + [
         p for p in [work_dir / LAST_CHECKPOINT] if p.is_file()]
     if not stale:
         return
@@ -240,7 +244,10 @@ def check_work_dir(work_dir: str, config: str, inputs,
     it removes when a run starts afresh."""
     work = Path(work_dir)
     refuse_within_inputs(work, inputs, '--work-dir')
-    if osp.abspath(work / Path(config).name) == osp.abspath(config):
+    # (A run's own resolved copy, given back to resume the run, is
+    # rewritten as it was.)
+    if osp.abspath(work / Path(config).name) == osp.abspath(config) and \
+            not is_run_folder(work):
         raise UsageError(
             f'--work-dir {work_dir} holds the config {config}, which the '
             'run would replace with its resolved copy of the same name; '
@@ -273,8 +280,12 @@ def start_afresh(cfg: Config, fingerprint: str,
     if work_dir.is_dir():
         for partial in work_dir.glob(f'.*{PARTIAL_SUFFIX}'):
             partial.unlink()
+        # The checkpoint the run starts from (load_from) stays where the
+        # runner will read it.
+        load_from = cfg.get('load_from')
         move_aside(work_dir, 'an earlier run (this one starts afresh: '
-                   'neither --resume nor --auto-resume)')
+                   'neither --resume nor --auto-resume)',
+                   keep=[Path(load_from)] if load_from else [])
     work_dir.mkdir(parents=True, exist_ok=True)
     (work_dir / FINGERPRINT_FILE).write_text(fingerprint + '\n')
 
@@ -307,16 +318,10 @@ def resume_checkpoint(cfg: Config) -> Optional[str]:
         raise DataError(f'{named_by} names {path}, which is not a file; '
                         'resume from another checkpoint (load_from) or '
                         'start afresh without --resume')
-    check_archive(path)
-    try:
-        with zipfile.ZipFile(path) as archive:
-            pickled = [archive.read(name) for name in archive.namelist()
-                       if name.endswith('/data.pkl')]
-    except zipfile.BadZipFile:
-        pickled = []
-    missing = [key for key in _RESUME_RECORDS
-               if not any(key.encode() in data for data in pickled)]
-    if missing or len(pickled) != 1:
+    # (Its records' checksums are checked when it is loaded.)
+    pickled = pickled_records(path) or b''
+    missing = [key for key in _RESUME_RECORDS if key.encode() not in pickled]
+    if missing:
         raise DataError(
             f'{path}: not a training checkpoint to resume from (it has no '
             f'{", ".join(missing) or "torch archive"}: weights exported '

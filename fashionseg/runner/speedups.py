@@ -177,11 +177,25 @@ def restore_built_update(optimizer: torch.optim.Optimizer) -> int:
     while its record said otherwise."""
     changed = 0
     for group in optimizer.param_groups:
+        before = changed
         for key in ('fused', 'foreach'):
             if key in optimizer.defaults and \
                     group.get(key) != optimizer.defaults[key]:
                 group[key] = optimizer.defaults[key]
                 changed += 1
+        if changed == before:
+            continue
+        # Where the step counts live follows the update, as torch's
+        # load_state_dict places them: on the parameter's device, in
+        # fp32, for a fused or capturable update; on the host otherwise
+        # (where a foreach update would read each back from the GPU).
+        on_device = bool(group.get('fused') or group.get('capturable'))
+        for param in group['params']:
+            step = optimizer.state.get(param, {}).get('step')
+            if torch.is_tensor(step):
+                optimizer.state[param]['step'] = step.to(
+                    device=param.device if on_device else 'cpu',
+                    dtype=torch.float32)
     return changed
 
 

@@ -4,7 +4,6 @@ data-loading set-up, the run record and the run itself (the config is
 loaded by :mod:`fashionseg.runner.run_config`, shared with testing)."""
 import json
 import logging
-import os
 import os.path as osp
 from typing import List, Optional, Sequence
 
@@ -14,6 +13,7 @@ from mmengine.dist import get_rank
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
+from fashionseg.checkpoints.loading import is_exported_weights
 from fashionseg.checkpoints.pretrained import (disable_pretrained,
                                                ensure_pretrained_weights,
                                                pretrained_sources)
@@ -21,7 +21,7 @@ from fashionseg.config_checks import check_dataset_folders
 from fashionseg.errors import DataError, UsageError
 from fashionseg.runner.run_config import (add_custom_hooks, build_runner,
                                           configure_cpu_ddp,
-                                          init_cpu_distributed,
+                                          init_cpu_distributed, launcher_rank,
                                           load_run_config)
 from fashionseg.runner.run_state import (best_checkpoint, check_work_dir,
                                          export_model, prepare_auto_resume,
@@ -31,8 +31,7 @@ from fashionseg.runner.run_state import (best_checkpoint, check_work_dir,
 from fashionseg.runner.speedups import apply_speedups
 from fashionseg.utils.atomic_write import write_text_atomic
 from fashionseg.utils.environment import collect_environment
-from fashionseg.utils.output_folder import (check_result_file,
-                                            is_exported_weights)
+from fashionseg.utils.output_folder import check_result_file
 
 RUN_RECORD = 'run_record.json'
 # Images per optimiser step in the paper (section 4).
@@ -101,7 +100,8 @@ def configure_training(config: str, work_dir: Optional[str] = None,
     :mod:`fashionseg.runner.speedups`' names; ``export_best``, where
     :func:`train` will export the best weights, is checked here, before
     anything runs. A run that does not resume starts afresh
-    (:func:`start_afresh`: an earlier run's checkpoints are moved aside).
+    (in :func:`train`, :func:`start_afresh`: an earlier run's checkpoints
+    are moved aside).
     """
     cfg = load_run_config(config, work_dir, cfg_options, launcher,
                           data_root, max_images,
@@ -146,14 +146,15 @@ def configure_training(config: str, work_dir: Optional[str] = None,
     # After the DDP settings, whose wrapper channels-last changes.
     apply_speedups(cfg, speedups, cfg_options)
 
-    main_process = int(os.environ.get('RANK', '0')) == 0
     if auto_resume:
         # The whole config's fingerprint is what runs before this revision
         # stored: a work dir of theirs is the same run, not a stale one.
-        prepare_auto_resume(cfg, main_process, fingerprint,
+        prepare_auto_resume(cfg, launcher_rank(launcher) == 0, fingerprint,
                             also=run_fingerprint(cfg))
-    elif not resume:
-        start_afresh(cfg, fingerprint, main_process)
+    # A run that does not resume starts afresh in train(), once its
+    # runner is built (start_afresh).
+    cfg.fresh_run_fingerprint = None if (auto_resume or resume) \
+        else fingerprint
     # In every run (after the fingerprints, which earlier revisions took
     # without it): a run may resume with foreach-adam or channels-last
     # turned on or off since its checkpoint.
@@ -296,6 +297,11 @@ def train(cfg: Config, config: str,
     init_cpu_distributed(cfg)
     runner = build_runner(cfg)
     check_batches(runner, config)
+    if cfg.get('fresh_run_fingerprint'):
+        # After every check that can still refuse the run: an earlier
+        # run's checkpoints are moved aside only for a run that starts.
+        start_afresh(cfg, cfg.fresh_run_fingerprint,
+                     launcher_rank(cfg.launcher) == 0)
     if resumed_from:
         _name_resume_failures(runner, resumed_from)
     if get_rank() == 0:

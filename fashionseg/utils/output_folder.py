@@ -238,23 +238,6 @@ def is_crf_benchmark_file(path) -> bool:
         json_with_keys(path, ('images', 'param_sets', 'min_agreement'))
 
 
-def is_exported_weights(path) -> bool:
-    """Weights ``tools/train.py --export-best`` wrote: a torch archive
-    with a state dict and no optimiser state (never a training
-    checkpoint, whose run may resume from it)."""
-    import zipfile
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = [n for n in archive.namelist()
-                     if n.endswith('/data.pkl')]
-            if len(names) != 1:
-                return False
-            pickled = archive.read(names[0])
-    except (OSError, zipfile.BadZipFile):
-        return False
-    return b'state_dict' in pickled and b'optimizer' not in pickled
-
-
 def check_result_file(path, tool: str, option: str,
                       is_own: Callable[[Path], bool],
                       inputs: Sequence = (),

@@ -320,7 +320,8 @@ def test_a_users_files_in_out_are_never_replaced_or_removed(tmp_path,
     assert result.stderr.strip().splitlines() == [
         f'error: --out {out} holds 2 entries no fetch put there (README.md, '
         'photos); the release would replace or mix with them: give a new '
-        'or empty folder']
+        'or empty folder (or, for a release an interrupted fetch of an '
+        'earlier version left, remove the folder and fetch again)']
     assert (out / 'photos' / 'holiday.jpg').read_bytes() == b'my photo'
     assert sorted(p.name for p in out.rglob('*')) == [
         'README.md', 'holiday.jpg', 'photos']

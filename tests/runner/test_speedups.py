@@ -348,9 +348,15 @@ def test_a_resumed_optimiser_updates_as_the_resuming_run_asks(tmp_path):
     resumed = torch.optim.Adam(params, lr=0.1, foreach=True)
     resumed.load_state_dict(copy.deepcopy(trained.state_dict()))
     assert resumed.param_groups[0]['fused'] is True  # the checkpoint's
+    resumed.state[params[0]]['step'] = torch.tensor(1, dtype=torch.int64)
     assert restore_built_update(resumed) == 2
     group = resumed.param_groups[0]
     assert group['foreach'] is True and not group['fused']
+    # The step count where a foreach update reads it: a host fp32 scalar
+    # (on a GPU, where torch placed it for the checkpoint's fused update,
+    # the update would read it back at every step).
+    step = resumed.state[params[0]]['step']
+    assert step.device.type == 'cpu' and step.dtype == torch.float32
     assert restore_built_update(resumed) == 0
     resumed.step()  # and it steps
     # Every training run has the hook, whatever its speed-ups.

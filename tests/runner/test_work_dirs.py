@@ -11,7 +11,7 @@ from raw_formats import BUNDLED_CCP
 
 from custom_datasets.convert import convert_release
 from fashionseg.errors import UsageError
-from fashionseg.runner.run_state import FINGERPRINT_FILE
+from fashionseg.runner.run_state import FINGERPRINT_FILE, start_afresh
 from fashionseg.runner.training import configure_training
 
 CONFIG = str(REPO / 'mmseg_configs' / 'demo' / 'fpn_x101_ccp.py')
@@ -24,9 +24,10 @@ def data(tmp_path_factory):
     return root
 
 
-def _configure(data, work_dir, config=CONFIG, **kwargs):
-    return configure_training(config, str(work_dir), {}, pretrained=False,
-                              data_root=str(data), **kwargs)
+def _configure(data, work_dir, config=CONFIG, cfg_options=None, **kwargs):
+    return configure_training(config, str(work_dir), cfg_options or {},
+                              pretrained=False, data_root=str(data),
+                              **kwargs)
 
 
 def test_a_folder_of_other_files_is_refused_as_a_work_dir(data, tmp_path):
@@ -47,6 +48,9 @@ def test_a_folder_of_other_files_is_refused_as_a_work_dir(data, tmp_path):
                        'would replace'):
         _configure(data, config.parent, str(config))
     assert config.read_text() == f"_base_ = ['{CONFIG}']\n"
+    # A run's own resolved copy, given back to resume it, is rewritten.
+    (config.parent / FINGERPRINT_FILE).write_text('an earlier run\n')
+    _configure(data, config.parent, str(config), resume=True)
     assert sorted(p.name for p in mine.iterdir()) == ['notes.txt',
                                                       'run_record.json']
 
@@ -69,23 +73,44 @@ def test_a_fresh_run_moves_an_earlier_runs_checkpoints_aside(data,
     (work / 'epoch_1.pth').write_bytes(b'an earlier run')
     (work / 'last_checkpoint').write_text(str(work / 'epoch_1.pth'))
     (work / 'notes.txt').write_text('mine')
-    cfg = _configure(data, work)
-    assert not cfg.resume
+    (work / 'best_aAcc_epoch_1.pth').write_bytes(b'the weights to start from')
+    cfg = _configure(data, work, cfg_options={
+        'load_from': str(work / 'best_aAcc_epoch_1.pth')})
+    assert not cfg.resume and cfg.fresh_run_fingerprint
+    # Nothing moves before the run's checks have passed (train() moves
+    # them once its runner is built), and then the checkpoint it starts
+    # from stays.
+    assert (work / 'epoch_1.pth').is_file()
+    start_afresh(cfg, cfg.fresh_run_fingerprint)
     assert (work / 'stale-1' / 'epoch_1.pth').read_bytes() == \
         b'an earlier run'
+    assert (work / 'best_aAcc_epoch_1.pth').is_file()
     assert (work / 'notes.txt').read_text() == 'mine'
-    assert (work / FINGERPRINT_FILE).is_file()
-    # --resume leaves them where they are.
-    (work / 'epoch_2.pth').write_bytes(b'this run')
-    _configure(data, work, resume=True)
-    assert (work / 'epoch_2.pth').is_file()
+    assert (work / FINGERPRINT_FILE).read_text().strip() == \
+        cfg.fresh_run_fingerprint
+    # --resume starts nothing afresh.
+    assert _configure(data, work, resume=True).fresh_run_fingerprint is None
+
+
+def test_the_rank_is_read_as_each_launcher_sets_it(monkeypatch):
+    from fashionseg.runner.run_config import launcher_rank
+    for name in ('RANK', 'SLURM_PROCID', 'OMPI_COMM_WORLD_RANK', 'PMI_RANK'):
+        monkeypatch.delenv(name, raising=False)
+    assert launcher_rank('slurm') == 0
+    monkeypatch.setenv('SLURM_PROCID', '3')
+    assert launcher_rank('slurm') == 3 and launcher_rank('pytorch') == 0
+    monkeypatch.setenv('OMPI_COMM_WORLD_RANK', '2')
+    assert launcher_rank('mpi') == 2
+    monkeypatch.setenv('RANK', '1')
+    assert launcher_rank('slurm') == 1  # torchrun's, where it is set
 
 
 def test_exported_weights_replace_only_earlier_exports(data, tmp_path):
     notes = tmp_path / 'notes.pth'
     notes.write_text('mine')
     checkpoint = tmp_path / 'epoch_3.pth'
-    torch.save(dict(state_dict={}, meta={}, optimizer={}), checkpoint)
+    torch.save(dict(state_dict={}, meta={}, optimizer={}, message_hub={}),
+               checkpoint)
     for path, why in ((notes, 'exists and is not a result tools/train.py '
                        'wrote'),
                       (checkpoint, 'exists and is not a result'),
@@ -95,8 +120,11 @@ def test_exported_weights_replace_only_earlier_exports(data, tmp_path):
             _configure(data, tmp_path / 'w', export_best=str(path))
     assert notes.read_text() == 'mine'
     assert json.loads((data / 'dataset.json').read_text())['classes']
+    # An earlier export, whose meta quotes the run's config (mmengine's
+    # checkpoints keep it), optimiser settings and all.
     export = tmp_path / 'model.pth'
-    torch.save(dict(state_dict={}, meta={}), export)
+    torch.save(dict(state_dict={}, meta=dict(
+        cfg="optim_wrapper = dict(optimizer=dict(type='Adam'))")), export)
     _configure(data, tmp_path / 'w', export_best=str(export))
 
 
