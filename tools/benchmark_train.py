@@ -6,6 +6,8 @@ stdout (and --out).
         --data-root data/ccp --amp --speedups channels-last,fp32-resize
 """
 import argparse
+import contextlib
+import sys
 import tempfile
 from pathlib import Path
 
@@ -48,7 +50,10 @@ def main():
         check_result_file(args.out, 'tools/benchmark_train.py', '--out',
                           is_training_benchmark_file,
                           inputs=[args.config, args.data_root])
-    with tempfile.TemporaryDirectory() as work_dir:
+    # mmengine logs to stdout: to stderr here, so that stdout holds the
+    # JSON alone (for a pipe into a JSON reader).
+    with tempfile.TemporaryDirectory() as work_dir, \
+            contextlib.redirect_stdout(sys.stderr):
         result = benchmark_training(
             args.config, work_dir, args.iters, args.warmup, args.amp,
             args.cfg_options, args.pretrained,

@@ -206,7 +206,8 @@ def prepare_auto_resume(cfg: Config, is_main_process: bool = True,
         for partial in work_dir.glob(f'.*{PARTIAL_SUFFIX}'):
             partial.unlink()
         if not same_run and work_dir.is_dir():
-            move_aside(work_dir)
+            load_from = cfg.get('load_from')
+            move_aside(work_dir, keep=[Path(load_from)] if load_from else [])
         work_dir.mkdir(parents=True, exist_ok=True)
         stored.write_text(fingerprint + '\n')
     return cfg.resume

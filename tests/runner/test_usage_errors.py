@@ -163,3 +163,15 @@ def test_benchmark_records_never_replace_a_users_file_or_an_input(
                          tmp_path / 'none.jpg', '--backend', 'torch'),
                     f'{tmp_path / "none.jpg"}: not a photo')
     assert {p: p.read_bytes() for p in before} == before
+
+
+def test_the_training_benchmark_prints_its_record_alone_on_stdout(setup):
+    """mmengine's log goes to stderr, so that stdout reads as JSON."""
+    import json
+    _, data, _ = setup
+    result = _run('benchmark_train.py', FPN, '--data-root', data, '--iters',
+                  1, '--warmup', 0, '--cfg-options',
+                  'train_dataloader.batch_size=2')
+    assert result.returncode == 0, result.stderr[-2000:]
+    record = json.loads(result.stdout)
+    assert record['batch_size'] == 2 and record['iterations_timed'] == 1
