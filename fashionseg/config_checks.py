@@ -24,8 +24,10 @@ def check_config_path(config: str) -> None:
 
 
 def load_config(config: str) -> Config:
-    """``Config.fromfile`` of a config that must exist, a Python syntax
-    error in it (or in a base it inherits) said in one line."""
+    """``Config.fromfile`` of a config that must exist: a Python syntax
+    error in it (or in a base it inherits), any other failure to read it,
+    and a setting its classes do not take (:func:`check_config_keys`)
+    said in one line."""
     check_config_path(config)
     try:
         cfg = Config.fromfile(config)

@@ -9,8 +9,7 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from fashionseg.config_checks import (LOADERS, check_cfg_options,
-                                      check_config_path, load_config)
+from fashionseg.config_checks import LOADERS, check_cfg_options, load_config
 from fashionseg.errors import UsageError
 from fashionseg.utils.output_folder import refuse_under_a_file
 
@@ -26,7 +25,6 @@ def load_run_config(config: str, work_dir: Optional[str] = None,
     converted dataset and ``max_images`` limits ``loaders`` to the first
     images of their splits. A missing config or an unknown override raises
     :class:`fashionseg.errors.UsageError` (:mod:`fashionseg.config_checks`)."""
-    check_config_path(config)
     cfg = load_config(config)
     for needed in ('model', *loaders):
         if not cfg.get(needed):

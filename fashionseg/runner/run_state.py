@@ -45,6 +45,8 @@ from fashionseg.utils.output_folder import (json_with_keys, refuse_foreign,
 
 FINGERPRINT_FILE = 'run_fingerprint.txt'
 LAST_CHECKPOINT = 'last_checkpoint'
+# What a run was (fashionseg.runner.training.run_record).
+RUN_RECORD = 'run_record.json'
 
 
 @HOOKS.register_module()
@@ -120,7 +122,7 @@ def move_aside(work_dir: Path, whose: str = 'another run (another config, '
     if not stale:
         return
     # The record of the run they are, which the new run would replace.
-    stale += [p for p in [work_dir / 'run_record.json'] if p.is_file()]
+    stale += [p for p in [work_dir / RUN_RECORD] if p.is_file()]
     number = 1
     while (work_dir / f'stale-{number}').exists():
         number += 1
@@ -228,7 +230,7 @@ def is_run_folder(work_dir: Path) -> bool:
     work_dir = Path(work_dir)
     if (work_dir / FINGERPRINT_FILE).is_file() or \
             (work_dir / LAST_CHECKPOINT).is_file() or \
-            json_with_keys(work_dir / 'run_record.json',
+            json_with_keys(work_dir / RUN_RECORD,
                            ('config', 'seed', 'resolved_config')):
         return True
     return any(p.suffix == '.pth' or (p.is_dir() and _RUN_LOG_FOLDER.match(
@@ -325,8 +327,8 @@ def resume_checkpoint(cfg: Config) -> Optional[str]:
     if missing:
         raise DataError(
             f'{path}: not a training checkpoint to resume from (it has no '
-            f'{", ".join(missing) or "torch archive"}: weights exported '
-            'for testing, or another kind of file)')
+            f'{", ".join(missing)}: weights exported for testing, or '
+            'another kind of file)')
     return path
 
 

@@ -23,8 +23,9 @@ from fashionseg.runner.run_config import (add_custom_hooks, build_runner,
                                           configure_cpu_ddp,
                                           init_cpu_distributed, launcher_rank,
                                           load_run_config)
-from fashionseg.runner.run_state import (best_checkpoint, check_work_dir,
-                                         export_model, prepare_auto_resume,
+from fashionseg.runner.run_state import (RUN_RECORD, best_checkpoint,
+                                         check_work_dir, export_model,
+                                         prepare_auto_resume,
                                          resume_checkpoint,
                                          resumes_finished_run, run_fingerprint,
                                          start_afresh)
@@ -33,7 +34,6 @@ from fashionseg.utils.atomic_write import write_text_atomic
 from fashionseg.utils.environment import collect_environment
 from fashionseg.utils.output_folder import check_result_file
 
-RUN_RECORD = 'run_record.json'
 # Images per optimiser step in the paper (section 4).
 PAPER_BATCH_SIZE = 5
 
@@ -107,13 +107,14 @@ def configure_training(config: str, work_dir: Optional[str] = None,
                           data_root, max_images,
                           ('train_dataloader', 'val_dataloader'))
     check_dataset_folders(cfg, ('train_dataloader', 'val_dataloader'))
-    check_work_dir(cfg.work_dir, config, data_roots(cfg), dvclive_dir)
+    inputs = data_roots(cfg)
+    check_work_dir(cfg.work_dir, config, inputs, dvclive_dir)
     check_training_length(cfg)
     if export_best:
         # Before the training, not after it.
         check_result_file(export_best, 'tools/train.py', '--export-best',
                           is_exported_weights,
-                          inputs=[config, *filter(None, data_roots(cfg))])
+                          inputs=[config, *filter(None, inputs)])
     batch_size = cfg.train_dataloader.get('batch_size')
     if not isinstance(batch_size, int) or batch_size < 1:
         raise UsageError('train_dataloader.batch_size must be a whole number '
@@ -300,8 +301,7 @@ def train(cfg: Config, config: str,
     if cfg.get('fresh_run_fingerprint'):
         # After every check that can still refuse the run: an earlier
         # run's checkpoints are moved aside only for a run that starts.
-        start_afresh(cfg, cfg.fresh_run_fingerprint,
-                     launcher_rank(cfg.launcher) == 0)
+        start_afresh(cfg, cfg.fresh_run_fingerprint, get_rank() == 0)
     if resumed_from:
         _name_resume_failures(runner, resumed_from)
     if get_rank() == 0:
