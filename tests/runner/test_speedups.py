@@ -4,17 +4,20 @@ plain step's loss and updated weights, and the configs and the record
 say which were on."""
 import copy
 import math
+import traceback
 
 import pytest
 import torch
 from conftest import REPO
 from mmengine.config import Config
+from mmengine.hooks import Hook
 from mmengine.optim import OptimWrapper
 from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
 from mmseg.models.losses import accuracy
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import fashionseg.mmseg_modules  # noqa: F401 (registers the speed-ups)
 from fashionseg.errors import UsageError
@@ -519,3 +522,101 @@ def test_short_trainings_with_the_fast_options_end_within_the_seeds_spread(
             mean_fast = sum(run[index] for run in runs) / len(seeds)
             assert abs(mean_fast - sum(values) / len(seeds)) <= spread, \
                 (what, plain, runs)
+
+
+class _HostReads(TorchDispatchMode):
+    """Every operation that hands a tensor's value to the host: a Python
+    number (``.item()``, ``bool``, ``float``; aten's
+    ``_local_scalar_dense``), or an output whose size depends on the data
+    (``nonzero``, ``masked_select``, boolean indexing). On a GPU each of
+    these makes the host wait for the queued work; the CPU runs the same
+    Python, so it shows where they are."""
+
+    SIZE_FROM_DATA = ('nonzero', 'masked_select', 'unique', '_unique2',
+                      'repeat_interleave')
+
+    def __init__(self, on_host):
+        super().__init__()
+        self.on_host = on_host  # gives the tensors kept on the host
+        self.reads = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.__name__.split('.')[0]
+        boolean_index = name == 'index' and any(
+            isinstance(i, torch.Tensor) and i.dtype == torch.bool
+            for i in args[1])
+        if (name == '_local_scalar_dense' and not any(
+                args[0] is t for t in self.on_host())
+                or name in self.SIZE_FROM_DATA or boolean_index):
+            frame = next(
+                f for f in reversed(traceback.extract_stack()[:-1])
+                if '/torch/' not in f.filename)  # who asked torch
+            self.reads.append(f'{name} at {frame.filename}:{frame.lineno}')
+        return func(*args, **(kwargs or {}))
+
+
+class _WatchIterations(Hook):
+    """Watches each training iteration from before the first hook that
+    runs before it (this hook, at the highest priority) to after the last
+    hook after it (its ``end``, at the lowest)."""
+
+    def __init__(self):
+        self.reads = {}
+        self.mode = None
+        self.end = Hook()
+        self.end.after_train_iter = self.stop
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        # torch's Adam keeps its step counts on the host (unless fused or
+        # capturable) and reads them there: no wait for the GPU.
+        optimizer = runner.optim_wrapper.optimizer
+        self.mode = _HostReads(lambda: [
+            state['step'] for state in optimizer.state.values()
+            if 'step' in state])
+        self.mode.__enter__()
+
+    def stop(self, runner, batch_idx, data_batch=None, outputs=None):
+        self.mode.__exit__(None, None, None)
+        self.reads[runner.iter] = self.mode.reads
+
+
+def _host_reads_per_iteration(data, work_dir, speedups, amp=False):
+    """The host reads of each iteration of a one-epoch run of the demo's
+    FPN on ``data`` (4 iterations, the logger printing every second)."""
+    from training_helpers import data_options
+
+    from fashionseg.runner.run_config import build_runner
+    from fashionseg.runner.training import configure_training
+    options = data_options(data, train_images=8, val_images=2,
+                           batch_size=2)
+    options.update({'train_cfg.max_epochs': 1,
+                    'default_hooks.logger.interval': 2})
+    cfg = configure_training(CONFIG, work_dir=str(work_dir),
+                             cfg_options=options, pretrained=False,
+                             seed=0, speedups=speedups, amp=amp)
+    runner = build_runner(cfg)
+    watch = _WatchIterations()
+    runner.register_hook(watch, priority='HIGHEST')
+    runner.register_hook(watch.end, priority='LOWEST')
+    runner.train()
+    return watch.reads
+
+
+def test_no_host_sync_training_iterations_read_nothing_back(tmp_path):
+    """A whole training iteration of the runner (data preprocessing,
+    forward, loss, backward, Adam, every hook, logging iterations
+    included) with the speed-ups params.yaml trains with, in bf16 too,
+    hands no tensor's value to the host; without them, MMSegmentation's
+    accuracy and mmengine's logging do at every iteration."""
+    from raw_formats import BUNDLED_CCP
+
+    from custom_datasets.convert import convert_release
+    data = tmp_path / 'ccp'
+    convert_release('ccp', BUNDLED_CCP, data, 48)
+    plain = _host_reads_per_iteration(data, tmp_path / 'plain', [])
+    assert len(plain) == 4 and all(plain.values()), plain
+    assert any('accuracy' in read for read in plain[0]), plain[0]
+    for amp in (False, True):
+        reads = _host_reads_per_iteration(data, tmp_path / f'fast{amp}',
+                                          list(SAME_STEP), amp=amp)
+        assert len(reads) == 4 and not any(reads.values()), reads
