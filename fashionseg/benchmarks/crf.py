@@ -19,6 +19,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from fashionseg.benchmarks.timing import time_batches
 from fashionseg.crf.energy import (CRFParams, image_log_probs,
@@ -95,16 +96,22 @@ def _init():
 
 
 def images_per_second(image, log_probs, workers: int, images: int) -> float:
+    """pydensecrf's rate on one core, or in a pool of ``workers``
+    processes, with a progress bar on stderr."""
     tasks = [(image, log_probs, PARAMS)] * images
+    desc = 'pydensecrf, ' + ('one core' if workers == 1
+                             else f'{workers} processes')
     if workers == 1:
         start = time.perf_counter()
-        for task in tasks:
+        for task in tqdm(tasks, desc=desc, unit='img', leave=False):
             _reference_labels(task)
         return images / (time.perf_counter() - start)
     with get_context('fork').Pool(workers, initializer=_init) as pool:
         pool.map(_reference_labels, tasks[:workers])  # warm the workers
         start = time.perf_counter()
-        pool.map(_reference_labels, tasks, chunksize=1)
+        for _ in tqdm(pool.imap_unordered(_reference_labels, tasks),
+                      total=len(tasks), desc=desc, unit='img', leave=False):
+            pass
         return images / (time.perf_counter() - start)
 
 
@@ -129,7 +136,8 @@ def torch_images_per_second(image, scores, device: str, batch_size: int,
         return len([labels.to('cpu', non_blocking=True)
                     for labels in one_batch()])
 
-    return time_batches(step, batches, 1, device)
+    return time_batches(step, batches, 1, device,
+                        f'torch CRF on {device}, batch {batch_size}')
 
 
 def run_benchmark(photo_path=None, images: int = 8,
@@ -189,12 +197,17 @@ def agreement(items: Sequence, classes: Sequence[str],
     loaded = [load_item(item, len(classes)) for item in items]
     tasks = [(image, log_probs, p) for p in params
              for image, _, log_probs in loaded]
+    progress = dict(total=len(tasks), desc='pydensecrf', unit='img',
+                    leave=False)
     if workers > 1 and len(tasks) > 1:
         with get_context('fork').Pool(min(workers, len(tasks)),
                                       initializer=_init) as pool:
-            references = pool.map(_reference_labels, tasks, chunksize=1)
+            references = list(tqdm(pool.imap(_reference_labels, tasks),
+                                   **progress))
     else:
-        references = list(map(_reference_labels, tasks))
+        references = list(tqdm(map(_reference_labels, tasks), **progress))
+    torch_progress = tqdm(total=len(tasks), desc='torch CRF', unit='img',
+                          leave=False)
     rows = []
     for index, p in enumerate(params):
         same = total = right_py = right_torch = labelled = changed = 0
@@ -204,6 +217,7 @@ def agreement(items: Sequence, classes: Sequence[str],
             fast = dense_crf_batch([c[0] for c in chunk],
                                    [c[2] for c in chunk], [p] * len(chunk),
                                    device)
+            torch_progress.update(len(chunk))
             for (image, label, log_probs), torch_labels, (reference, _) in \
                     zip(chunk, fast, done[start:start + batch_size]):
                 valid = label != 255
@@ -219,6 +233,7 @@ def agreement(items: Sequence, classes: Sequence[str],
                          changed_by_crf=changed / total,
                          accuracy_pydensecrf=100 * right_py / labelled,
                          accuracy_torch=100 * right_torch / labelled))
+    torch_progress.close()
     return {
         'images': len(items),
         'device': device,
