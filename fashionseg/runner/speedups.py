@@ -6,8 +6,10 @@ optimisation step with each gives the plain step's loss and weights.
 
 - ``channels-last``: the model's weights and its input batches in
   channels-last memory layout (what cuDNN's fastest convolutions use);
-- ``non-blocking``: batches copied to the GPU without blocking the host
-  (the loaders already pin their memory on a GPU);
+- ``non-blocking``: batches copied to the GPU without blocking the host:
+  the loaders pin the label maps too (torch's loader pins the images
+  but passes MMSegmentation's data samples by, and a copy from unpinned
+  memory makes the host wait), and the copies do not wait;
 - ``foreach-adam``: Adam's update for all parameters at once rather than
   one tensor at a time (``fused`` on a GPU, ``foreach`` elsewhere);
 - ``fp32-resize``: under bf16 autocast (``--amp``), the decode heads'
@@ -36,9 +38,11 @@ from unittest import mock
 
 import torch
 from mmengine.config import Config
+from mmengine.dataset import pseudo_collate
 from mmengine.hooks import Hook, LoggerHook, RuntimeInfoHook
 from mmengine.model import MMDistributedDataParallel, is_model_wrapper
-from mmengine.registry import MODEL_WRAPPERS
+from mmengine.registry import FUNCTIONS, MODEL_WRAPPERS
+from mmengine.structures import BaseDataElement
 from mmengine.utils import apply_to
 from mmseg.models import SegDataPreProcessor
 from mmseg.models.decode_heads import decode_head
@@ -113,6 +117,38 @@ class FastSegDataPreProcessor(SegDataPreProcessor):
             data['inputs'] = data['inputs'].contiguous(
                 memory_format=torch.channels_last)
         return data
+
+
+def _pinned(element: BaseDataElement) -> BaseDataElement:
+    """A copy of ``element`` whose tensors (at any depth: a data
+    sample's ``gt_sem_seg`` is a ``PixelData``) are in pinned memory."""
+    pinned = element.new()
+    for key, value in element.items():
+        if isinstance(value, torch.Tensor):
+            pinned.set_data({key: value.pin_memory()})
+        elif isinstance(value, BaseDataElement):
+            pinned.set_data({key: _pinned(value)})
+    return pinned
+
+
+class PinnableDataSamples(list):
+    """A batch's data samples that torch's loader pins with the images
+    (it pins whatever has a ``pin_memory`` method, and passes mmengine's
+    data elements by)."""
+
+    def pin_memory(self) -> 'PinnableDataSamples':
+        return PinnableDataSamples(_pinned(sample) for sample in self)
+
+
+@FUNCTIONS.register_module()
+def pinnable_pseudo_collate(data_batch):
+    """mmengine's ``pseudo_collate`` (the configs' default), with the
+    data samples in a :class:`PinnableDataSamples`."""
+    batch = pseudo_collate(data_batch)
+    if isinstance(batch, dict) and isinstance(batch.get('data_samples'),
+                                              list):
+        batch['data_samples'] = PinnableDataSamples(batch['data_samples'])
+    return batch
 
 
 def _bare(model):
@@ -447,6 +483,12 @@ def apply_speedups(cfg: Config, names: Iterable[str],
         preprocessor.type = 'FastSegDataPreProcessor'
         preprocessor.non_blocking = 'non-blocking' in names
         preprocessor.channels_last = 'channels-last' in names
+    if 'non-blocking' in names:
+        loader = cfg.train_dataloader
+        # A collate function of the user's own is left as it is.
+        if loader.get('collate_fn', dict(type='pseudo_collate')) == dict(
+                type='pseudo_collate'):
+            loader.collate_fn = dict(type='pinnable_pseudo_collate')
     if {'channels-last', 'foreach-adam'} & set(names):
         add_custom_hooks(cfg, dict(type='OptimizerStateLayoutHook'))
     if 'channels-last' in names:

@@ -620,3 +620,48 @@ def test_no_host_sync_training_iterations_read_nothing_back(tmp_path):
         reads = _host_reads_per_iteration(data, tmp_path / f'fast{amp}',
                                           list(SAME_STEP), amp=amp)
         assert len(reads) == 4 and not any(reads.values()), reads
+
+
+def test_non_blocking_loaders_pin_the_label_maps_with_the_images(tmp_path):
+    """Under ``non-blocking``, torch's pin-memory step (which a GPU run
+    turns on) pins every tensor of a training batch, the data samples'
+    label maps as well as the images, so that no copy to the GPU comes
+    from unpinned memory (a copy the host waits for); the values and
+    metainfo stay as they were. A collate function of the user's own is
+    left as it is."""
+    from unittest import mock
+
+    from raw_formats import BUNDLED_CCP
+    from torch.utils.data._utils.pin_memory import pin_memory
+    from training_helpers import data_options
+
+    from custom_datasets.convert import convert_release
+    from fashionseg.runner.run_config import build_runner
+    from fashionseg.runner.training import configure_training
+    data = tmp_path / 'ccp'
+    convert_release('ccp', BUNDLED_CCP, data, 48)
+    cfg = configure_training(CONFIG, work_dir=str(tmp_path / 'work'),
+                             cfg_options=data_options(data),
+                             pretrained=False, speedups=['non-blocking'])
+    batch = next(iter(build_runner(cfg).train_dataloader))
+    pinned = []
+
+    def pin(tensor):  # a CPU build of torch has no pinned memory
+        copy = tensor.clone()
+        pinned.append(copy)
+        return copy
+
+    with mock.patch.object(torch.Tensor, 'pin_memory', pin):
+        on_device = pin_memory(batch)
+    labels = [sample.gt_sem_seg.data for sample in on_device['data_samples']]
+    assert len(labels) == len(on_device['inputs']) == 2
+    for tensor in on_device['inputs'] + labels:
+        assert any(tensor is p for p in pinned)
+    for before, after in zip(batch['data_samples'],
+                             on_device['data_samples']):
+        assert torch.equal(before.gt_sem_seg.data, after.gt_sem_seg.data)
+        assert before.metainfo == after.metainfo
+    cfg = Config.fromfile(CONFIG)
+    cfg.train_dataloader.collate_fn = dict(type='default_collate')
+    apply_speedups(cfg, ['non-blocking'])
+    assert cfg.train_dataloader.collate_fn == dict(type='default_collate')
