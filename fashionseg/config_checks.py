@@ -212,6 +212,25 @@ def _accepts(node, name: str) -> bool:
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
 
+def is_whole_number(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_loader_values(cfg: Config, loaders: Iterable[str] = LOADERS
+                        ) -> None:
+    """Each of ``loaders``' batch size a whole number of at least 1 and
+    its worker count one of at least 0: torch's ``DataLoader`` would
+    refuse others with a traceback, and at 0 the training loop would
+    have no batch."""
+    for loader in loaders:
+        settings = cfg.get(loader) or {}
+        for key, least in (('batch_size', 1), ('num_workers', 0)):
+            value = settings.get(key, least)
+            if not is_whole_number(value) or value < least:
+                raise UsageError(f'{loader}.{key} must be a whole number '
+                                 f'of at least {least}, not {value!r}')
+
+
 def check_dataset_folders(cfg: Config, loaders: Iterable[str] = LOADERS
                           ) -> None:
     """Each loader's converted dataset and split folders exist."""

@@ -23,3 +23,8 @@ class UsageError(HarnessError, ValueError):
 class DataError(HarnessError, ValueError):
     """An input file (release, converted dataset, score file, checkpoint,
     photo) whose content is not what it should be."""
+
+
+class TrainingDiverged(HarnessError):
+    """A training run whose loss is no longer a finite number: its
+    weights are lost from there on, and the run stops."""

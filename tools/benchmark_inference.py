@@ -73,7 +73,7 @@ def main():
             settings = [InferenceSettings.parse(text)
                         for text in args.engine]
     except ValueError as error:
-        raise UsageError(str(error)) from None
+        raise UsageError(f'--engine: {error}') from None
     check_config_path(args.config)
     check_checkpoint(args.checkpoint)
     if args.out is not None:

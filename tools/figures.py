@@ -12,11 +12,11 @@ from pathlib import Path
 from fashionseg.dataset_folder import read_dataset_meta
 from fashionseg.errors import DataError, UsageError
 from fashionseg.evaluation.confusion import load_confusions
-from fashionseg.report.figures import (best_examples, plot_confusion,
-                                       plot_examples)
+from fashionseg.report.figures import (best_examples, is_figure_file,
+                                       plot_confusion, plot_examples)
 from fashionseg.utils.cli import (add_max_images_argument, positive_int,
                                   run_tool, tool_description)
-from fashionseg.utils.output_folder import refuse_under_a_file
+from fashionseg.utils.output_folder import check_result_file
 
 
 def parse_args():
@@ -44,7 +44,12 @@ def main():
         raise UsageError(f'--out {args.out}: a prefix of the two file names '
                          '(OUT_confusion.png, OUT_examples.png), not a '
                          'folder; e.g. --out figures/cfpd')
-    refuse_under_a_file(out, itself=False)
+    confusion_png = Path(f'{args.out}_confusion.png')
+    examples_png = Path(f'{args.out}_examples.png')
+    # Each replaces only a figure of this tool's.
+    check_result_file(confusion_png, 'tools/figures.py', '--out',
+                      is_figure_file, beside={examples_png: is_figure_file},
+                      inputs=[args.data, args.confusion])
     meta = read_dataset_meta(args.data)
     saved = load_confusions(args.confusion)
     if saved['classes'] != [str(c) for c in meta['classes']]:
@@ -57,11 +62,10 @@ def main():
     examples = best_examples(args.run, args.data, args.examples,
                              args.max_images)
     plot_confusion(saved['matrices'].sum(0), saved['classes'],
-                   Path(f'{args.out}_confusion.png'),
+                   confusion_png,
                    f'{meta["name"]}: {args.run.parent.name}, {args.run.name}, '
                    f'test split, with CRF')
-    plot_examples(examples, len(saved['classes']),
-                  Path(f'{args.out}_examples.png'))
+    plot_examples(examples, len(saved['classes']), examples_png)
     print(f'wrote {args.out}_confusion.png and {args.out}_examples.png')
 
 

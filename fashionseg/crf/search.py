@@ -85,7 +85,16 @@ def read_best_params(path: Path) -> CRFParams:
     path = Path(path)
     try:
         best = json.loads(path.read_text())['best']
+        unknown = sorted(set(best) - set(PARAM_RANGES)) \
+            if isinstance(best, dict) else []
+        if unknown:
+            # A misspelt parameter would otherwise be left out unseen.
+            raise CRFInputError(
+                f'{path}: "best" holds {", ".join(map(repr, unknown))}, '
+                f'not a parameter of the CRF ({", ".join(PARAM_RANGES)})')
         return CRFParams(**{k: best[k] for k in PARAM_RANGES})
+    except CRFInputError:
+        raise
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
         raise CRFInputError(
             f'{path}: expected JSON with "best": {{"theta_alpha": .., '

@@ -7,7 +7,8 @@ import torch
 
 from fashionseg.errors import UsageError
 from fashionseg.inference.settings import (COMPILE_MODES, DEVICE_DEFAULTS,
-                                           PRECISIONS, InferenceSettings)
+                                           MAX_BATCH_SIZE, PRECISIONS,
+                                           InferenceSettings)
 
 _SETTING_FLAGS = ('precision', 'channels_last', 'fold_bn', 'compile')
 
@@ -51,6 +52,10 @@ def tool_settings(args: argparse.Namespace, device: str
     setting, checked; otherwise exactly what the flags say (eager fp32 by
     default)."""
     chosen = any(getattr(args, flag) is not None for flag in _SETTING_FLAGS)
+    if args.batch_size is not None and not \
+            1 <= args.batch_size <= MAX_BATCH_SIZE:
+        raise UsageError(f'--batch-size must be between 1 and '
+                         f'{MAX_BATCH_SIZE}, not {args.batch_size}')
     try:
         if torch.device(device).type == 'cuda' and not chosen:
             default = InferenceSettings.device_default(device)

@@ -39,6 +39,7 @@ from mmseg.registry import DATASETS, MODELS
 from fashionseg.checkpoints.loading import load_weights_strictly
 from fashionseg.config_checks import (check_checkpoint, check_config_path,
                                       load_config)
+from fashionseg.errors import UsageError
 from fashionseg.inference.batch_norm_folding import fold_batch_norms
 from fashionseg.inference.jpeg_decoding import (check_device_decoding,
                                                 decode_jpegs)
@@ -116,7 +117,7 @@ class Segmenter:
             self.device = torch.device('cuda', torch.cuda.current_device())
         if self.model.test_cfg and self.model.test_cfg.get(
                 'mode', 'whole') != 'whole':
-            raise ValueError('the inference engine runs whole-image '
+            raise UsageError('the inference engine runs whole-image '
                              'inference (model.test_cfg.mode="whole"), not '
                              f'{self.model.test_cfg.get("mode")!r}')
         preprocessor = model.data_preprocessor

@@ -99,25 +99,40 @@ class InferenceSettings:
         """A setting written as ``PRECISION[,channels-last][,fold-bn]
         [,compile=MODE][,batch=N][,decode=device]``, e.g. ``bf16,
         channels-last,compile=max-autotune,batch=32``."""
-        parts = [part.strip() for part in text.split(',') if part.strip()]
-        if not parts:
+        parts = [part.strip() for part in text.split(',')]
+        if not any(parts):
             raise ValueError('an empty inference setting')
+        if not all(parts):
+            raise ValueError(f'an empty item in the inference setting '
+                             f'{text!r}')
+        if parts[0] not in PRECISIONS:
+            raise ValueError(
+                f'the inference setting {text!r} begins with {parts[0]!r}, '
+                f'not a precision ({", ".join(PRECISIONS)})')
         values = dict(precision=parts[0])
+        names = dict(channels_last='channels-last', fold_bn='fold-bn',
+                     compile='compile', batch_size='batch', decode='decode')
         for part in parts[1:]:
             key, _, value = part.partition('=')
             if part == 'channels-last':
-                values['channels_last'] = True
+                field, parsed = 'channels_last', True
             elif part == 'fold-bn':
-                values['fold_bn'] = True
-            elif key == 'compile' and value:
-                values['compile'] = value
-            elif key == 'batch' and value.isdigit():
-                values['batch_size'] = int(value)
-            elif key == 'decode' and value:
-                values['decode'] = value
+                field, parsed = 'fold_bn', True
+            elif key == 'compile' and value in COMPILE_MODES:
+                field, parsed = 'compile', value
+            elif key == 'batch' and value.isdigit() and \
+                    1 <= int(value) <= MAX_BATCH_SIZE:
+                field, parsed = 'batch_size', int(value)
+            elif key == 'decode' and value in DECODERS:
+                field, parsed = 'decode', value
             else:
                 raise ValueError(
                     f'{part!r} in the inference setting {text!r}: expected '
-                    'channels-last, fold-bn, compile=MODE, batch=N or '
-                    'decode=host|device')
+                    'channels-last, fold-bn, compile='
+                    f'{"|".join(COMPILE_MODES)}, batch=N (1 to '
+                    f'{MAX_BATCH_SIZE}) or decode={"|".join(DECODERS)}')
+            if field in values:
+                raise ValueError(f'{names[field]} twice in the inference '
+                                 f'setting {text!r}')
+            values[field] = parsed
         return cls(**values)

@@ -19,13 +19,30 @@ from fashionseg.report.body_order import body_order  # noqa: E402
 from fashionseg.utils.atomic_write import atomic_path  # noqa: E402
 
 
+# Written into each figure's PNG metadata, so that a rerun knows the
+# figures it may replace (is_figure_file).
+FIGURE_SOURCE = 'fashionseg tools/figures.py'
+
+
 def _save(fig, out: Path) -> None:
     """Save through a temporary file and a rename."""
     try:
         with atomic_path(out) as tmp:
-            fig.savefig(tmp, dpi=120, bbox_inches='tight')
+            fig.savefig(tmp, format='png', dpi=120, bbox_inches='tight',
+                        metadata={'Source': FIGURE_SOURCE})
     finally:
         plt.close(fig)
+
+
+def is_figure_file(path: Path) -> bool:
+    """A PNG this module wrote (its metadata's ``Source``)."""
+    from PIL import Image
+    try:
+        with Image.open(path) as image:
+            return image.format == 'PNG' and \
+                image.info.get('Source') == FIGURE_SOURCE
+    except Exception:  # noqa: BLE001 (any file that is not such a PNG)
+        return False
 
 
 def plot_confusion(confusion: np.ndarray, classes: Sequence[str], out: Path,

@@ -9,8 +9,9 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from fashionseg.config_checks import LOADERS, check_cfg_options, load_config
-from fashionseg.errors import UsageError
+from fashionseg.config_checks import (LOADERS, check_cfg_options,
+                                      check_loader_values, load_config)
+from fashionseg.errors import HarnessError, UsageError
 from fashionseg.utils.output_folder import refuse_under_a_file
 
 
@@ -41,6 +42,7 @@ def load_run_config(config: str, work_dir: Optional[str] = None,
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(config))[0])
     refuse_under_a_file(cfg.work_dir, '--work-dir')
+    check_loader_values(cfg, loaders)
     set_data_root(cfg, data_root)
     limit_images(cfg, max_images, loaders)
     return cfg
@@ -56,14 +58,30 @@ def build_runner(cfg: Config) -> Runner:
         cfg.get('env_cfg', {}).get('cudnn_benchmark', False))
     try:
         return Runner.from_cfg(cfg)
-    except KeyError as error:
-        # A type no registry holds (a misspelt or unimported class): the
-        # registry's own first sentence, as one line.
-        text = str(error.args[0]) if error.args else ''
-        if 'is not in the' in text and 'registry' in text:
+    except HarnessError:
+        raise
+    except (KeyError, TypeError, ValueError, AssertionError) as error:
+        text = (str(error.args[0]) if error.args else '') or 'no message'
+        if isinstance(error, KeyError) and 'is not in the' in text and \
+                'registry' in text:
+            # A type no registry holds (a misspelt or unimported class):
+            # the registry's own first sentence, as one line.
             raise UsageError(f'config {cfg.filename}: '
                              f'{text.split(". ")[0]}') from None
-        raise
+        # A value that the model's or the hooks' classes refuse (a
+        # backbone depth of 7).
+        raise UsageError(f'config {cfg.filename}: its runner cannot be '
+                         f'built ({one_line(error)})') from None
+
+
+def one_line(error: Exception) -> str:
+    """An exception's type and the first line of its message (of a
+    registry's, its first sentence)."""
+    text = (str(error.args[0]) if error.args else '') or 'no message'
+    text = text.splitlines()[0]
+    if 'is not in the' in text and 'registry' in text:
+        text = text.split('. ')[0]
+    return f'{type(error).__name__}: {text}'
 
 
 def add_custom_hooks(cfg: Config, *hooks: dict) -> None:

@@ -18,6 +18,7 @@ so that it ends as the uninterrupted run would have.
 import hashlib
 import json
 import logging
+import math
 import os
 import os.path as osp
 import re
@@ -28,7 +29,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 from mmengine.config import Config
-from mmengine.hooks import Hook
+from mmengine.hooks import Hook, LoggerHook
 from mmengine.logging import print_log
 from mmengine.runner import EpochBasedTrainLoop, set_random_seed
 from mmseg.registry import HOOKS
@@ -37,7 +38,7 @@ from fashionseg.checkpoints.loading import (check_archive,
                                             load_local_checkpoint,
                                             pickled_records)
 from fashionseg.checkpoints.saving import PARTIAL_SUFFIX
-from fashionseg.errors import DataError, UsageError
+from fashionseg.errors import DataError, TrainingDiverged, UsageError
 from fashionseg.utils.atomic_write import atomic_write
 from fashionseg.utils.output_folder import (json_with_keys, refuse_foreign,
                                             refuse_under_a_file,
@@ -98,6 +99,43 @@ class ValidateResumedEpochHook(Hook):
             runner.logger.info(f'validating the resumed epoch {epoch}, '
                                'whose checkpoint precedes its validation')
             runner.val_loop.run()
+
+
+@HOOKS.register_module()
+class FiniteLossHook(Hook):
+    """Stops a run whose training loss is no longer finite (NaN or
+    infinite: a learning rate too high, a broken label map), with one
+    line that says where, rather than training on and saving weights of
+    NaN as the best. It reads the loss only where the logger prints it
+    (and at the end of each epoch), where it is on the host already, so
+    that it adds no wait for the GPU. Under fp16's loss scaling a
+    non-finite step is skipped by the scaler, not stopped."""
+    priority = 'LOW'
+
+    def before_train(self, runner) -> None:
+        self._logger = next((h for h in runner.hooks
+                             if isinstance(h, LoggerHook)), None)
+        self._scaled = getattr(runner.optim_wrapper, 'loss_scaler',
+                               None) is not None
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+                         outputs=None) -> None:
+        logger = self._logger
+        if self._scaled or 'train/loss' not in runner.message_hub.log_scalars \
+                or not (logger is None or logger.every_n_inner_iters(
+                    batch_idx, logger.interval) or self.end_of_epoch(
+                        runner.train_dataloader, batch_idx)):
+            return
+        loss = runner.message_hub.get_scalar('train/loss').current()
+        if not math.isfinite(loss):
+            # (Of the first parameter group: {'lr': [1e-4, ...]}.)
+            lr = next(iter(runner.optim_wrapper.get_lr().values()))[0]
+            raise TrainingDiverged(
+                f'the training loss is {loss} at iteration {runner.iter + 1}'
+                f' (epoch {runner.epoch + 1}): the run diverged, and stops. '
+                f'Lower the learning rate (now {lr:g}) or look for broken '
+                f'labels; the checkpoints of earlier epochs in '
+                f'{runner.work_dir} are kept')
 
 
 def run_fingerprint(cfg: Config) -> str:

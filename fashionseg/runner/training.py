@@ -2,8 +2,10 @@
 the logic behind ``tools/train.py``: the device, precision and
 data-loading set-up, the run record and the run itself (the config is
 loaded by :mod:`fashionseg.runner.run_config`, shared with testing)."""
+import difflib
 import json
 import logging
+import math
 import os.path as osp
 from typing import List, Optional, Sequence
 
@@ -12,17 +14,18 @@ from mmengine.config import Config
 from mmengine.dist import get_rank
 from mmengine.logging import print_log
 from mmengine.runner import Runner
+from mmseg.registry import OPTIMIZERS
 
 from fashionseg.checkpoints.loading import is_exported_weights
 from fashionseg.checkpoints.pretrained import (disable_pretrained,
                                                ensure_pretrained_weights,
                                                pretrained_sources)
-from fashionseg.config_checks import check_dataset_folders
-from fashionseg.errors import DataError, UsageError
+from fashionseg.config_checks import check_dataset_folders, is_whole_number
+from fashionseg.errors import DataError, HarnessError, UsageError
 from fashionseg.runner.run_config import (add_custom_hooks, build_runner,
                                           configure_cpu_ddp,
                                           init_cpu_distributed, launcher_rank,
-                                          load_run_config)
+                                          load_run_config, one_line)
 from fashionseg.runner.run_state import (RUN_RECORD, best_checkpoint,
                                          check_work_dir, export_model,
                                          prepare_auto_resume,
@@ -110,15 +113,12 @@ def configure_training(config: str, work_dir: Optional[str] = None,
     inputs = data_roots(cfg)
     check_work_dir(cfg.work_dir, config, inputs, dvclive_dir)
     check_training_length(cfg)
+    check_optimizer_values(cfg)
     if export_best:
         # Before the training, not after it.
         check_result_file(export_best, 'tools/train.py', '--export-best',
                           is_exported_weights,
                           inputs=[config, *filter(None, inputs)])
-    batch_size = cfg.train_dataloader.get('batch_size')
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise UsageError('train_dataloader.batch_size must be a whole number '
-                         f'of at least 1, not {batch_size!r}')
     cfg.resume = resume
     if seed is not None:
         cfg.randomness = dict(cfg.get('randomness') or {}, seed=seed)
@@ -157,11 +157,13 @@ def configure_training(config: str, work_dir: Optional[str] = None,
     cfg.fresh_run_fingerprint = None if (auto_resume or resume) \
         else fingerprint
     # In every run (after the fingerprints, which earlier revisions took
-    # without it): a run may resume with foreach-adam or channels-last
-    # turned on or off since its checkpoint.
-    layout_hook = dict(type='OptimizerStateLayoutHook')
-    if layout_hook not in cfg.custom_hooks:
-        add_custom_hooks(cfg, layout_hook)
+    # without them; neither changes what a run learns): a run may resume
+    # with foreach-adam or channels-last turned on or off since its
+    # checkpoint, and a run whose loss is no longer finite stops.
+    for hook in (dict(type='OptimizerStateLayoutHook'),
+                 dict(type='FiniteLossHook')):
+        if hook not in cfg.custom_hooks:
+            add_custom_hooks(cfg, hook)
     # Pin DVCLive's folder to a stable path (the work dir by default) so
     # that `dvc plots` finds the curves; a resumed run continues them.
     for backend in cfg.visualizer.get('vis_backends', []):
@@ -200,15 +202,60 @@ def data_roots(cfg: Config) -> List[str]:
 
 
 def check_training_length(cfg: Config) -> None:
-    """A run that trains: at least one epoch (or iteration)."""
+    """A run that trains: at least one epoch (or iteration), and
+    validates every so many of them."""
     train_cfg = cfg.get('train_cfg') or {}
     for key in ('max_epochs', 'max_iters'):
         value = train_cfg.get(key)
-        if key in train_cfg and (not isinstance(value, int) or
-                                 isinstance(value, bool) or value < 1):
+        if key in train_cfg and (not is_whole_number(value) or value < 1):
             raise UsageError(f'train_cfg.{key} must be a whole number of at '
                              f'least 1, not {value!r}: the run would train '
                              'nothing')
+    interval = train_cfg.get('val_interval', 1)
+    if not is_whole_number(interval) or interval < 1:
+        raise UsageError('train_cfg.val_interval must be a whole number of '
+                         f'at least 1, not {interval!r}')
+
+
+# The optimiser's settings that torch takes as numbers of at least 0.
+OPTIMIZER_NUMBERS = ('lr', 'weight_decay', 'eps', 'momentum')
+
+
+def check_optimizer_values(cfg: Config) -> None:
+    """The optimiser's learning rate, weight decay, epsilon and momentum
+    finite numbers of at least 0: torch refuses others only once training
+    starts, with a traceback, and takes an infinite learning rate."""
+    optimizer = (cfg.get('optim_wrapper') or {}).get('optimizer') or {}
+    for key in OPTIMIZER_NUMBERS:
+        value = optimizer.get(key, 0)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) \
+                or not math.isfinite(value) or value < 0:
+            raise UsageError(f'optim_wrapper.optimizer.{key} must be a '
+                             f'finite number of at least 0, not {value!r}')
+
+
+def build_optimizer(runner: Runner, config: str) -> None:
+    """Build the runner's optimiser now, which mmengine builds only in
+    ``runner.train()``, so that a setting it refuses (an unknown type, an
+    argument the class does not take) stops the run in one line before
+    anything is moved or written; ``train()`` takes it as built."""
+    kind = (runner.optim_wrapper.get('optimizer') or {}).get('type') \
+        if isinstance(runner.optim_wrapper, dict) else None
+    if isinstance(kind, str) and OPTIMIZERS.get(kind) is None:
+        # (MMSegmentation's registry, then mmengine's, which holds
+        # torch's optimisers.)
+        known = [*OPTIMIZERS.module_dict, *OPTIMIZERS.parent.module_dict]
+        hint = difflib.get_close_matches(kind, known, n=1)
+        raise UsageError(
+            f'{config}: optim_wrapper.optimizer.type {kind!r} is no '
+            'optimiser torch or mmengine knows'
+            + (f'; did you mean {hint[0]!r}?' if hint else ''))
+    try:
+        runner.optim_wrapper = runner.build_optim_wrapper(
+            runner.optim_wrapper)
+    except (KeyError, TypeError, ValueError, AssertionError) as error:
+        raise UsageError(f'{config}: optim_wrapper cannot be built '
+                         f'({one_line(error)})') from None
 
 
 def global_batch_size(cfg: Config, world_size: int) -> int:
@@ -277,7 +324,14 @@ def check_batches(runner: Runner, config: str) -> None:
     smaller than one batch per process, whose last, smaller batch the
     loader drops (``drop_last``), would train nothing and save the
     untrained model as the best."""
-    loader = runner.train_dataloader
+    try:
+        loader = runner.train_dataloader
+    except HarnessError:
+        raise
+    except (KeyError, TypeError, ValueError, AssertionError) as error:
+        # A dataset or pipeline setting that its classes refuse.
+        raise UsageError(f'{config}: train_dataloader cannot be built '
+                         f'({one_line(error)})') from None
     if len(loader) == 0:
         raise UsageError(
             f'{config}: the training split holds {len(loader.dataset)} '
@@ -298,6 +352,7 @@ def train(cfg: Config, config: str,
     init_cpu_distributed(cfg)
     runner = build_runner(cfg)
     check_batches(runner, config)
+    build_optimizer(runner, config)
     if cfg.get('fresh_run_fingerprint'):
         # After every check that can still refuse the run: an earlier
         # run's checkpoints are moved aside only for a run that starts.

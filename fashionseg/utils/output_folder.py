@@ -232,6 +232,12 @@ def is_training_benchmark_file(path) -> bool:
                                  'images_per_second_model_only'))
 
 
+def is_environment_file(path) -> bool:
+    """A record of ``tools/collect_env.py``."""
+    return json_with_keys(path, ('platform', 'python', 'device',
+                                 'packages'))
+
+
 def is_crf_benchmark_file(path) -> bool:
     """A record of ``tools/benchmark_crf.py`` (speed or agreement)."""
     return json_with_keys(path, ('image', 'classes', 'params')) or \

@@ -414,6 +414,17 @@ def test_parameters_of_the_wrong_type_are_named_so(value, tmp_path):
         read_best_params(path)
 
 
+def test_a_misspelt_parameter_is_named(tmp_path):
+    """A hand-written parameter file's misspelt key would otherwise be
+    left out unseen (its right spelling is then missing, or twice)."""
+    path = tmp_path / 'params.json'
+    path.write_text(json.dumps({'best': dict(
+        theta_alpha=10, theta_beta=5, w1=3, theta_alfa=4)}))
+    with pytest.raises(CRFInputError, match=f'{path}: "best" holds '
+                       "'theta_alfa', not a parameter of the CRF"):
+        read_best_params(path)
+
+
 def _params_file(folder):
     path = folder / 'params.json'
     path.write_text(json.dumps(

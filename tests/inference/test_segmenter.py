@@ -353,9 +353,16 @@ def test_settings_parse_and_refuse():
     assert folded.fold_bn and not folded.is_reference
     assert InferenceSettings.from_dict(
         dict(folded.as_dict(), name='x', agreement=1.0)) == folded
-    for bad in ('fp8', 'fp32,batch=0', 'fp32,compile=fast', 'fp32,cl',
-                'fp32,decode=gpu'):
-        with pytest.raises(ValueError):
+    for bad, why in (
+            ('fp8', "begins with 'fp8', not a precision"),
+            ('compile=default', "begins with 'compile=default'"),
+            ('fp32,batch=0', "'batch=0' in the inference setting"),
+            ('fp32,compile=fast', "'compile=fast' in"), ('fp32,cl', "'cl'"),
+            ('fp32,decode=gpu', "'decode=gpu'"), ('', 'an empty inference'),
+            ('bf16,,batch=2', 'an empty item'), ('fp32,', 'an empty item'),
+            ('fp32,batch=2,batch=4', 'batch twice'),
+            ('fp32,fold-bn,fold-bn', 'fold-bn twice')):
+        with pytest.raises(ValueError, match=why):
             InferenceSettings.parse(bad)
     on_device = InferenceSettings.parse('fp32,batch=2,decode=device')
     assert on_device.decode == 'device' and not on_device.is_reference

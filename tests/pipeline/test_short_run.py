@@ -49,6 +49,23 @@ def test_the_readmes_short_run(tmp_path):
     for suffix in ('confusion', 'examples'):
         png = (short / f'ccp_{suffix}.png').read_bytes()
         assert png[:8] == b'\x89PNG\r\n\x1a\n'
+    # A rerun replaces its own figures, and never a user's picture.
+    import cv2
+    import numpy as np
+    mine = cv2.imencode('.png', np.zeros((4, 4, 3), np.uint8))[1].tobytes()
+    (short / 'my_examples.png').write_bytes(mine)
+    figures = commands[-1]
+    for out, code in (('work_dirs/short/ccp', 0), ('work_dirs/short/my', 2)):
+        result = subprocess.run(
+            figures.replace('work_dirs/short/ccp', out), shell=True,
+            cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert result.returncode == code, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        'error: --out work_dirs/short/my_confusion.png: '
+        'work_dirs/short/my_examples.png, which tools/figures.py writes '
+        'beside it, exists and is not a file it wrote; choose another name')
+    assert not (short / 'my_confusion.png').exists()
+    assert (short / 'my_examples.png').read_bytes() == mine
 
 
 def test_figures_leave_nothing_behind_when_an_input_is_missing(tmp_path):

@@ -165,6 +165,22 @@ def test_benchmark_records_never_replace_a_users_file_or_an_input(
     assert {p: p.read_bytes() for p in before} == before
 
 
+def test_the_environment_record_replaces_only_its_own(tmp_path):
+    import json
+    notes = tmp_path / 'notes.json'
+    notes.write_text('{"mine": 1}')
+    _one_error_line(_run('collect_env.py', '--out', notes),
+                    f'--out {notes} exists and is not a result '
+                    'tools/collect_env.py wrote')
+    _one_error_line(_run('collect_env.py', '--out', tmp_path),
+                    'is a folder')
+    assert notes.read_text() == '{"mine": 1}'
+    record = tmp_path / 'environment.json'
+    for _ in range(2):  # a rerun replaces its own record
+        assert _run('collect_env.py', '--out', record).returncode == 0
+    assert 'packages' in json.loads(record.read_text())
+
+
 def test_the_training_benchmark_prints_its_record_alone_on_stdout(setup):
     """mmengine's log goes to stderr, so that stdout reads as JSON."""
     import json

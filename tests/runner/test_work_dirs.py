@@ -139,6 +139,77 @@ def test_a_run_that_would_train_nothing_is_refused(data, tmp_path, option):
                            data_root=str(data))
 
 
+@pytest.mark.parametrize('key,value,message', [
+    ('optim_wrapper.optimizer.lr', 'abc', 'optim_wrapper.optimizer.lr must '
+     "be a finite number of at least 0, not 'abc'"),
+    ('optim_wrapper.optimizer.lr', -1, 'optim_wrapper.optimizer.lr must be '
+     'a finite number of at least 0, not -1'),
+    ('optim_wrapper.optimizer.lr', float('inf'), 'not inf'),
+    ('optim_wrapper.optimizer.weight_decay', -0.1, 'weight_decay must be'),
+    ('train_cfg.val_interval', 0, 'train_cfg.val_interval must be a whole '
+     'number of at least 1, not 0'),
+    ('train_dataloader.num_workers', -2, 'train_dataloader.num_workers must '
+     'be a whole number of at least 0, not -2'),
+    ('train_dataloader.batch_size', 0, 'train_dataloader.batch_size must be '
+     'a whole number of at least 1, not 0'),
+])
+def test_a_setting_torch_or_mmengine_would_refuse_is_named_first(
+        data, tmp_path, key, value, message):
+    """Values that torch's optimiser or loader, or mmengine's loop,
+    refuse only once training has started, with a traceback."""
+    with pytest.raises(UsageError, match=message):
+        _configure(data, tmp_path / 'w', cfg_options={key: value})
+
+
+@pytest.mark.parametrize('key,value,message', [
+    ('optim_wrapper.optimizer.type', 'Adamm', "optim_wrapper.optimizer.type "
+     "'Adamm' is no optimiser torch or mmengine knows; did you mean 'Adam'"),
+    ('optim_wrapper.optimizer.betas', 'abc', 'optim_wrapper cannot be built'),
+    ('model.backbone.depth', 7, r'its runner cannot be built \(KeyError: '
+     'invalid depth 7 for resnet\\)'),
+    ('train_dataloader.dataset.pipeline', 5, 'train_dataloader cannot be '
+     r"built \(TypeError: 'int' object is not iterable\)"),
+])
+def test_a_rerun_with_a_setting_its_classes_refuse_moves_nothing(
+        data, tmp_path, key, value, message):
+    """A finished run's work dir, run again with a setting that the
+    optimiser's, the model's or the loader's classes refuse: one line
+    naming it, and the earlier run's checkpoints stay where they were
+    (they were moved aside before mmengine built the optimiser)."""
+    from fashionseg.runner.training import train
+    work = tmp_path / 'work'
+    work.mkdir()
+    (work / 'epoch_1.pth').write_bytes(b'an earlier run')
+    (work / 'last_checkpoint').write_text(str(work / 'epoch_1.pth'))
+    cfg = _configure(data, work, cfg_options={key: value})
+    with pytest.raises(UsageError, match=message):
+        train(cfg, CONFIG)
+    assert (work / 'epoch_1.pth').read_bytes() == b'an earlier run'
+    assert not (work / 'stale-1').exists()
+
+
+@pytest.mark.parametrize('speedups', [[], ['no-host-sync']])
+def test_a_run_whose_loss_is_no_longer_finite_stops(data, tmp_path,
+                                                    speedups):
+    """A learning rate of 1e30 makes the loss NaN within an epoch: the
+    run stops with one line that says where, at an iteration the logger
+    prints (where the loss is on the host already, with no-host-sync
+    too), and exports nothing."""
+    from fashionseg.errors import TrainingDiverged
+    from fashionseg.runner.training import train
+    export = tmp_path / 'model.pth'
+    cfg = _configure(data, tmp_path / 'w', cfg_options={
+        'optim_wrapper.optimizer.lr': 1e30, 'train_cfg.max_epochs': 3,
+        'train_dataloader.dataset.indices': 4,
+        'train_dataloader.batch_size': 2,
+        'default_hooks.logger.interval': 1}, speedups=speedups)
+    with pytest.raises(TrainingDiverged, match=r'the training loss is nan '
+                       r'at iteration \d+ \(epoch 1\): the run diverged, and'
+                       r' stops. Lower the learning rate \(now 1e\+30\)'):
+        train(cfg, CONFIG, export_best=str(export))
+    assert not export.exists()
+
+
 def test_a_checkpoint_that_cannot_be_resumed_is_named_first(data, tmp_path):
     """--resume from what mmengine would resume from: named, with why,
     before the run writes its record or trains (mmengine failed with a
