@@ -18,7 +18,6 @@ from fashionseg.palette import label_palette  # noqa: E402
 from fashionseg.report.body_order import body_order  # noqa: E402
 from fashionseg.utils.atomic_write import atomic_path  # noqa: E402
 
-
 # Written into each figure's PNG metadata, so that a rerun knows the
 # figures it may replace (is_figure_file).
 FIGURE_SOURCE = 'fashionseg tools/figures.py'
