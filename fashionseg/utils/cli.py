@@ -48,6 +48,8 @@ def run_tool(main: Callable[[], Optional[int]],
     (128 + 15) and 130 (128 + 2)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
+    if os.environ.get('DVC_STAGE'):
+        _name_params_in_usage_errors()
     try:
         status = main()
     except Terminated as stop:
@@ -59,13 +61,33 @@ def run_tool(main: Callable[[], Optional[int]],
               'left', file=sys.stderr)
         sys.exit(128 + signal.SIGINT)
     except (HarnessError,) + tuple(also) as error:
-        message = str(error)
+        message = str(error) + _params_note(str(error))
     else:
         sys.exit(status or 0)
     # Printed once the failed call's frames are gone, so that what they
     # held (a progress bar) has finished its line.
     print(f'error: {message}', file=sys.stderr)
     sys.exit(ERROR_EXIT_STATUS)
+
+
+def _params_note(message: str) -> str:
+    if not os.environ.get('DVC_STAGE'):
+        return ''
+    # Only under DVC: the pipeline's modules stay out of other runs.
+    from fashionseg.pipeline.stage_params import params_note
+    return params_note(message)
+
+
+def _name_params_in_usage_errors() -> None:
+    """argparse's errors (``--trials: must be at least 1``) end with the
+    params.yaml key behind the option, in this process (a DVC stage's
+    tool): argparse prints them itself, before :func:`run_tool` sees
+    anything."""
+    error = argparse.ArgumentParser.error
+
+    def with_params_note(parser, message):
+        error(parser, message + _params_note(message))
+    argparse.ArgumentParser.error = with_params_note
 
 
 def emit_json(record: dict, out: Optional[Path] = None,
