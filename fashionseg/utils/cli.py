@@ -12,6 +12,7 @@ from typing import Callable, Optional, Tuple, Type
 
 from fashionseg.errors import ERROR_EXIT_STATUS, HarnessError
 from fashionseg.utils.atomic_write import write_text_atomic
+from fashionseg.utils.dvc_stage import params_note
 
 
 class Terminated(BaseException):
@@ -61,21 +62,13 @@ def run_tool(main: Callable[[], Optional[int]],
               'left', file=sys.stderr)
         sys.exit(128 + signal.SIGINT)
     except (HarnessError,) + tuple(also) as error:
-        message = str(error) + _params_note(str(error))
+        message = str(error) + params_note(str(error))
     else:
         sys.exit(status or 0)
     # Printed once the failed call's frames are gone, so that what they
     # held (a progress bar) has finished its line.
     print(f'error: {message}', file=sys.stderr)
     sys.exit(ERROR_EXIT_STATUS)
-
-
-def _params_note(message: str) -> str:
-    if not os.environ.get('DVC_STAGE'):
-        return ''
-    # Only under DVC: the pipeline's modules stay out of other runs.
-    from fashionseg.pipeline.stage_params import params_note
-    return params_note(message)
 
 
 def _name_params_in_usage_errors() -> None:
@@ -86,7 +79,7 @@ def _name_params_in_usage_errors() -> None:
     error = argparse.ArgumentParser.error
 
     def with_params_note(parser, message):
-        error(parser, message + _params_note(message))
+        error(parser, message + params_note(message))
     argparse.ArgumentParser.error = with_params_note
 
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from conftest import REPO
 
-from fashionseg.pipeline.stage_params import params_key, stage_command
+from fashionseg.utils.dvc_stage import params_key, stage_command
 
 BIN = Path(sys.executable).parent
 
