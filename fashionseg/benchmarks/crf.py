@@ -206,34 +206,33 @@ def agreement(items: Sequence, classes: Sequence[str],
                                    **progress))
     else:
         references = list(tqdm(map(_reference_labels, tasks), **progress))
-    torch_progress = tqdm(total=len(tasks), desc='torch CRF', unit='img',
-                          leave=False)
     rows = []
-    for index, p in enumerate(params):
-        same = total = right_py = right_torch = labelled = changed = 0
-        done = references[index * len(loaded):(index + 1) * len(loaded)]
-        for start in range(0, len(loaded), batch_size):
-            chunk = loaded[start:start + batch_size]
-            fast = dense_crf_batch([c[0] for c in chunk],
-                                   [c[2] for c in chunk], [p] * len(chunk),
-                                   device)
-            torch_progress.update(len(chunk))
-            for (image, label, log_probs), torch_labels, (reference, _) in \
-                    zip(chunk, fast, done[start:start + batch_size]):
-                valid = label != 255
-                # How much the CRF changes the labelling at all: agreement
-                # on pixels it leaves alone says little.
-                changed += int((reference != log_probs.argmax(0)).sum())
-                same += int((reference == torch_labels).sum())
-                total += reference.size
-                right_py += int((reference == label)[valid].sum())
-                right_torch += int((torch_labels == label)[valid].sum())
-                labelled += int(valid.sum())
-        rows.append(dict(p.as_dict(), agreement=same / total,
-                         changed_by_crf=changed / total,
-                         accuracy_pydensecrf=100 * right_py / labelled,
-                         accuracy_torch=100 * right_torch / labelled))
-    torch_progress.close()
+    with tqdm(total=len(tasks), desc='torch CRF', unit='img',
+              leave=False) as torch_progress:
+        for index, p in enumerate(params):
+            same = total = right_py = right_torch = labelled = changed = 0
+            done = references[index * len(loaded):(index + 1) * len(loaded)]
+            for start in range(0, len(loaded), batch_size):
+                chunk = loaded[start:start + batch_size]
+                fast = dense_crf_batch([c[0] for c in chunk],
+                                       [c[2] for c in chunk], [p] * len(chunk),
+                                       device)
+                torch_progress.update(len(chunk))
+                for (_, label, log_probs), torch_labels, (reference, _) in \
+                        zip(chunk, fast, done[start:start + batch_size]):
+                    valid = label != 255
+                    # How much the CRF changes the labelling at all: agreement
+                    # on pixels it leaves alone says little.
+                    changed += int((reference != log_probs.argmax(0)).sum())
+                    same += int((reference == torch_labels).sum())
+                    total += reference.size
+                    right_py += int((reference == label)[valid].sum())
+                    right_torch += int((torch_labels == label)[valid].sum())
+                    labelled += int(valid.sum())
+            rows.append(dict(p.as_dict(), agreement=same / total,
+                             changed_by_crf=changed / total,
+                             accuracy_pydensecrf=100 * right_py / labelled,
+                             accuracy_torch=100 * right_torch / labelled))
     return {
         'images': len(items),
         'device': device,

@@ -3,6 +3,7 @@ MMSegmentation's tools load it, with the command line's overrides, the
 dataset folder and image limit, and CPU (gloo) DDP where there is no GPU."""
 import os
 import os.path as osp
+import traceback
 from typing import Optional, Sequence
 
 import torch
@@ -61,7 +62,7 @@ def build_runner(cfg: Config) -> Runner:
     except HarnessError:
         raise
     except (KeyError, TypeError, ValueError, AssertionError) as error:
-        text = (str(error.args[0]) if error.args else '') or 'no message'
+        text = str(error.args[0]) if error.args else ''
         if isinstance(error, KeyError) and 'is not in the' in text and \
                 'registry' in text:
             # A type no registry holds (a misspelt or unimported class):
@@ -76,9 +77,15 @@ def build_runner(cfg: Config) -> Runner:
 
 def one_line(error: Exception) -> str:
     """An exception's type and the first line of its message (of a
-    registry's, its first sentence)."""
-    text = (str(error.args[0]) if error.args else '') or 'no message'
-    text = text.splitlines()[0]
+    registry's, its first sentence); for one without a message (a bare
+    ``assert``), where it was raised and the line that raised it."""
+    text = str(error.args[0]) if isinstance(error, KeyError) and \
+        error.args else str(error)
+    if not text.strip():
+        frame = traceback.extract_tb(error.__traceback__)[-1]
+        where = frame.filename.split('site-packages' + os.sep)[-1]
+        text = f'at {where}:{frame.lineno}: {frame.line}'
+    text = text.strip().splitlines()[0]
     if 'is not in the' in text and 'registry' in text:
         text = text.split('. ')[0]
     return f'{type(error).__name__}: {text}'

@@ -29,6 +29,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 from mmengine.config import Config
+from mmengine.dist import all_reduce, is_distributed
 from mmengine.hooks import Hook, LoggerHook
 from mmengine.logging import print_log
 from mmengine.runner import EpochBasedTrainLoop, set_random_seed
@@ -108,34 +109,53 @@ class FiniteLossHook(Hook):
     line that says where, rather than training on and saving weights of
     NaN as the best. It reads the loss only where the logger prints it
     (and at the end of each epoch), where it is on the host already, so
-    that it adds no wait for the GPU. Under fp16's loss scaling a
-    non-finite step is skipped by the scaler, not stopped."""
+    that it adds no wait for the GPU. Every process of a distributed run
+    stops together (each logs its own loss; one that stopped alone would
+    leave the others waiting in DDP's gradient all-reduce). Under fp16's
+    loss scaling, whose scaler skips a non-finite step and lowers its
+    scale, the run stops only after :attr:`SCALED_PATIENCE` such checks
+    in a row."""
     priority = 'LOW'
+    SCALED_PATIENCE = 5
 
     def before_train(self, runner) -> None:
         self._logger = next((h for h in runner.hooks
                              if isinstance(h, LoggerHook)), None)
         self._scaled = getattr(runner.optim_wrapper, 'loss_scaler',
                                None) is not None
+        self._in_a_row = 0
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs=None) -> None:
         logger = self._logger
-        if self._scaled or 'train/loss' not in runner.message_hub.log_scalars \
-                or not (logger is None or logger.every_n_inner_iters(
+        if 'train/loss' not in runner.message_hub.log_scalars or not (
+                logger is None or logger.every_n_inner_iters(
                     batch_idx, logger.interval) or self.end_of_epoch(
                         runner.train_dataloader, batch_idx)):
             return
         loss = runner.message_hub.get_scalar('train/loss').current()
-        if not math.isfinite(loss):
-            # (Of the first parameter group: {'lr': [1e-4, ...]}.)
-            lr = next(iter(runner.optim_wrapper.get_lr().values()))[0]
-            raise TrainingDiverged(
-                f'the training loss is {loss} at iteration {runner.iter + 1}'
-                f' (epoch {runner.epoch + 1}): the run diverged, and stops. '
-                f'Lower the learning rate (now {lr:g}) or look for broken '
-                f'labels; the checkpoints of earlier epochs in '
-                f'{runner.work_dir} are kept')
+        here = not math.isfinite(loss)
+        anywhere = here
+        if is_distributed():
+            flag = torch.tensor([float(here)])
+            all_reduce(flag)  # summed over the processes
+            anywhere = bool(flag.item() > 0)
+        self._in_a_row = self._in_a_row + 1 if anywhere else 0
+        if not anywhere or (self._scaled and
+                            self._in_a_row < self.SCALED_PATIENCE):
+            return
+        # (Of the first parameter group: {'lr': [1e-4, ...]}.)
+        lr = next(iter(runner.optim_wrapper.get_lr().values()))[0]
+        scaled = f' for {self._in_a_row} logged iterations in a row ' \
+            '(fp16\'s loss scaling skipped those steps and did not ' \
+            'recover)' if self._scaled else ''
+        raise TrainingDiverged(
+            f'the training loss is '
+            f'{loss if here else "not finite in another process"} at '
+            f'iteration {runner.iter + 1} (epoch {runner.epoch + 1})'
+            f'{scaled}: the run diverged, and stops. Lower the learning '
+            f'rate ({lr:g}) or look for broken labels; the checkpoints of '
+            f'earlier epochs in {runner.work_dir} are kept')
 
 
 def run_fingerprint(cfg: Config) -> str:

@@ -151,6 +151,21 @@ def pinnable_pseudo_collate(data_batch):
     return batch
 
 
+def pin_label_maps(cfg: Config) -> None:
+    """Under ``non-blocking`` (in ``cfg.training_speedups``), the
+    training loader's data samples pinned with its images
+    (:func:`pinnable_pseudo_collate`); a collate function of the user's
+    own is left as it is. Apart from :func:`apply_speedups`: set after
+    the whole config's fingerprint, which runs of earlier revisions
+    stored without it (fashionseg.runner.run_state)."""
+    loader = cfg.get('train_dataloader')
+    if 'non-blocking' not in cfg.get('training_speedups', []) or not loader:
+        return
+    if loader.get('collate_fn', dict(type='pseudo_collate')) == dict(
+            type='pseudo_collate'):
+        loader.collate_fn = dict(type='pinnable_pseudo_collate')
+
+
 def _bare(model):
     return model.module if is_model_wrapper(model) else model
 
@@ -483,12 +498,6 @@ def apply_speedups(cfg: Config, names: Iterable[str],
         preprocessor.type = 'FastSegDataPreProcessor'
         preprocessor.non_blocking = 'non-blocking' in names
         preprocessor.channels_last = 'channels-last' in names
-    if 'non-blocking' in names:
-        loader = cfg.train_dataloader
-        # A collate function of the user's own is left as it is.
-        if loader.get('collate_fn', dict(type='pseudo_collate')) == dict(
-                type='pseudo_collate'):
-            loader.collate_fn = dict(type='pinnable_pseudo_collate')
     if {'channels-last', 'foreach-adam'} & set(names):
         add_custom_hooks(cfg, dict(type='OptimizerStateLayoutHook'))
     if 'channels-last' in names:

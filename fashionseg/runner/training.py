@@ -32,7 +32,7 @@ from fashionseg.runner.run_state import (RUN_RECORD, best_checkpoint,
                                          resume_checkpoint,
                                          resumes_finished_run, run_fingerprint,
                                          start_afresh)
-from fashionseg.runner.speedups import apply_speedups
+from fashionseg.runner.speedups import apply_speedups, pin_label_maps
 from fashionseg.utils.atomic_write import write_text_atomic
 from fashionseg.utils.environment import collect_environment
 from fashionseg.utils.output_folder import check_result_file
@@ -164,6 +164,7 @@ def configure_training(config: str, work_dir: Optional[str] = None,
                  dict(type='FiniteLossHook')):
         if hook not in cfg.custom_hooks:
             add_custom_hooks(cfg, hook)
+    pin_label_maps(cfg)
     # Pin DVCLive's folder to a stable path (the work dir by default) so
     # that `dvc plots` finds the curves; a resumed run continues them.
     for backend in cfg.visualizer.get('vis_backends', []):
@@ -237,8 +238,9 @@ def check_optimizer_values(cfg: Config) -> None:
 def build_optimizer(runner: Runner, config: str) -> None:
     """Build the runner's optimiser now, which mmengine builds only in
     ``runner.train()``, so that a setting it refuses (an unknown type, an
-    argument the class does not take) stops the run in one line before
-    anything is moved or written; ``train()`` takes it as built."""
+    argument the class does not take) stops the run in one line before an
+    earlier run's checkpoints are moved aside and before the run is
+    recorded; ``train()`` takes it as built."""
     kind = (runner.optim_wrapper.get('optimizer') or {}).get('type') \
         if isinstance(runner.optim_wrapper, dict) else None
     if isinstance(kind, str) and OPTIMIZERS.get(kind) is None:

@@ -2,7 +2,7 @@
 error a tool ends with when DVC runs it: a user who set a parameter
 (``dvc exp run -S demo.crf.trials=-1``) reads its key, not only the
 command-line option it became. DVC names the running stage in its
-command's environment (``DVC_STAGE``, ``DVC_ROOT``)."""
+command's environment (``DVC_STAGE``)."""
 import os
 import re
 from pathlib import Path
@@ -12,13 +12,17 @@ from typing import Optional, Tuple
 _NAMES = re.compile(r'--[A-Za-z][\w-]*|[A-Za-z_]\w*(?:\.\w+)+')
 
 
-def stage_command(stage: str, root: Path) -> Optional[str]:
-    """The command template in dvc.yaml of the stage DVC addresses as
-    ``stage`` (``demo-crf-search@ccp-fpn_x101-0``; in another folder's
-    file, ``path/dvc.yaml:name``)."""
+def stage_command(stage: str, folder: Path) -> Optional[str]:
+    """The command template of the stage DVC addresses as ``stage``
+    (``demo-crf-search@ccp-fpn_x101-0``; ``path/dvc.yaml:name`` where
+    the file is not the one in the folder DVC ran in) in the dvc.yaml of
+    ``folder``, where the stage's command runs."""
     import yaml
     path, _, name = stage.rpartition(':')
-    stages = yaml.safe_load((root / (path or 'dvc.yaml')).read_text())
+    # (The address's path is relative to where dvc was run, not to the
+    # stage's folder: only its file name is used.)
+    stages = yaml.safe_load((folder / Path(path or 'dvc.yaml').name)
+                            .read_text())
     definition = (stages.get('stages') or {}).get(name.split('@')[0])
     if not isinstance(definition, dict):
         return None
@@ -32,9 +36,10 @@ def params_key(message: str, command: str) -> Optional[Tuple[str, str]]:
     parameter's key; None where none does (a matrix item's value is no
     parameter)."""
     for name in _NAMES.findall(message):
-        # The whole value a parameter (not a path built from one).
-        found = re.search(re.escape(name) + r'[ =]\$\{([^}]+)\}(?=\s|$)',
-                          command)
+        # The whole name (not the end of a longer one), and the whole
+        # value a parameter (not a path built from one).
+        found = re.search(r'(?<![\w.-])' + re.escape(name) +
+                          r'[ =]\$\{([^}]+)\}(?=\s|$)', command)
         if found and not found.group(1).startswith(('item.', 'key')):
             return name, found.group(1)
     return None
@@ -48,8 +53,8 @@ def params_note(message: str) -> str:
     if not stage:
         return ''
     try:
-        command = stage_command(stage, Path(os.environ.get('DVC_ROOT',
-                                                           '.')))
+        # A stage's command runs in its dvc.yaml's folder.
+        command = stage_command(stage, Path.cwd())
     except Exception:  # noqa: BLE001 (never hides the error it adds to)
         command = None
     found = params_key(message, command) if command else None

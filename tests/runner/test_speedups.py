@@ -17,6 +17,7 @@ from mmengine.structures import PixelData
 from mmseg.models.losses import accuracy
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import fashionseg.mmseg_modules  # noqa: F401 (registers the speed-ups)
@@ -27,7 +28,8 @@ from fashionseg.runner.speedups import (SAME_STEP, SPEEDUPS,
                                         accuracy_without_sync, apply_speedups,
                                         compile_model, losses_without_sync,
                                         match_state_layouts, parse_speedups,
-                                        resizes_in_fp32, restore_built_update)
+                                        pin_label_maps, resizes_in_fp32,
+                                        restore_built_update)
 
 CONFIG = str(REPO / 'mmseg_configs' / 'demo' / 'fpn_x101_ccp.py')
 
@@ -548,10 +550,32 @@ class _HostReads(TorchDispatchMode):
         if (name == '_local_scalar_dense' and not any(
                 args[0] is t for t in self.on_host())
                 or name in self.SIZE_FROM_DATA or boolean_index):
-            frame = next(
-                f for f in reversed(traceback.extract_stack()[:-1])
-                if '/torch/' not in f.filename)  # who asked torch
-            self.reads.append(f'{name} at {frame.filename}:{frame.lineno}')
+            self.reads.append(f'{name} at {_asker()}')
+        return func(*args, **(kwargs or {}))
+
+
+def _asker():
+    """Where the code that asked torch is: the innermost frame outside
+    torch and this file."""
+    frame = next(f for f in reversed(traceback.extract_stack()[:-2])
+                 if '/torch/' not in f.filename and f.filename != __file__)
+    return f'{frame.filename}:{frame.lineno}'
+
+
+class _HostCopies(TorchFunctionMode):
+    """Every copy of a tensor's values to the host by ``tolist``,
+    ``numpy`` or ``cpu``, which dispatches nothing on the CPU but waits
+    for the GPU there. (Not ``to('cpu')``: on the CPU that is also the
+    copy of a batch to the model's device.)"""
+
+    def __init__(self, reads):
+        super().__init__()
+        self.reads = reads
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, '__name__', '')
+        if name in ('tolist', 'numpy', 'cpu'):
+            self.reads.append(f'{name} at {_asker()}')
         return func(*args, **(kwargs or {}))
 
 
@@ -573,9 +597,12 @@ class _WatchIterations(Hook):
         self.mode = _HostReads(lambda: [
             state['step'] for state in optimizer.state.values()
             if 'step' in state])
+        self.copies = _HostCopies(self.mode.reads)
         self.mode.__enter__()
+        self.copies.__enter__()
 
     def stop(self, runner, batch_idx, data_batch=None, outputs=None):
+        self.copies.__exit__(None, None, None)
         self.mode.__exit__(None, None, None)
         self.reads[runner.iter] = self.mode.reads
 
@@ -606,8 +633,10 @@ def test_no_host_sync_training_iterations_read_nothing_back(tmp_path):
     """A whole training iteration of the runner (data preprocessing,
     forward, loss, backward, Adam, every hook, logging iterations
     included) with the speed-ups params.yaml trains with, in bf16 too,
-    hands no tensor's value to the host; without them, MMSegmentation's
-    accuracy and mmengine's logging do at every iteration."""
+    hands no tensor's value to the host but where the logger prints (every
+    second iteration here): there, one copy of all the values logged
+    since. Without them, MMSegmentation's accuracy and mmengine's
+    logging read values at every iteration."""
     from raw_formats import BUNDLED_CCP
 
     from custom_datasets.convert import convert_release
@@ -619,7 +648,11 @@ def test_no_host_sync_training_iterations_read_nothing_back(tmp_path):
     for amp in (False, True):
         reads = _host_reads_per_iteration(data, tmp_path / f'fast{amp}',
                                           list(SAME_STEP), amp=amp)
-        assert len(reads) == 4 and not any(reads.values()), reads
+        assert len(reads) == 4 and not reads[0] and not reads[2], reads
+        for logged in (1, 3):
+            assert len(reads[logged]) == 1, reads
+            assert reads[logged][0].startswith('tolist at ') and \
+                'speedups.py' in reads[logged][0], reads
 
 
 def test_non_blocking_loaders_pin_the_label_maps_with_the_images(tmp_path):
@@ -664,4 +697,5 @@ def test_non_blocking_loaders_pin_the_label_maps_with_the_images(tmp_path):
     cfg = Config.fromfile(CONFIG)
     cfg.train_dataloader.collate_fn = dict(type='default_collate')
     apply_speedups(cfg, ['non-blocking'])
+    pin_label_maps(cfg)
     assert cfg.train_dataloader.collate_fn == dict(type='default_collate')

@@ -24,8 +24,10 @@ BIN = Path(sys.executable).parent
      ('optim_wrapper.optimizer.lr', 'demo.train.lr')),
     ('train@cfpd-fpn_x101-0', "unknown training speed-up 'x' (--speedups; "
      'train.speedups in params.yaml)', ('--speedups', 'train.speedups')),
-    # A path built from a parameter, or a matrix item's value: no key.
+    # A path built from a parameter, a matrix item's value, or the end
+    # of a longer name: no key.
     ('environment', '--out results/environment.json exists', None),
+    ('demo-train@ccp-fpn_x101-0', "unknown key 'optimizer.lr'", None),
     ('demo-crf-search@ccp-fpn_x101-0', '--data x is not converted', None),
 ])
 def test_the_key_behind_an_option_of_the_pipelines_stages(stage, message,
