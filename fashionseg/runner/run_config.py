@@ -1,6 +1,7 @@
 """The run config that training and testing share: a config loaded as
 MMSegmentation's tools load it, with the command line's overrides, the
 dataset folder and image limit, and CPU (gloo) DDP where there is no GPU."""
+import contextlib
 import os
 import os.path as osp
 import traceback
@@ -57,38 +58,62 @@ def build_runner(cfg: Config) -> Runner:
     would otherwise autotune after an earlier one did."""
     torch.backends.cudnn.benchmark = bool(
         cfg.get('env_cfg', {}).get('cudnn_benchmark', False))
+    with refused_settings(f'config {cfg.filename}: its runner cannot be '
+                          'built'):
+        try:
+            return Runner.from_cfg(cfg)
+        except KeyError as error:
+            missing = registry_miss(error)
+            if missing:
+                # A type no registry holds (a misspelt or unimported
+                # class): the registry's own first sentence, as one line.
+                raise UsageError(f'config {cfg.filename}: {missing}'
+                                 ) from None
+            raise
+
+
+# What mmengine's and MMSegmentation's builders raise for a setting that
+# the class they build refuses.
+BUILD_ERRORS = (KeyError, TypeError, ValueError, AssertionError)
+
+
+@contextlib.contextmanager
+def refused_settings(what: str):
+    """A builder's error in the block (:data:`BUILD_ERRORS`, a setting its
+    class refuses: a backbone depth of 7, a pipeline that is not a list)
+    as one :class:`UsageError`, ``WHAT (TYPE: first line)``; the harness's
+    own errors pass as they are."""
     try:
-        return Runner.from_cfg(cfg)
+        yield
     except HarnessError:
         raise
-    except (KeyError, TypeError, ValueError, AssertionError) as error:
-        text = str(error.args[0]) if error.args else ''
-        if isinstance(error, KeyError) and 'is not in the' in text and \
-                'registry' in text:
-            # A type no registry holds (a misspelt or unimported class):
-            # the registry's own first sentence, as one line.
-            raise UsageError(f'config {cfg.filename}: '
-                             f'{text.split(". ")[0]}') from None
-        # A value that the model's or the hooks' classes refuse (a
-        # backbone depth of 7).
-        raise UsageError(f'config {cfg.filename}: its runner cannot be '
-                         f'built ({one_line(error)})') from None
+    except BUILD_ERRORS as error:
+        raise UsageError(f'{what} ({one_line(error)})') from None
+
+
+def registry_miss(error: Exception) -> Optional[str]:
+    """The first sentence of a registry's error for a type it does not
+    hold (``NoSuchHead is not in the mmseg::model registry``); None for
+    any other error."""
+    text = str(error.args[0]) if isinstance(error, KeyError) and \
+        error.args else ''
+    if 'is not in the' in text and 'registry' in text:
+        return text.split('. ')[0]
+    return None
 
 
 def one_line(error: Exception) -> str:
     """An exception's type and the first line of its message (of a
     registry's, its first sentence); for one without a message (a bare
     ``assert``), where it was raised and the line that raised it."""
-    text = str(error.args[0]) if isinstance(error, KeyError) and \
-        error.args else str(error)
+    text = registry_miss(error) or (
+        str(error.args[0]) if isinstance(error, KeyError) and error.args
+        else str(error))
     if not text.strip():
         frame = traceback.extract_tb(error.__traceback__)[-1]
         where = frame.filename.split('site-packages' + os.sep)[-1]
         text = f'at {where}:{frame.lineno}: {frame.line}'
-    text = text.strip().splitlines()[0]
-    if 'is not in the' in text and 'registry' in text:
-        text = text.split('. ')[0]
-    return f'{type(error).__name__}: {text}'
+    return f'{type(error).__name__}: {text.strip().splitlines()[0]}'
 
 
 def add_custom_hooks(cfg: Config, *hooks: dict) -> None:

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from mmengine.config import Config
 from mmengine.dist import all_reduce, is_distributed
-from mmengine.hooks import Hook, LoggerHook
+from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.runner import EpochBasedTrainLoop, set_random_seed
 from mmseg.registry import HOOKS
@@ -40,6 +40,7 @@ from fashionseg.checkpoints.loading import (check_archive,
                                             pickled_records)
 from fashionseg.checkpoints.saving import PARTIAL_SUFFIX
 from fashionseg.errors import DataError, TrainingDiverged, UsageError
+from fashionseg.runner.speedups import logged_iteration, logger_hook
 from fashionseg.utils.atomic_write import atomic_write
 from fashionseg.utils.output_folder import (json_with_keys, refuse_foreign,
                                             refuse_under_a_file,
@@ -119,19 +120,16 @@ class FiniteLossHook(Hook):
     SCALED_PATIENCE = 5
 
     def before_train(self, runner) -> None:
-        self._logger = next((h for h in runner.hooks
-                             if isinstance(h, LoggerHook)), None)
+        self._logger = logger_hook(runner)
         self._scaled = getattr(runner.optim_wrapper, 'loss_scaler',
                                None) is not None
         self._in_a_row = 0
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs=None) -> None:
-        logger = self._logger
-        if 'train/loss' not in runner.message_hub.log_scalars or not (
-                logger is None or logger.every_n_inner_iters(
-                    batch_idx, logger.interval) or self.end_of_epoch(
-                        runner.train_dataloader, batch_idx)):
+        # Where DeferredRuntimeInfoHook has handed the values over.
+        if 'train/loss' not in runner.message_hub.log_scalars or not \
+                logged_iteration(self, runner, batch_idx, self._logger):
             return
         loss = runner.message_hub.get_scalar('train/loss').current()
         here = not math.isfinite(loss)
@@ -167,8 +165,8 @@ def run_fingerprint(cfg: Config) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def move_aside(work_dir: Path, whose: str = 'another run (another config, '
-               'seed or parameters)', keep: Sequence[Path] = ()) -> None:
+def move_aside(work_dir: Path, whose: str,
+               keep: Sequence[Path] = ()) -> None:
     """Move the checkpoints (``*.pth``, ``last_checkpoint``) of a run
     that is not this one, and its ``run_record.json``, into a new
     ``WORK_DIR/stale-N/``, and say so; they are the user's to keep or
@@ -262,15 +260,29 @@ def prepare_auto_resume(cfg: Config, is_main_process: bool = True,
             cfg.resume, cfg.load_from = True, str(newest)
             print_log(f'resuming from {newest}', logger='current')
     if is_main_process:
-        # What an interrupted save of SafeCheckpointHook left half-written.
-        for partial in work_dir.glob(f'.*{PARTIAL_SUFFIX}'):
-            partial.unlink()
-        if not same_run and work_dir.is_dir():
-            load_from = cfg.get('load_from')
-            move_aside(work_dir, keep=[Path(load_from)] if load_from else [])
-        work_dir.mkdir(parents=True, exist_ok=True)
-        stored.write_text(fingerprint + '\n')
+        _take_work_dir(cfg, fingerprint, None if same_run else
+                       'another run (another config, seed or parameters)')
     return cfg.resume
+
+
+def _take_work_dir(cfg: Config, fingerprint: str,
+                   earlier_run: Optional[str]) -> None:
+    """The work dir made ready for a run (by its main process): what an
+    interrupted save of SafeCheckpointHook left half-written removed; the
+    checkpoints of ``earlier_run`` (as the warning describes it; None:
+    this run's own, kept) moved aside (:func:`move_aside`) but for the
+    one the run starts from (``load_from``), which stays where the runner
+    reads it; and the run's fingerprint stored for a later
+    ``--auto-resume``."""
+    work_dir = Path(cfg.work_dir)
+    for partial in work_dir.glob(f'.*{PARTIAL_SUFFIX}'):
+        partial.unlink()
+    if earlier_run is not None and work_dir.is_dir():
+        load_from = cfg.get('load_from')
+        move_aside(work_dir, earlier_run,
+                   keep=[Path(load_from)] if load_from else [])
+    work_dir.mkdir(parents=True, exist_ok=True)
+    (work_dir / FINGERPRINT_FILE).write_text(fingerprint + '\n')
 
 
 # What DVCLive writes in its folder (and removes there when a run starts
@@ -335,20 +347,9 @@ def start_afresh(cfg: Config, fingerprint: str,
     its work dir (this very run's too, started again) are moved aside
     (:func:`move_aside`) rather than overwritten one by one, and the
     run's fingerprint is stored for a later ``--auto-resume``."""
-    if not is_main_process:
-        return
-    work_dir = Path(cfg.work_dir)
-    if work_dir.is_dir():
-        for partial in work_dir.glob(f'.*{PARTIAL_SUFFIX}'):
-            partial.unlink()
-        # The checkpoint the run starts from (load_from) stays where the
-        # runner will read it.
-        load_from = cfg.get('load_from')
-        move_aside(work_dir, 'an earlier run (this one starts afresh: '
-                   'neither --resume nor --auto-resume)',
-                   keep=[Path(load_from)] if load_from else [])
-    work_dir.mkdir(parents=True, exist_ok=True)
-    (work_dir / FINGERPRINT_FILE).write_text(fingerprint + '\n')
+    if is_main_process:
+        _take_work_dir(cfg, fingerprint, 'an earlier run (this one starts '
+                       'afresh: neither --resume nor --auto-resume)')
 
 
 # What a checkpoint a run resumes from holds besides the weights (a

@@ -354,6 +354,22 @@ def losses_without_sync(model) -> int:
     return len(heads)
 
 
+def logger_hook(runner) -> Optional[LoggerHook]:
+    """The runner's ``LoggerHook``, if it has one."""
+    return next((h for h in runner.hooks if isinstance(h, LoggerHook)),
+                None)
+
+
+def logged_iteration(hook: Hook, runner, batch_idx: int,
+                     logger: Optional[LoggerHook]) -> bool:
+    """Whether ``logger`` reads this training iteration's values: every
+    ``interval`` iterations and at the end of each epoch (every iteration
+    where there is no logger)."""
+    return logger is None or logger.every_n_inner_iters(
+        batch_idx, logger.interval) or hook.end_of_epoch(
+            runner.train_dataloader, batch_idx)
+
+
 @HOOKS.register_module()
 class DeferredRuntimeInfoHook(RuntimeInfoHook):
     """mmengine's ``RuntimeInfoHook``, but the losses and accuracy each
@@ -368,8 +384,7 @@ class DeferredRuntimeInfoHook(RuntimeInfoHook):
     def before_train(self, runner) -> None:
         super().before_train(runner)
         self._pending = []
-        self._logger = next((h for h in runner.hooks
-                             if isinstance(h, LoggerHook)), None)
+        self._logger = logger_hook(runner)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs: Optional[dict] = None) -> None:
@@ -378,10 +393,7 @@ class DeferredRuntimeInfoHook(RuntimeInfoHook):
             self._pending.extend(
                 (key, value.detach() if torch.is_tensor(value) else value)
                 for key, value in outputs.items())
-        logger = self._logger
-        if logger is None or logger.every_n_inner_iters(
-                batch_idx, logger.interval) or self.end_of_epoch(
-                    runner.train_dataloader, batch_idx):
+        if logged_iteration(self, runner, batch_idx, self._logger):
             self.flush(runner)
 
     def flush(self, runner) -> None:

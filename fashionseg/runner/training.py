@@ -21,11 +21,11 @@ from fashionseg.checkpoints.pretrained import (disable_pretrained,
                                                ensure_pretrained_weights,
                                                pretrained_sources)
 from fashionseg.config_checks import check_dataset_folders, is_whole_number
-from fashionseg.errors import DataError, HarnessError, UsageError
+from fashionseg.errors import DataError, UsageError
 from fashionseg.runner.run_config import (add_custom_hooks, build_runner,
                                           configure_cpu_ddp,
                                           init_cpu_distributed, launcher_rank,
-                                          load_run_config, one_line)
+                                          load_run_config, refused_settings)
 from fashionseg.runner.run_state import (RUN_RECORD, best_checkpoint,
                                          check_work_dir, export_model,
                                          prepare_auto_resume,
@@ -252,12 +252,9 @@ def build_optimizer(runner: Runner, config: str) -> None:
             f'{config}: optim_wrapper.optimizer.type {kind!r} is no '
             'optimiser torch or mmengine knows'
             + (f'; did you mean {hint[0]!r}?' if hint else ''))
-    try:
+    with refused_settings(f'{config}: optim_wrapper cannot be built'):
         runner.optim_wrapper = runner.build_optim_wrapper(
             runner.optim_wrapper)
-    except (KeyError, TypeError, ValueError, AssertionError) as error:
-        raise UsageError(f'{config}: optim_wrapper cannot be built '
-                         f'({one_line(error)})') from None
 
 
 def global_batch_size(cfg: Config, world_size: int) -> int:
@@ -326,14 +323,9 @@ def check_batches(runner: Runner, config: str) -> None:
     smaller than one batch per process, whose last, smaller batch the
     loader drops (``drop_last``), would train nothing and save the
     untrained model as the best."""
-    try:
+    # (A dataset or pipeline setting that its classes refuse.)
+    with refused_settings(f'{config}: train_dataloader cannot be built'):
         loader = runner.train_dataloader
-    except HarnessError:
-        raise
-    except (KeyError, TypeError, ValueError, AssertionError) as error:
-        # A dataset or pipeline setting that its classes refuse.
-        raise UsageError(f'{config}: train_dataloader cannot be built '
-                         f'({one_line(error)})') from None
     if len(loader) == 0:
         raise UsageError(
             f'{config}: the training split holds {len(loader.dataset)} '
